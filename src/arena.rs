@@ -1,0 +1,195 @@
+//! Append-only arrays that grow without moving: the storage under every per-node array.
+//!
+//! Element `i` of an [`Arena`] lives in bucket `b = log2(i / FIRST + 1)`; bucket `b` holds
+//! `FIRST << b` elements, so 23 buckets cover the whole `u32` node space and the directory never
+//! has to be reallocated. A bucket, once published, is never freed or moved before the arena is
+//! dropped, so a reader can keep a reference into it while another thread grows the arena. This is
+//! what lets inserts grow the index while searches run, with no stop-the-world copy.
+//!
+//! Buckets are allocated zeroed (`alloc_zeroed`, which the allocator serves from fresh, lazily
+//! committed pages for large sizes), so the unused tail of the newest bucket costs address space
+//! but no resident memory.
+
+use std::alloc::{alloc_zeroed, dealloc, Layout};
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicU8, Ordering};
+
+/// log2 of the first bucket's element count.
+const FIRST_BITS: u32 = 10;
+/// Enough buckets for every `u32` index: `FIRST * (2^23 - 1) > 2^32`.
+const NUM_BUCKETS: usize = 23;
+/// Buckets are aligned for 512-bit loads and to cache lines.
+const ALIGN: usize = 64;
+
+/// Types whose all-zero bit pattern is a valid, initialised value.
+///
+/// # Safety
+/// Implementors must be valid when every byte is zero, and must not need `Drop`.
+pub(crate) unsafe trait ZeroValid: Sized {}
+// SAFETY: the atomic integer types have the same representation as their integer, for which zero is valid.
+unsafe impl ZeroValid for AtomicU8 {}
+// SAFETY: as above.
+unsafe impl ZeroValid for AtomicU32 {}
+// SAFETY: as above.
+unsafe impl ZeroValid for AtomicU64 {}
+// SAFETY: a plain integer; zero is a valid value.
+unsafe impl ZeroValid for u8 {}
+
+/// Bucket index and offset of element `i`.
+#[inline(always)]
+fn locate(i: usize) -> (usize, usize) {
+    let x = i + (1usize << FIRST_BITS);
+    let b = (usize::BITS - 1 - x.leading_zeros() - FIRST_BITS) as usize;
+    (b, x - (1usize << (b as u32 + FIRST_BITS)))
+}
+
+#[inline(always)]
+fn bucket_len(b: usize) -> usize {
+    1usize << (b as u32 + FIRST_BITS)
+}
+
+/// A growable array of `width`-element rows of `T`, zero-initialised, that never moves a row.
+pub(crate) struct Arena<T: ZeroValid> {
+    width: usize,
+    dir: [AtomicPtr<T>; NUM_BUCKETS],
+}
+
+// SAFETY: the arena owns its buckets; shared access hands out `&T` (for the atomic types, safe to
+// share) or raw pointers whose use is governed by the callers' own `unsafe` contracts.
+unsafe impl<T: ZeroValid + Send> Send for Arena<T> {}
+// SAFETY: see `Send`; buckets are published with release/acquire on the directory.
+unsafe impl<T: ZeroValid + Sync> Sync for Arena<T> {}
+
+impl<T: ZeroValid> Arena<T> {
+    /// An empty arena of rows of `width` elements. Allocates nothing.
+    pub(crate) fn new(width: usize) -> Self {
+        Self {
+            width: width.max(1),
+            dir: std::array::from_fn(|_| AtomicPtr::new(std::ptr::null_mut())),
+        }
+    }
+
+    fn layout(&self, b: usize) -> Option<Layout> {
+        let elems = bucket_len(b).checked_mul(self.width)?;
+        let bytes = elems.checked_mul(std::mem::size_of::<T>())?;
+        Layout::from_size_align(bytes.max(1), ALIGN.max(std::mem::align_of::<T>())).ok()
+    }
+
+    /// Makes sure row `i` is backed by memory. Returns `false` if the allocation failed.
+    pub(crate) fn ensure(&self, i: usize) -> bool {
+        let (b, _) = locate(i);
+        if b >= NUM_BUCKETS {
+            return false;
+        }
+        if !self.dir[b].load(Ordering::Acquire).is_null() {
+            return true;
+        }
+        let Some(layout) = self.layout(b) else {
+            return false;
+        };
+        // SAFETY: the layout has non-zero size.
+        let p = unsafe { alloc_zeroed(layout) }.cast::<T>();
+        if p.is_null() {
+            return false;
+        }
+        if self.dir[b]
+            .compare_exchange(std::ptr::null_mut(), p, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            // Another thread published this bucket first; ours was never shared.
+            // SAFETY: `p` was allocated just above with this layout.
+            unsafe { dealloc(p.cast(), layout) };
+        }
+        true
+    }
+
+    /// Pointer to the first element of row `i`.
+    ///
+    /// Row `i` must have been [`ensure`](Self::ensure)d (by any thread, with a happens-before
+    /// edge to this call); otherwise this returns a dangling pointer in release builds.
+    #[inline(always)]
+    pub(crate) fn row_ptr(&self, i: usize) -> NonNull<T> {
+        let (b, off) = locate(i);
+        let base = self.dir[b].load(Ordering::Acquire);
+        debug_assert!(!base.is_null(), "row {i} not ensured");
+        // SAFETY: `off * width` is inside bucket `b` by construction of `locate`; the caller
+        // guarantees the bucket is allocated (checked in debug builds).
+        unsafe { NonNull::new_unchecked(base.add(off * self.width)) }
+    }
+
+    /// Width of a row.
+    #[inline(always)]
+    pub(crate) fn width(&self) -> usize {
+        self.width
+    }
+}
+
+impl<T: ZeroValid + Sync> Arena<T> {
+    /// Row `i` as a shared slice. Only for interior-mutable `T` (the atomics).
+    #[inline(always)]
+    pub(crate) fn row(&self, i: usize) -> &[T] {
+        let p = self.row_ptr(i);
+        // SAFETY: the row lies in a live bucket (caller ensured it) that is neither freed nor
+        // moved before `self` drops; `T` is zero-valid, so the row is initialised; it is only
+        // mutated through `T`'s own interior mutability (atomics).
+        unsafe { std::slice::from_raw_parts(p.as_ptr(), self.width) }
+    }
+}
+
+impl<T: ZeroValid> Drop for Arena<T> {
+    fn drop(&mut self) {
+        for b in 0..NUM_BUCKETS {
+            let p = *self.dir[b].get_mut();
+            if !p.is_null() {
+                if let Some(layout) = self.layout(b) {
+                    // SAFETY: allocated in `ensure` with exactly this layout and not freed since.
+                    unsafe { dealloc(p.cast(), layout) };
+                }
+            }
+        }
+    }
+}
+
+/// Resident bytes an arena of `rows` used rows would need (for memory reports).
+pub(crate) fn used_bytes<T>(rows: usize, width: usize) -> usize {
+    rows * width * std::mem::size_of::<T>()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locate_is_dense_and_ordered() {
+        let mut prev = (0usize, 0usize);
+        for i in 0..100_000usize {
+            let (b, off) = locate(i);
+            assert!(off < bucket_len(b));
+            if i > 0 {
+                assert!(
+                    (b == prev.0 && off == prev.1 + 1) || (b == prev.0 + 1 && off == 0),
+                    "i={i}"
+                );
+            }
+            prev = (b, off);
+        }
+        assert!(locate(u32::MAX as usize).0 < NUM_BUCKETS);
+    }
+
+    #[test]
+    fn rows_keep_their_address_when_growing() {
+        let a: Arena<AtomicU32> = Arena::new(3);
+        assert!(a.ensure(0));
+        a.row(0)[2].store(7, Ordering::Relaxed);
+        let p = a.row_ptr(0);
+        for i in 0..5000 {
+            assert!(a.ensure(i));
+            a.row(i)[0].store(i as u32, Ordering::Relaxed);
+        }
+        assert_eq!(p, a.row_ptr(0));
+        assert_eq!(a.row(0)[2].load(Ordering::Relaxed), 7);
+        for i in 0..5000 {
+            assert_eq!(a.row(i)[0].load(Ordering::Relaxed), i as u32);
+        }
+    }
+}
