@@ -1,0 +1,2 @@
+//! `hnsw-batch` command-line tool.
+fn main() {}
