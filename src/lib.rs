@@ -5,6 +5,7 @@ mod arena;
 pub mod distance;
 mod error;
 pub mod io;
+pub mod metadata;
 
 pub use distance::Metric;
 pub use error::{IndexError, Result};
