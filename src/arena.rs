@@ -63,10 +63,7 @@ unsafe impl<T: ZeroValid + Sync> Sync for Arena<T> {}
 impl<T: ZeroValid> Arena<T> {
     /// An empty arena of rows of `width` elements. Allocates nothing.
     pub(crate) fn new(width: usize) -> Self {
-        Self {
-            width: width.max(1),
-            dir: std::array::from_fn(|_| AtomicPtr::new(std::ptr::null_mut())),
-        }
+        Self { width: width.max(1), dir: std::array::from_fn(|_| AtomicPtr::new(std::ptr::null_mut())) }
     }
 
     fn layout(&self, b: usize) -> Option<Layout> {
@@ -75,12 +72,16 @@ impl<T: ZeroValid> Arena<T> {
         Layout::from_size_align(bytes.max(1), ALIGN.max(std::mem::align_of::<T>())).ok()
     }
 
-    /// Makes sure row `i` is backed by memory. Returns `false` if the allocation failed.
+    /// Makes sure rows `0..=i` are backed by memory. Returns `false` if an allocation failed.
     pub(crate) fn ensure(&self, i: usize) -> bool {
-        let (b, _) = locate(i);
-        if b >= NUM_BUCKETS {
+        let (last, _) = locate(i);
+        if last >= NUM_BUCKETS {
             return false;
         }
+        (0..=last).all(|b| self.ensure_bucket(b))
+    }
+
+    fn ensure_bucket(&self, b: usize) -> bool {
         if !self.dir[b].load(Ordering::Acquire).is_null() {
             return true;
         }
@@ -92,9 +93,7 @@ impl<T: ZeroValid> Arena<T> {
         if p.is_null() {
             return false;
         }
-        if self.dir[b]
-            .compare_exchange(std::ptr::null_mut(), p, Ordering::AcqRel, Ordering::Acquire)
-            .is_err()
+        if self.dir[b].compare_exchange(std::ptr::null_mut(), p, Ordering::AcqRel, Ordering::Acquire).is_err()
         {
             // Another thread published this bucket first; ours was never shared.
             // SAFETY: `p` was allocated just above with this layout.
@@ -150,11 +149,6 @@ impl<T: ZeroValid> Drop for Arena<T> {
     }
 }
 
-/// Resident bytes an arena of `rows` used rows would need (for memory reports).
-pub(crate) fn used_bytes<T>(rows: usize, width: usize) -> usize {
-    rows * width * std::mem::size_of::<T>()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -166,10 +160,7 @@ mod tests {
             let (b, off) = locate(i);
             assert!(off < bucket_len(b));
             if i > 0 {
-                assert!(
-                    (b == prev.0 && off == prev.1 + 1) || (b == prev.0 + 1 && off == 0),
-                    "i={i}"
-                );
+                assert!((b == prev.0 && off == prev.1 + 1) || (b == prev.0 + 1 && off == 0), "i={i}");
             }
             prev = (b, off);
         }

@@ -2,10 +2,19 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod arena;
+mod config;
 pub mod distance;
 mod error;
+mod idmap;
+mod index;
+mod integrity;
 pub mod io;
 pub mod metadata;
+mod scratch;
+mod store;
 
+pub use config::{IndexConfig, Storage, MAX_DIM, MAX_EF, MAX_M};
 pub use distance::Metric;
 pub use error::{IndexError, Result};
+pub use index::{Index, Neighbour};
+pub use integrity::{IntegrityError, IntegrityStats};

@@ -5,11 +5,11 @@
 //! The index never calls a kernel through this module per call: it copies the chosen function
 //! pointers at construction.
 
+#[cfg(target_arch = "aarch64")]
+mod aarch64;
 pub mod scalar;
 #[cfg(target_arch = "x86_64")]
 mod x86_64;
-#[cfg(target_arch = "aarch64")]
-mod aarch64;
 
 use std::sync::OnceLock;
 

@@ -1,0 +1,688 @@
+//! The HNSW index: insert, search, delete, get.
+
+use crate::config::{check_search_params, IndexConfig, Storage};
+use crate::distance::{kernels, Kernels, Metric};
+use crate::error::{IndexError, Result};
+use crate::idmap::{IdMap, RESERVED};
+use crate::scratch::{with_scratch, Cand, Scratch};
+use crate::store::{NodeStore, MAX_LEVEL};
+use parking_lot::Mutex;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use std::borrow::Cow;
+use std::cmp::Reverse;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+/// One search result.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Neighbour {
+    /// The user id of the vector.
+    pub id: u64,
+    /// Its distance to the query under the index metric (smaller is closer).
+    pub distance: f32,
+}
+
+const EMPTY: u64 = u64::MAX;
+
+#[inline]
+fn pack(node: u32, level: usize) -> u64 {
+    ((level as u64) << 32) | node as u64
+}
+
+#[inline]
+fn unpack(e: u64) -> (u32, usize) {
+    (e as u32, (e >> 32) as usize)
+}
+
+/// Which kernel a distance call runs: storage and metric resolved once at construction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum DistKind {
+    L2F32,
+    DotF32,
+    L2U8,
+    DotU8,
+}
+
+/// An HNSW index over `u64`-keyed vectors.
+///
+/// All methods take `&self`: the index is `Send + Sync`, and any number of threads may insert,
+/// delete and search at once. A vector becomes visible to searches only once it is fully linked.
+///
+/// ```
+/// use hnsw_batch::{Index, IndexConfig, Metric};
+/// let index = Index::new(IndexConfig::new(2, Metric::L2))?;
+/// index.insert(1, &[0.0, 0.0])?;
+/// index.insert(2, &[1.0, 1.0])?;
+/// index.insert(3, &[5.0, 5.0])?;
+/// let hits = index.search(&[0.9, 0.8], 2, 16)?;
+/// assert_eq!(hits[0].id, 2);
+/// assert_eq!(hits[1].id, 1);
+/// # Ok::<(), hnsw_batch::IndexError>(())
+/// ```
+pub struct Index {
+    pub(crate) cfg: IndexConfig,
+    ml: f64,
+    kind: DistKind,
+    k: Kernels,
+    pub(crate) store: NodeStore,
+    pub(crate) ids: IdMap,
+    /// `pack(node, level)` of the entry point, or `EMPTY`.
+    entry: AtomicU64,
+    entry_lock: Mutex<()>,
+    rng: Mutex<StdRng>,
+    /// Published, undeleted vectors.
+    live: AtomicUsize,
+    /// Live plus reserved by inserts in progress: what `max_elements` bounds.
+    claimed: AtomicUsize,
+}
+
+impl std::fmt::Debug for Index {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Index").field("config", &self.cfg).field("len", &self.len()).finish()
+    }
+}
+
+impl Index {
+    /// Creates an empty index after validating `config`.
+    pub fn new(config: IndexConfig) -> Result<Self> {
+        Self::with_kernels(config, kernels())
+    }
+
+    /// Like [`Index::new`] with an explicit kernel set (for benchmarks comparing kernels).
+    pub fn with_kernels(config: IndexConfig, k: Kernels) -> Result<Self> {
+        config.validate()?;
+        let kind = match (config.storage, config.metric) {
+            (Storage::F32, Metric::L2) => DistKind::L2F32,
+            (Storage::F32, _) => DistKind::DotF32,
+            (Storage::U8, Metric::L2) => DistKind::L2U8,
+            (Storage::U8, _) => DistKind::DotU8,
+        };
+        Ok(Self {
+            ml: config.level_multiplier(),
+            kind,
+            k,
+            store: NodeStore::new(config.dim, config.storage.element_size(), config.m, config.m0),
+            ids: IdMap::new(),
+            entry: AtomicU64::new(EMPTY),
+            entry_lock: Mutex::new(()),
+            rng: Mutex::new(StdRng::seed_from_u64(config.seed)),
+            live: AtomicUsize::new(0),
+            claimed: AtomicUsize::new(0),
+            cfg: config,
+        })
+    }
+
+    /// The index parameters.
+    pub fn config(&self) -> &IndexConfig {
+        &self.cfg
+    }
+
+    /// Vector dimension.
+    pub fn dim(&self) -> usize {
+        self.cfg.dim
+    }
+
+    /// Number of live (searchable, undeleted) vectors.
+    pub fn len(&self) -> usize {
+        self.live.load(Ordering::Acquire)
+    }
+
+    /// Whether the index holds no live vector.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether `id` is present and searchable.
+    pub fn contains(&self, id: u64) -> bool {
+        self.ids.get(id).is_some_and(|n| self.store.is_live(n))
+    }
+
+    /// The stored vector of `id` (normalised under [`Metric::Cosine`]).
+    pub fn get(&self, id: u64) -> Option<Vec<f32>> {
+        let n = self.ids.get(id)?;
+        if !self.store.is_live(n) {
+            return None;
+        }
+        let mut out = Vec::with_capacity(self.cfg.dim);
+        self.decode_into(n, &mut out);
+        Some(out)
+    }
+
+    /// Every live id, in no particular order.
+    pub fn ids(&self) -> Vec<u64> {
+        self.ids.entries().into_iter().filter(|&(_, n)| self.store.is_live(n)).map(|(id, _)| id).collect()
+    }
+
+    /// Approximate bytes held by the index (vectors, links, per-node fields and the id map).
+    pub fn memory_bytes(&self) -> usize {
+        self.store.memory_bytes() + self.ids.heap_bytes()
+    }
+
+    /// Number of node slots ever allocated (live, deleted or in flight).
+    pub fn allocated_nodes(&self) -> usize {
+        self.store.allocated() as usize
+    }
+
+    // ----- validation and encoding -------------------------------------------------------------
+
+    /// Checks a vector against the index: dimension, finiteness, storage range, cosine norm.
+    pub(crate) fn validate_vector(&self, v: &[f32]) -> Result<()> {
+        if v.len() != self.cfg.dim {
+            return Err(IndexError::DimensionMismatch { expected: self.cfg.dim, actual: v.len() });
+        }
+        if let Some((component, &value)) = v.iter().enumerate().find(|(_, x)| !x.is_finite()) {
+            return Err(IndexError::NonFiniteValue { component, value });
+        }
+        if self.cfg.storage == Storage::U8 {
+            if let Some((component, &value)) =
+                v.iter().enumerate().find(|(_, &x)| !(0.0..=255.0).contains(&x) || x.fract() != 0.0)
+            {
+                return Err(IndexError::UnrepresentableValue { component, value, storage: "u8" });
+            }
+        }
+        if self.cfg.metric == Metric::Cosine && norm(v) == 0.0 {
+            return Err(IndexError::ZeroVector);
+        }
+        Ok(())
+    }
+
+    /// Checks a query: dimension and finiteness (any finite value is fine for `u8` storage).
+    fn validate_query(&self, q: &[f32]) -> Result<()> {
+        if q.len() != self.cfg.dim {
+            return Err(IndexError::DimensionMismatch { expected: self.cfg.dim, actual: q.len() });
+        }
+        if let Some((component, &value)) = q.iter().enumerate().find(|(_, x)| !x.is_finite()) {
+            return Err(IndexError::NonFiniteValue { component, value });
+        }
+        if self.cfg.metric == Metric::Cosine && norm(q) == 0.0 {
+            return Err(IndexError::ZeroVector);
+        }
+        Ok(())
+    }
+
+    /// The form of a (validated) vector that distances are computed from.
+    pub(crate) fn query_form<'a>(&self, v: &'a [f32]) -> Cow<'a, [f32]> {
+        if self.cfg.metric == Metric::Cosine {
+            let inv = 1.0 / norm(v);
+            Cow::Owned(v.iter().map(|x| x * inv).collect())
+        } else {
+            Cow::Borrowed(v)
+        }
+    }
+
+    /// Encodes a query-form vector into stored bytes.
+    pub(crate) fn encode(&self, q: &[f32], out: &mut Vec<u8>) {
+        out.clear();
+        match self.cfg.storage {
+            Storage::F32 => out.extend_from_slice(bytemuck::cast_slice(q)),
+            Storage::U8 => out.extend(q.iter().map(|&x| x as u8)),
+        }
+    }
+
+    pub(crate) fn decode_into(&self, n: u32, out: &mut Vec<f32>) {
+        out.clear();
+        match self.cfg.storage {
+            Storage::F32 => out.extend_from_slice(self.store.vector_f32(n)),
+            Storage::U8 => out.extend(self.store.vector_bytes(n).iter().map(|&b| b as f32)),
+        }
+    }
+
+    // ----- distances ---------------------------------------------------------------------------
+
+    #[inline(always)]
+    pub(crate) fn dist(&self, q: &[f32], n: u32) -> f32 {
+        match self.kind {
+            DistKind::L2F32 => (self.k.l2_f32)(q, self.store.vector_f32(n)),
+            DistKind::DotF32 => 1.0 - (self.k.dot_f32)(q, self.store.vector_f32(n)),
+            DistKind::L2U8 => (self.k.l2_u8)(q, self.store.vector_bytes(n)),
+            DistKind::DotU8 => 1.0 - (self.k.dot_u8)(q, self.store.vector_bytes(n)),
+        }
+    }
+
+    /// Node `n` as a query: borrowed for `f32` storage, decoded into `buf` otherwise.
+    #[inline]
+    fn node_query<'a>(&'a self, n: u32, buf: &'a mut Vec<f32>) -> &'a [f32] {
+        match self.cfg.storage {
+            Storage::F32 => self.store.vector_f32(n),
+            Storage::U8 => {
+                self.decode_into(n, buf);
+                buf
+            }
+        }
+    }
+
+    // ----- levels and capacity -----------------------------------------------------------------
+
+    pub(crate) fn draw_levels(&self, out: &mut Vec<usize>, count: usize) {
+        let mut rng = self.rng.lock();
+        out.extend((0..count).map(|_| {
+            let u: f64 = rng.random();
+            let l = (-(1.0 - u).ln() * self.ml).floor();
+            (l as usize).min(MAX_LEVEL)
+        }));
+    }
+
+    /// Claims room for `count` more live vectors under `max_elements`.
+    pub(crate) fn claim(&self, count: usize) -> Result<()> {
+        let limit = self.cfg.max_elements.unwrap_or(u32::MAX as usize - 1);
+        let mut cur = self.claimed.load(Ordering::Relaxed);
+        loop {
+            let next = cur.checked_add(count).filter(|&n| n <= limit);
+            let Some(next) = next else {
+                return Err(IndexError::CapacityExceeded { limit: limit as u64 });
+            };
+            match self.claimed.compare_exchange_weak(cur, next, Ordering::AcqRel, Ordering::Relaxed) {
+                Ok(_) => return Ok(()),
+                Err(a) => cur = a,
+            }
+        }
+    }
+
+    pub(crate) fn unclaim(&self, count: usize) {
+        self.claimed.fetch_sub(count, Ordering::AcqRel);
+    }
+
+    /// Node slots for `count` vectors, or `CapacityExceeded` when the `u32` node space is used up.
+    pub(crate) fn alloc_nodes(&self, count: usize) -> Result<u32> {
+        u32::try_from(count)
+            .ok()
+            .and_then(|c| self.store.alloc(c))
+            .ok_or(IndexError::CapacityExceeded { limit: u32::MAX as u64 - 1 })
+    }
+
+    // ----- insert ------------------------------------------------------------------------------
+
+    /// Inserts one vector under `id`.
+    ///
+    /// Errors: [`IndexError::DimensionMismatch`], [`IndexError::NonFiniteValue`],
+    /// [`IndexError::ZeroVector`] (cosine), [`IndexError::UnrepresentableValue`] (`u8` storage),
+    /// [`IndexError::DuplicateId`], [`IndexError::CapacityExceeded`]. On error the index is unchanged.
+    pub fn insert(&self, id: u64, vector: &[f32]) -> Result<()> {
+        self.validate_vector(vector)?;
+        let q = self.query_form(vector);
+        if !self.ids.reserve(id) {
+            return Err(IndexError::DuplicateId { id });
+        }
+        let node = match self.claim(1).and_then(|_| match self.alloc_nodes(1) {
+            Ok(n) => Ok(n),
+            Err(e) => {
+                self.unclaim(1);
+                Err(e)
+            }
+        }) {
+            Ok(n) => n,
+            Err(e) => {
+                self.ids.remove_if(id, RESERVED);
+                return Err(e);
+            }
+        };
+        let mut levels = Vec::with_capacity(1);
+        self.draw_levels(&mut levels, 1);
+        with_scratch(|s| self.insert_prepared(node, id, &q, levels[0], s));
+        Ok(())
+    }
+
+    /// Writes, links and publishes a node whose id is reserved, capacity claimed and number allocated.
+    pub(crate) fn insert_prepared(&self, node: u32, id: u64, q: &[f32], level: usize, s: &mut Scratch) {
+        let mut bytes = std::mem::take(&mut s.bytes);
+        self.encode(q, &mut bytes);
+        let ok = self.store.init_node(node, id, level, &bytes);
+        s.bytes = bytes;
+        if !ok {
+            // Out of memory for the upper-link block: the node stays an unlinked hole.
+            self.ids.remove_if(id, RESERVED);
+            self.unclaim(1);
+            return;
+        }
+        self.link(node, q, level, s);
+        self.store.mark_ready(node);
+        self.ids.set(id, node);
+        self.live.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Finds neighbours for `node` on every level, writes its lists, then adds back-links.
+    fn link(&self, node: u32, q: &[f32], level: usize, s: &mut Scratch) {
+        let ep = loop {
+            let e = self.entry.load(Ordering::Acquire);
+            if e != EMPTY {
+                break e;
+            }
+            let _g = self.entry_lock.lock();
+            if self.entry.load(Ordering::Acquire) == EMPTY {
+                self.entry.store(pack(node, level), Ordering::Release);
+                return;
+            }
+        };
+        let (ep_node, top) = unpack(ep);
+        let mut cur = Cand { d: self.dist(q, ep_node), n: ep_node };
+        for l in (level + 1..=top).rev() {
+            cur = self.greedy(q, cur, l, s);
+        }
+        let top_link = level.min(top);
+        let mut chosen: Vec<Vec<u32>> = vec![Vec::new(); top_link + 1];
+        let mut seeds = std::mem::take(&mut s.seeds);
+        seeds.clear();
+        seeds.push(cur);
+        let ef = self.cfg.ef_construction;
+        for l in (0..=top_link).rev() {
+            self.seed_search(s, &seeds, ef, |_| true);
+            self.search_layer(q, l, ef, s, |_| true);
+            s.sorted.clear();
+            s.sorted.extend(s.results.drain());
+            s.sorted.sort_unstable();
+            chosen[l] = self.select(&s.sorted, self.cfg.m, &mut s.decoded);
+            seeds.clear();
+            seeds.extend_from_slice(&s.sorted);
+        }
+        s.seeds = seeds;
+        {
+            let _g = self.store.lock(node);
+            for (l, c) in chosen.iter().enumerate() {
+                self.store.write_links(node, l, c);
+            }
+        }
+        for &nb in &chosen[0] {
+            self.store.inc_indeg(nb);
+        }
+        for (l, c) in chosen.iter().enumerate() {
+            for &nb in c {
+                self.add_link(nb, node, l, s);
+            }
+        }
+        if self.store.indeg(node) == 0 {
+            self.force_in_link(node, &chosen[0]);
+        }
+        if level > top {
+            let _g = self.entry_lock.lock();
+            let (_, cur_top) = unpack(self.entry.load(Ordering::Acquire));
+            if level > cur_top {
+                self.entry.store(pack(node, level), Ordering::Release);
+            }
+        }
+    }
+
+    /// Adds `new` to `nb`'s list on `level`, pruning with the heuristic when the list is full.
+    ///
+    /// On level 0 a pruned node whose last in-link this was is kept instead of the kept node
+    /// with the most other in-links: without it, vectors that are never anyone's close
+    /// neighbour (small norms under inner product, outliers) end up unreachable.
+    fn add_link(&self, nb: u32, new: u32, level: usize, s: &mut Scratch) {
+        let _g = self.store.lock(nb);
+        if self.store.try_push_link(nb, level, new) {
+            if level == 0 {
+                self.store.inc_indeg(new);
+            }
+            return;
+        }
+        self.store.read_links(nb, level, &mut s.ids);
+        s.ids.push(new);
+        let mut buf = std::mem::take(&mut s.decoded2);
+        let nq = self.node_query(nb, &mut buf);
+        s.sorted.clear();
+        for &x in &s.ids {
+            s.sorted.push(Cand { d: self.dist(nq, x), n: x });
+        }
+        s.decoded2 = buf;
+        s.sorted.sort_unstable();
+        let mut keep = self.select(&s.sorted, self.store.cap(level), &mut s.decoded);
+        if level == 0 {
+            self.guard_orphans(&mut keep, &s.ids, new);
+        }
+        self.store.write_links(nb, level, &keep);
+    }
+
+    /// Gives `node`, which every neighbour pruned away, one level-0 in-link: it replaces the
+    /// best-connected entry in the list of its nearest neighbour that has one to spare.
+    fn force_in_link(&self, node: u32, nbrs: &[u32]) {
+        for &nb in nbrs {
+            let _g = self.store.lock(nb);
+            let mut list = Vec::new();
+            self.store.read_links(nb, 0, &mut list);
+            let victim = (0..list.len()).max_by_key(|&i| self.store.indeg(list[i]));
+            if let Some(i) = victim.filter(|&i| self.store.indeg(list[i]) > 1) {
+                self.store.dec_indeg(list[i]);
+                list[i] = node;
+                self.store.inc_indeg(node);
+                self.store.write_links(nb, 0, &list);
+                return;
+            }
+        }
+    }
+
+    /// Updates level-0 in-degrees for a pruned list `keep` chosen from `old` (whose last item is
+    /// the `new` link), swapping back any node that would lose its last in-link.
+    fn guard_orphans(&self, keep: &mut Vec<u32>, old: &[u32], new: u32) {
+        let cap = self.store.cap(0);
+        if keep.contains(&new) {
+            self.store.inc_indeg(new);
+        }
+        for &x in &old[..old.len() - 1] {
+            if keep.contains(&x) || self.store.dec_indeg(x) > 0 {
+                continue;
+            }
+            // `x` would be orphaned: give it a slot back.
+            self.store.inc_indeg(x);
+            if keep.len() < cap {
+                keep.push(x);
+                continue;
+            }
+            let victim =
+                (0..keep.len()).filter(|&i| keep[i] != new).max_by_key(|&i| self.store.indeg(keep[i]));
+            match victim {
+                Some(i) if self.store.indeg(keep[i]) > 1 => {
+                    self.store.dec_indeg(keep[i]);
+                    keep[i] = x;
+                }
+                // Every kept node depends on this link too: keep the heuristic's choice.
+                _ => {
+                    self.store.dec_indeg(x);
+                }
+            }
+        }
+    }
+
+    /// Neighbour-selection heuristic (HNSW paper, algorithm 4, without candidate extension):
+    /// walk candidates nearest first and keep one only if it is closer to the base than to every
+    /// neighbour kept so far, so links spread in different directions.
+    fn select(&self, sorted: &[Cand], m: usize, buf: &mut Vec<f32>) -> Vec<u32> {
+        if sorted.len() <= m {
+            return sorted.iter().map(|c| c.n).collect();
+        }
+        let mut kept: Vec<u32> = Vec::with_capacity(m);
+        for c in sorted {
+            if kept.len() >= m {
+                break;
+            }
+            let cq = self.node_query(c.n, buf);
+            if kept.iter().all(|&r| self.dist(cq, r) >= c.d) {
+                kept.push(c.n);
+            }
+        }
+        kept
+    }
+
+    // ----- search ------------------------------------------------------------------------------
+
+    /// Greedy walk on one upper level towards the query.
+    fn greedy(&self, q: &[f32], mut cur: Cand, level: usize, s: &mut Scratch) -> Cand {
+        loop {
+            let mut moved = false;
+            self.store.read_links(cur.n, level, &mut s.ids);
+            for &nb in &s.ids {
+                let d = self.dist(q, nb);
+                if d < cur.d {
+                    cur = Cand { d, n: nb };
+                    moved = true;
+                }
+            }
+            if !moved {
+                return cur;
+            }
+        }
+    }
+
+    /// Starts a layer search from `seeds` (distances already known).
+    fn seed_search(&self, s: &mut Scratch, seeds: &[Cand], ef: usize, accept: impl Fn(u32) -> bool) {
+        s.visited.reset(self.store.allocated() as usize);
+        s.cands.clear();
+        s.results.clear();
+        for &c in seeds {
+            if s.visited.insert(c.n) {
+                s.cands.push(Reverse(c));
+                if accept(c.n) {
+                    s.results.push(c);
+                    if s.results.len() > ef {
+                        s.results.pop();
+                    }
+                }
+            }
+        }
+    }
+
+    /// Beam search on one level: `s.results` ends with the `ef` nearest accepted nodes found.
+    /// Rejected nodes are still walked through, only kept out of the results.
+    #[inline]
+    fn search_layer(
+        &self,
+        q: &[f32],
+        level: usize,
+        ef: usize,
+        s: &mut Scratch,
+        accept: impl Fn(u32) -> bool,
+    ) {
+        let mut worst = if s.results.len() >= ef {
+            s.results.peek().map_or(f32::INFINITY, |c| c.d)
+        } else {
+            f32::INFINITY
+        };
+        while let Some(Reverse(c)) = s.cands.pop() {
+            if c.d > worst {
+                break;
+            }
+            let links = self.store.links(c.n, level);
+            let cnt = (links[0].load(Ordering::Acquire) as usize).min(links.len() - 1);
+            s.ids.clear();
+            for slot in &links[1..=cnt] {
+                let nb = slot.load(Ordering::Acquire);
+                if s.visited.insert(nb) {
+                    s.ids.push(nb);
+                }
+            }
+            for j in 0..s.ids.len() {
+                if let Some(&next) = s.ids.get(j + 1) {
+                    self.store.prefetch_vector(next);
+                }
+                let nb = s.ids[j];
+                let d = self.dist(q, nb);
+                if d < worst || s.results.len() < ef {
+                    s.cands.push(Reverse(Cand { d, n: nb }));
+                    if accept(nb) {
+                        s.results.push(Cand { d, n: nb });
+                        if s.results.len() > ef {
+                            s.results.pop();
+                        }
+                        if s.results.len() >= ef {
+                            worst = s.results.peek().map_or(f32::INFINITY, |c| c.d);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The `k` nearest live vectors to `query`, nearest first (ties by id), with beam width `ef`.
+    ///
+    /// Errors: `k == 0` or `ef < k` ([`IndexError::InvalidParameter`]), a wrong dimension, a
+    /// non-finite component, a zero query under cosine.
+    pub fn search(&self, query: &[f32], k: usize, ef: usize) -> Result<Vec<Neighbour>> {
+        self.search_filtered(query, k, ef, |_| true)
+    }
+
+    /// Like [`search`](Self::search), keeping only ids for which `filter` returns `true`.
+    ///
+    /// The graph walk passes through filtered-out vectors, so results stay accurate for filters
+    /// that keep a sizeable fraction of the index; for very selective filters use
+    /// [`search_exact`](Self::search_exact) over the candidate ids.
+    pub fn search_filtered(
+        &self,
+        query: &[f32],
+        k: usize,
+        ef: usize,
+        filter: impl Fn(u64) -> bool,
+    ) -> Result<Vec<Neighbour>> {
+        check_search_params(k, ef)?;
+        self.validate_query(query)?;
+        let q = self.query_form(query);
+        let e = self.entry.load(Ordering::Acquire);
+        if e == EMPTY {
+            return Ok(Vec::new());
+        }
+        Ok(with_scratch(|s| {
+            let (ep, top) = unpack(e);
+            let mut cur = Cand { d: self.dist(&q, ep), n: ep };
+            for l in (1..=top).rev() {
+                cur = self.greedy(&q, cur, l, s);
+            }
+            let accept = |n: u32| self.store.is_live(n) && filter(self.store.id(n));
+            self.seed_search(s, &[cur], ef, accept);
+            self.search_layer(&q, 0, ef, s, accept);
+            self.finish(s, k)
+        }))
+    }
+
+    fn finish(&self, s: &mut Scratch, k: usize) -> Vec<Neighbour> {
+        let mut out: Vec<Neighbour> =
+            s.results.drain().map(|c| Neighbour { id: self.store.id(c.n), distance: c.d }).collect();
+        out.sort_unstable_by(|a, b| a.distance.total_cmp(&b.distance).then(a.id.cmp(&b.id)));
+        out.truncate(k);
+        out
+    }
+
+    /// Exact k-NN by a full scan of the live vectors that pass `filter` (ties by id).
+    pub fn search_exact(
+        &self,
+        query: &[f32],
+        k: usize,
+        filter: impl Fn(u64) -> bool,
+    ) -> Result<Vec<Neighbour>> {
+        check_search_params(k, k)?;
+        self.validate_query(query)?;
+        let q = self.query_form(query);
+        let mut all: Vec<Neighbour> = (0..self.store.allocated())
+            .filter(|&n| self.store.is_live(n) && filter(self.store.id(n)))
+            .map(|n| Neighbour { id: self.store.id(n), distance: self.dist(&q, n) })
+            .collect();
+        all.sort_unstable_by(|a, b| a.distance.total_cmp(&b.distance).then(a.id.cmp(&b.id)));
+        all.truncate(k);
+        Ok(all)
+    }
+
+    /// Searches many queries in parallel on the current rayon pool (run inside
+    /// `ThreadPool::install` to cap the threads). Results are in query order.
+    pub fn search_batch(&self, queries: &[Vec<f32>], k: usize, ef: usize) -> Result<Vec<Vec<Neighbour>>> {
+        use rayon::prelude::*;
+        check_search_params(k, ef)?;
+        queries.par_iter().map(|q| self.search(q, k, ef)).collect()
+    }
+
+    // ----- delete ------------------------------------------------------------------------------
+
+    /// Removes `id` from results (a tombstone: the node keeps routing searches).
+    pub fn delete(&self, id: u64) -> Result<()> {
+        let n = self.ids.remove(id).ok_or(IndexError::NotFound { id })?;
+        self.store.mark_deleted(n);
+        self.live.fetch_sub(1, Ordering::AcqRel);
+        self.unclaim(1);
+        Ok(())
+    }
+
+    /// Entry point `(node, level)`, if any.
+    pub(crate) fn entry_point(&self) -> Option<(u32, usize)> {
+        let e = self.entry.load(Ordering::Acquire);
+        (e != EMPTY).then(|| unpack(e))
+    }
+}
+
+fn norm(v: &[f32]) -> f32 {
+    crate::distance::scalar::dot_f32(v, v).sqrt()
+}
