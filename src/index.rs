@@ -166,22 +166,22 @@ impl Index {
     // ----- validation and encoding -------------------------------------------------------------
 
     /// Checks a vector against the index: dimension, finiteness, storage range, cosine norm.
-    pub(crate) fn validate_vector(&self, v: &[f32]) -> Result<()> {
+    pub(crate) fn validate_vector(&self, v: &[f32]) -> std::result::Result<(), VectorError> {
         if v.len() != self.cfg.dim {
-            return Err(IndexError::DimensionMismatch { expected: self.cfg.dim, actual: v.len() });
+            return Err(VectorError::Dimension { expected: self.cfg.dim, actual: v.len() });
         }
         if let Some((component, &value)) = v.iter().enumerate().find(|(_, x)| !x.is_finite()) {
-            return Err(IndexError::NonFiniteValue { component, value });
+            return Err(VectorError::NonFinite { component, value });
         }
         if self.cfg.storage == Storage::U8 {
             if let Some((component, &value)) =
                 v.iter().enumerate().find(|(_, &x)| !(0.0..=255.0).contains(&x) || x.fract() != 0.0)
             {
-                return Err(IndexError::UnrepresentableValue { component, value, storage: "u8" });
+                return Err(VectorError::Unrepresentable { component, value });
             }
         }
         if self.cfg.metric == Metric::Cosine && norm(v) == 0.0 {
-            return Err(IndexError::ZeroVector);
+            return Err(VectorError::ZeroNorm);
         }
         Ok(())
     }
@@ -262,6 +262,28 @@ impl Index {
         }));
     }
 
+    /// The `max_elements` bound in force (the `u32` node space when none is configured).
+    pub(crate) fn capacity_limit(&self) -> usize {
+        self.cfg.max_elements.unwrap_or(u32::MAX as usize - 1)
+    }
+
+    /// Claims room for up to `count` more live vectors; with `exact`, all of them or none.
+    /// Returns how many were claimed.
+    pub(crate) fn claim_up_to(&self, count: usize, exact: bool) -> usize {
+        let limit = self.capacity_limit();
+        let mut cur = self.claimed.load(Ordering::Relaxed);
+        loop {
+            let room = limit.saturating_sub(cur).min(count);
+            if room == 0 || (exact && room < count) {
+                return 0;
+            }
+            match self.claimed.compare_exchange_weak(cur, cur + room, Ordering::AcqRel, Ordering::Relaxed) {
+                Ok(_) => return room,
+                Err(a) => cur = a,
+            }
+        }
+    }
+
     /// Claims room for `count` more live vectors under `max_elements`.
     pub(crate) fn claim(&self, count: usize) -> Result<()> {
         let limit = self.cfg.max_elements.unwrap_or(u32::MAX as usize - 1);
@@ -298,7 +320,7 @@ impl Index {
     /// [`IndexError::ZeroVector`] (cosine), [`IndexError::UnrepresentableValue`] (`u8` storage),
     /// [`IndexError::DuplicateId`], [`IndexError::CapacityExceeded`]. On error the index is unchanged.
     pub fn insert(&self, id: u64, vector: &[f32]) -> Result<()> {
-        self.validate_vector(vector)?;
+        self.validate_vector(vector).map_err(IndexError::from)?;
         let q = self.query_form(vector);
         if !self.ids.reserve(id) {
             return Err(IndexError::DuplicateId { id });
@@ -318,12 +340,23 @@ impl Index {
         };
         let mut levels = Vec::with_capacity(1);
         self.draw_levels(&mut levels, 1);
-        with_scratch(|s| self.insert_prepared(node, id, &q, levels[0], s));
-        Ok(())
+        if with_scratch(|s| self.insert_prepared(node, id, &q, levels[0], s)) {
+            Ok(())
+        } else {
+            Err(IndexError::CapacityExceeded { limit: self.allocated_nodes() as u64 })
+        }
     }
 
     /// Writes, links and publishes a node whose id is reserved, capacity claimed and number allocated.
-    pub(crate) fn insert_prepared(&self, node: u32, id: u64, q: &[f32], level: usize, s: &mut Scratch) {
+    /// Returns `false` (and gives back the id and the claim) if memory for the node ran out.
+    pub(crate) fn insert_prepared(
+        &self,
+        node: u32,
+        id: u64,
+        q: &[f32],
+        level: usize,
+        s: &mut Scratch,
+    ) -> bool {
         let mut bytes = std::mem::take(&mut s.bytes);
         self.encode(q, &mut bytes);
         let ok = self.store.init_node(node, id, level, &bytes);
@@ -332,12 +365,13 @@ impl Index {
             // Out of memory for the upper-link block: the node stays an unlinked hole.
             self.ids.remove_if(id, RESERVED);
             self.unclaim(1);
-            return;
+            return false;
         }
         self.link(node, q, level, s);
         self.store.mark_ready(node);
         self.ids.set(id, node);
         self.live.fetch_add(1, Ordering::AcqRel);
+        true
     }
 
     /// Finds neighbours for `node` on every level, writes its lists, then adds back-links.
@@ -680,6 +714,28 @@ impl Index {
     pub(crate) fn entry_point(&self) -> Option<(u32, usize)> {
         let e = self.entry.load(Ordering::Acquire);
         (e != EMPTY).then(|| unpack(e))
+    }
+}
+
+/// A vector rejected by validation; converts into [`IndexError`] and into batch errors.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum VectorError {
+    Dimension { expected: usize, actual: usize },
+    NonFinite { component: usize, value: f32 },
+    Unrepresentable { component: usize, value: f32 },
+    ZeroNorm,
+}
+
+impl From<VectorError> for IndexError {
+    fn from(e: VectorError) -> Self {
+        match e {
+            VectorError::Dimension { expected, actual } => IndexError::DimensionMismatch { expected, actual },
+            VectorError::NonFinite { component, value } => IndexError::NonFiniteValue { component, value },
+            VectorError::Unrepresentable { component, value } => {
+                IndexError::UnrepresentableValue { component, value, storage: "u8" }
+            }
+            VectorError::ZeroNorm => IndexError::ZeroVector,
+        }
     }
 }
 
