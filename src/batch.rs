@@ -429,8 +429,15 @@ impl Index {
                 })
             })
             .collect();
+        // Only valid items claim an id: an item rejected for its vector is never inserted, so a
+        // later valid item with the same id is not a duplicate.
+        failures.sort_by_key(|f| f.index);
+        let invalid: Vec<usize> = failures.iter().map(|f| f.index).collect();
         let mut first: HashMap<u64, usize> = HashMap::with_capacity(items.len());
         for (i, (id, _)) in items.iter().enumerate() {
+            if invalid.binary_search(&i).is_ok() {
+                continue;
+            }
             if let Some(&j) = first.get(id) {
                 failures.push(BatchFailure {
                     index: i,
@@ -483,7 +490,8 @@ impl Index {
         if room < reserved.len() {
             let limit = self.capacity_limit() as u64;
             if mode == BatchMode::AllOrNothing {
-                let i = reserved[room];
+                // The first item that does not fit is the one to blame.
+                let i = reserved[self.capacity_room().min(reserved.len() - 1)];
                 self.release_ids(items, &reserved);
                 return Err(BatchError::CapacityExceeded { index: i, id: items[i].0, limit });
             }

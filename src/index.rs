@@ -267,6 +267,11 @@ impl Index {
         self.cfg.max_elements.unwrap_or(u32::MAX as usize - 1)
     }
 
+    /// How many more vectors fit under `max_elements` right now.
+    pub(crate) fn capacity_room(&self) -> usize {
+        self.capacity_limit().saturating_sub(self.claimed.load(Ordering::Acquire))
+    }
+
     /// Claims room for up to `count` more live vectors; with `exact`, all of them or none.
     /// Returns how many were claimed.
     pub(crate) fn claim_up_to(&self, count: usize, exact: bool) -> usize {
