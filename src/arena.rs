@@ -115,12 +115,6 @@ impl<T: ZeroValid> Arena<T> {
         // guarantees the bucket is allocated (checked in debug builds).
         unsafe { NonNull::new_unchecked(base.add(off * self.width)) }
     }
-
-    /// Width of a row.
-    #[inline(always)]
-    pub(crate) fn width(&self) -> usize {
-        self.width
-    }
 }
 
 impl<T: ZeroValid + Sync> Arena<T> {

@@ -77,6 +77,14 @@ impl IdMap {
         self.shards[shard_of(id)].write().insert(id, node);
     }
 
+    /// Maps `id` to `node`, returning the published node it replaced.
+    pub(crate) fn replace(&self, id: u64, node: u32) -> Option<u32> {
+        match self.shards[shard_of(id)].write().insert(id, node) {
+            Some(n) if n != RESERVED => Some(n),
+            _ => None,
+        }
+    }
+
     /// Removes `id`, returning its node if it was published.
     pub(crate) fn remove(&self, id: u64) -> Option<u32> {
         match self.shards[shard_of(id)].write().remove(&id) {
@@ -94,10 +102,6 @@ impl IdMap {
         } else {
             false
         }
-    }
-
-    pub(crate) fn len_including_reserved(&self) -> usize {
-        self.shards.iter().map(|s| s.read().len()).sum()
     }
 
     /// Heap bytes held by the map (approximate: buckets of hashbrown with one control byte each).

@@ -362,21 +362,55 @@ impl Index {
         level: usize,
         s: &mut Scratch,
     ) -> bool {
-        let mut bytes = std::mem::take(&mut s.bytes);
-        self.encode(q, &mut bytes);
-        let ok = self.store.init_node(node, id, level, &bytes);
-        s.bytes = bytes;
-        if !ok {
-            // Out of memory for the upper-link block: the node stays an unlinked hole.
+        if !self.write_and_link(node, id, q, level, s) {
             self.ids.remove_if(id, RESERVED);
             self.unclaim(1);
             return false;
         }
-        self.link(node, q, level, s);
-        self.store.mark_ready(node);
         self.ids.set(id, node);
         self.live.fetch_add(1, Ordering::AcqRel);
         true
+    }
+
+    /// Writes node `node` and links it into the graph; it is then searchable but not yet mapped
+    /// from its id. `false` if memory ran out (the node stays an unlinked hole).
+    fn write_and_link(&self, node: u32, id: u64, q: &[f32], level: usize, s: &mut Scratch) -> bool {
+        let mut bytes = std::mem::take(&mut s.bytes);
+        self.encode(q, &mut bytes);
+        let ok = self.store.init_node(node, id, level, &bytes);
+        s.bytes = bytes;
+        if ok {
+            self.link(node, q, level, s);
+            self.store.mark_ready(node);
+        }
+        ok
+    }
+
+    /// Replaces the vector stored under `id`. The new vector is linked as a fresh node before the
+    /// old one is tombstoned, so searches see one version or the other, never neither.
+    ///
+    /// Errors: those of [`insert`](Self::insert) about the vector, and [`IndexError::NotFound`].
+    pub fn update(&self, id: u64, vector: &[f32]) -> Result<()> {
+        self.validate_vector(vector).map_err(IndexError::from)?;
+        if self.ids.get(id).is_none() {
+            return Err(IndexError::NotFound { id });
+        }
+        let q = self.query_form(vector);
+        let node = self.alloc_nodes(1)?;
+        let mut levels = Vec::with_capacity(1);
+        self.draw_levels(&mut levels, 1);
+        if !with_scratch(|s| self.write_and_link(node, id, &q, levels[0], s)) {
+            return Err(IndexError::CapacityExceeded { limit: self.allocated_nodes() as u64 });
+        }
+        match self.ids.replace(id, node) {
+            Some(old) => self.store.mark_deleted(old),
+            None => {
+                // Deleted meanwhile: the update brings the id back.
+                self.live.fetch_add(1, Ordering::AcqRel);
+                self.claimed.fetch_add(1, Ordering::AcqRel);
+            }
+        }
+        Ok(())
     }
 
     /// Finds neighbours for `node` on every level, writes its lists, then adds back-links.
@@ -713,6 +747,16 @@ impl Index {
         self.live.fetch_sub(1, Ordering::AcqRel);
         self.unclaim(1);
         Ok(())
+    }
+
+    pub(crate) fn set_entry(&self, node: u32, level: usize) {
+        self.entry.store(pack(node, level), Ordering::Release);
+    }
+
+    /// Sets the live count (and the capacity claim) after a restore.
+    pub(crate) fn set_counts(&self, live: usize) {
+        self.live.store(live, Ordering::Release);
+        self.claimed.store(live, Ordering::Release);
     }
 
     /// Entry point `(node, level)`, if any.

@@ -12,6 +12,9 @@ mod integrity;
 pub mod io;
 pub mod metadata;
 mod progress;
+// Used by the persistence layer.
+#[allow(dead_code)]
+mod raw;
 mod scratch;
 mod store;
 

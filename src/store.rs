@@ -36,7 +36,6 @@ impl Drop for NodeGuard<'_> {
 }
 
 pub(crate) struct NodeStore {
-    pub(crate) dim: usize,
     vec_bytes: usize,
     m: usize,
     m0: usize,
@@ -59,7 +58,6 @@ impl NodeStore {
     pub(crate) fn new(dim: usize, element_size: usize, m: usize, m0: usize) -> Self {
         let vec_bytes = dim * element_size;
         Self {
-            dim,
             vec_bytes,
             m,
             m0,
@@ -205,10 +203,6 @@ impl NodeStore {
 
     pub(crate) fn mark_deleted(&self, n: u32) {
         self.meta.row(n as usize)[0].fetch_or(DELETED, Ordering::Release);
-    }
-
-    pub(crate) fn clear_deleted(&self, n: u32) {
-        self.meta.row(n as usize)[0].fetch_and(!DELETED, Ordering::Release);
     }
 
     /// Capacity of node lists on `level`.

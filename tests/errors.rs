@@ -128,3 +128,17 @@ fn delete_and_not_found() {
     idx.insert(4, &[5.0, 2.0, 3.0, 1.0]).unwrap();
     assert_eq!(idx.search(&[5.0, 2.0, 3.0, 1.0], 1, 16).unwrap()[0].id, 4);
 }
+
+#[test]
+fn update_replaces_vector() {
+    let idx = filled(Metric::L2, Storage::F32);
+    assert_eq!(idx.update(99, &[1.0; 4]), Err(IndexError::NotFound { id: 99 }));
+    assert!(matches!(idx.update(2, &[1.0; 3]), Err(IndexError::DimensionMismatch { .. })));
+    assert_eq!(idx.get(2), Some(vec![3.0, 2.0, 3.0, 2.0]));
+    idx.update(2, &[100.0, 100.0, 100.0, 100.0]).unwrap();
+    assert_eq!(idx.get(2), Some(vec![100.0; 4]));
+    assert_eq!(idx.len(), 10);
+    assert_eq!(idx.search(&[99.0; 4], 1, 16).unwrap()[0].id, 2);
+    assert!(idx.search(&[3.0, 2.0, 3.0, 2.0], 10, 32).unwrap().iter().filter(|h| h.id == 2).count() <= 1);
+    idx.check_integrity().unwrap();
+}

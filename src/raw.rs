@@ -1,0 +1,126 @@
+//! Crate-internal access to an index's raw parts, for snapshots and log replay.
+//!
+//! Export walks fully linked nodes in node order; restore rebuilds the same node numbers, so a
+//! loaded index has exactly the saved graph.
+
+use crate::index::Index;
+use crate::store::MAX_LEVEL;
+
+/// One node as stored: everything a snapshot needs to rebuild it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct RawNode {
+    pub(crate) id: u64,
+    pub(crate) level: usize,
+    pub(crate) deleted: bool,
+    /// Stored bytes (`dim * element_size`).
+    pub(crate) vector: Vec<u8>,
+    /// Neighbour lists, level 0 first (`level + 1` lists).
+    pub(crate) links: Vec<Vec<u32>>,
+}
+
+impl Index {
+    /// Node slots handed out, ready or not (holes are reported by `raw_node` as `None`).
+    pub(crate) fn raw_node_count(&self) -> u32 {
+        self.store.allocated()
+    }
+
+    /// Node `n`, or `None` if it is not fully linked (an insert in flight or an abandoned slot).
+    pub(crate) fn raw_node(&self, n: u32) -> Option<RawNode> {
+        if n >= self.store.allocated() || !self.store.is_ready(n) {
+            return None;
+        }
+        let level = self.store.level(n);
+        let mut links = Vec::with_capacity(level + 1);
+        for l in 0..=level {
+            let mut v = Vec::new();
+            self.store.read_links(n, l, &mut v);
+            links.push(v);
+        }
+        Some(RawNode {
+            id: self.store.id(n),
+            level,
+            deleted: self.store.is_deleted(n),
+            vector: self.store.vector_bytes(n).to_vec(),
+            links,
+        })
+    }
+
+    /// The entry point `(node, level)`.
+    pub(crate) fn raw_entry(&self) -> Option<(u32, usize)> {
+        self.entry_point()
+    }
+
+    /// Rebuilds an index from nodes in node order (`None` = a hole) and an entry point.
+    /// Checks everything a corrupt snapshot could get wrong and returns a description on error;
+    /// the caller wraps it in its own error type.
+    pub(crate) fn from_raw(
+        cfg: crate::IndexConfig,
+        nodes: Vec<Option<RawNode>>,
+        entry: Option<(u32, usize)>,
+    ) -> Result<Index, String> {
+        let index = Index::new(cfg).map_err(|e| e.to_string())?;
+        let count = u32::try_from(nodes.len()).map_err(|_| "too many nodes".to_string())?;
+        let vec_bytes = index.cfg.dim * index.cfg.storage.element_size();
+        for (n, node) in nodes.iter().enumerate() {
+            let Some(node) = node else { continue };
+            if node.level > MAX_LEVEL || node.links.len() != node.level + 1 || node.vector.len() != vec_bytes
+            {
+                return Err(format!("node {n}: bad level, link lists or vector length"));
+            }
+            for (l, list) in node.links.iter().enumerate() {
+                if list.len() > index.store.cap(l) {
+                    return Err(format!("node {n}: {} links on level {l}", list.len()));
+                }
+                for &t in list {
+                    let ok = nodes.get(t as usize).and_then(|x| x.as_ref()).is_some_and(|x| x.level >= l);
+                    if !ok || t as usize == n {
+                        return Err(format!("node {n}: bad link to {t} on level {l}"));
+                    }
+                }
+            }
+        }
+        if count > 0 && index.store.alloc(count).is_none() {
+            return Err("out of memory for nodes".into());
+        }
+        let mut live = 0usize;
+        for (n, node) in nodes.iter().enumerate() {
+            let n = n as u32;
+            let Some(node) = node else { continue };
+            if !index.store.init_node(n, node.id, node.level, &node.vector) {
+                return Err("out of memory for links".into());
+            }
+            for (l, list) in node.links.iter().enumerate() {
+                index.store.write_links(n, l, list);
+                if l == 0 {
+                    list.iter().for_each(|&t| index.store.inc_indeg(t));
+                }
+            }
+            index.store.mark_ready(n);
+            if node.deleted {
+                index.store.mark_deleted(n);
+            } else {
+                if index.ids.get(node.id).is_some() {
+                    return Err(format!("id {} appears twice", node.id));
+                }
+                index.ids.set(node.id, n);
+                live += 1;
+            }
+        }
+        match entry {
+            Some((ep, level)) => {
+                let ok = nodes.get(ep as usize).and_then(|x| x.as_ref()).is_some_and(|x| x.level == level);
+                if !ok {
+                    return Err(format!("entry point {ep} at level {level} is not a node of that level"));
+                }
+                index.set_entry(ep, level);
+            }
+            None if nodes.iter().any(|x| x.is_some()) => return Err("nodes but no entry point".into()),
+            None => {}
+        }
+        if index.cfg.max_elements.is_some_and(|m| live > m) {
+            return Err(format!("{live} live vectors exceed max_elements"));
+        }
+        index.set_counts(live);
+        Ok(index)
+    }
+}
