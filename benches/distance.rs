@@ -61,10 +61,7 @@ fn bench_u8(c: &mut Criterion, name: &str, pick: fn(&Kernels) -> U8Kernel) {
     let mut group = c.benchmark_group(name);
     for dim in DIMS {
         let a: Vec<f32> = values(dim, 3).iter().map(|x| (x + 1.0) * 127.5).collect();
-        let b: Vec<u8> = values(dim, 4)
-            .iter()
-            .map(|x| ((x + 1.0) * 127.5) as u8)
-            .collect();
+        let b: Vec<u8> = values(dim, 4).iter().map(|x| ((x + 1.0) * 127.5) as u8).collect();
         let (qa, ra) = placed(&a, QUERY_OFFSET);
         let (qb, rb) = placed(&b, 0);
         let (a, b) = (&qa[ra], &qb[rb]);

@@ -13,15 +13,23 @@ fn bench_dataset(c: &mut Criterion, d: &data::Dataset) {
     // Both datasets hold integers 0..=255, which u8 storage keeps losslessly.
     let storages = [Storage::F32, Storage::U8];
     for storage in storages {
-        let index = Index::new(IndexConfig::new(d.dim, Metric::L2).m(16).ef_construction(200).storage(storage)).unwrap();
-        let items: Vec<(u64, &[f32])> = d.base.iter().enumerate().map(|(i, v)| (i as u64, v.as_slice())).collect();
+        let index =
+            Index::new(IndexConfig::new(d.dim, Metric::L2).m(16).ef_construction(200).storage(storage))
+                .unwrap();
+        let items: Vec<(u64, &[f32])> =
+            d.base.iter().enumerate().map(|(i, v)| (i as u64, v.as_slice())).collect();
         index.insert_batch(&items, &BatchOptions::new()).unwrap();
         let mut g = c.benchmark_group(format!("search/{}/{}", d.name, storage.name()));
         g.throughput(Throughput::Elements(d.queries.len() as u64));
         g.sample_size(10).measurement_time(Duration::from_secs(2)).warm_up_time(Duration::from_millis(500));
         for ef in [10, 16, 32, 64, 128] {
             let found: Vec<_> = d.queries.iter().map(|q| index.search(q, 10, ef).unwrap()).collect();
-            eprintln!("{} {} ef={ef}: recall@10 {:.4}", d.name, storage.name(), data::recall(&found, &d.gt, 10));
+            eprintln!(
+                "{} {} ef={ef}: recall@10 {:.4}",
+                d.name,
+                storage.name(),
+                data::recall(&found, &d.gt, 10)
+            );
             g.bench_with_input(BenchmarkId::from_parameter(ef), &ef, |b, &ef| {
                 b.iter(|| {
                     for q in &d.queries {

@@ -49,10 +49,7 @@ impl Rng {
 }
 
 fn simd_sets() -> Vec<Kernels> {
-    available_kernels()
-        .into_iter()
-        .filter(|k| k.isa != "scalar")
-        .collect()
+    available_kernels().into_iter().filter(|k| k.isa != "scalar").collect()
 }
 
 /// Allowed `|simd - scalar|` for a sum of terms `t_i` over `n` elements, `abs_sum = Σ|t_i|`
@@ -105,30 +102,10 @@ fn check_bounded(k: &Kernels, a: &[f32], b: &[f32], c: &[u8], what: &str) -> Res
     let bf = || b.iter().map(|&y| y as f64);
     let cf = || c.iter().map(|&y| y as f64);
     let cases = [
-        (
-            "l2_f32",
-            (k.l2_f32)(a, b),
-            scalar::l2_f32(a, b),
-            tolerance(nb, false, abs_sum_l2(a, bf())),
-        ),
-        (
-            "dot_f32",
-            (k.dot_f32)(a, b),
-            scalar::dot_f32(a, b),
-            tolerance(nb, false, abs_sum_dot(a, bf())),
-        ),
-        (
-            "l2_u8",
-            (k.l2_u8)(a, c),
-            scalar::l2_u8(a, c),
-            tolerance(nc, true, abs_sum_l2(a, cf())),
-        ),
-        (
-            "dot_u8",
-            (k.dot_u8)(a, c),
-            scalar::dot_u8(a, c),
-            tolerance(nc, true, abs_sum_dot(a, cf())),
-        ),
+        ("l2_f32", (k.l2_f32)(a, b), scalar::l2_f32(a, b), tolerance(nb, false, abs_sum_l2(a, bf()))),
+        ("dot_f32", (k.dot_f32)(a, b), scalar::dot_f32(a, b), tolerance(nb, false, abs_sum_dot(a, bf()))),
+        ("l2_u8", (k.l2_u8)(a, c), scalar::l2_u8(a, c), tolerance(nc, true, abs_sum_l2(a, cf()))),
+        ("dot_u8", (k.dot_u8)(a, c), scalar::dot_u8(a, c), tolerance(nc, true, abs_sum_dot(a, cf()))),
     ];
     for (name, got, want, tol) in cases {
         let err = (got as f64 - want as f64).abs();
@@ -171,11 +148,7 @@ fn reports_sets() {
     let sets = available_kernels();
     assert_eq!(sets[0].isa, "scalar");
     let chosen = hnsw_batch::distance::kernels();
-    eprintln!(
-        "available: {:?}; chosen: {}",
-        sets.iter().map(|k| k.isa).collect::<Vec<_>>(),
-        chosen.isa
-    );
+    eprintln!("available: {:?}; chosen: {}", sets.iter().map(|k| k.isa).collect::<Vec<_>>(), chosen.isa);
 }
 
 /// Integer inputs, every dimension 1..=1536: results must be bit-identical.

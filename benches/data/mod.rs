@@ -47,7 +47,10 @@ fn parse_ivecs(b: &[u8]) -> Vec<Vec<u64>> {
     while off + 4 <= b.len() {
         let d = i32::from_le_bytes(b[off..off + 4].try_into().unwrap()) as usize;
         out.push(
-            b[off + 4..off + 4 + 4 * d].chunks_exact(4).map(|c| u32::from_le_bytes(c.try_into().unwrap()) as u64).collect(),
+            b[off + 4..off + 4 + 4 * d]
+                .chunks_exact(4)
+                .map(|c| u32::from_le_bytes(c.try_into().unwrap()) as u64)
+                .collect(),
         );
         off += 4 + 4 * d;
     }
@@ -77,7 +80,8 @@ fn load(name: &'static str, dir: &Path, max_queries: usize) -> Option<Dataset> {
 }
 
 pub fn siftsmall() -> Dataset {
-    load("siftsmall", &PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/siftsmall"), 100).expect("data/siftsmall")
+    load("siftsmall", &PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/siftsmall"), 100)
+        .expect("data/siftsmall")
 }
 
 /// Fashion-MNIST (first 1000 queries), if `../shared/data` is present.

@@ -65,10 +65,7 @@ mod neon {
     #[inline]
     #[target_feature(enable = "neon")]
     fn reduce(acc: [float32x4_t; 4]) -> f32 {
-        vaddvq_f32(vaddq_f32(
-            vaddq_f32(acc[0], acc[1]),
-            vaddq_f32(acc[2], acc[3]),
-        ))
+        vaddvq_f32(vaddq_f32(vaddq_f32(acc[0], acc[1]), vaddq_f32(acc[2], acc[3])))
     }
 
     #[target_feature(enable = "neon")]

@@ -115,10 +115,7 @@ mod avx2 {
     #[inline]
     #[target_feature(enable = "avx")]
     fn reduce(acc: [__m256; 4]) -> f32 {
-        hsum(_mm256_add_ps(
-            _mm256_add_ps(acc[0], acc[1]),
-            _mm256_add_ps(acc[2], acc[3]),
-        ))
+        hsum(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])))
     }
 
     #[target_feature(enable = "avx2,fma")]
@@ -294,10 +291,7 @@ mod avx512 {
     #[inline]
     #[target_feature(enable = "avx512f")]
     fn reduce(acc: [__m512; 4]) -> f32 {
-        _mm512_reduce_add_ps(_mm512_add_ps(
-            _mm512_add_ps(acc[0], acc[1]),
-            _mm512_add_ps(acc[2], acc[3]),
-        ))
+        _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3])))
     }
 
     #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
