@@ -45,10 +45,7 @@ pub enum VectorColumns {
 
 impl Default for VectorColumns {
     fn default() -> Self {
-        VectorColumns::Single {
-            column: "vector".into(),
-            separator: ';',
-        }
+        VectorColumns::Single { column: "vector".into(), separator: ';' }
     }
 }
 
@@ -103,10 +100,8 @@ impl CsvOptions {
                     format!("column `{column}` cannot hold both the id and the vector"),
                 ));
             }
-            if matches!(
-                separator,
-                '"' | '\r' | '\n' | '.' | '-' | '+' | 'e' | 'E' | '[' | ']'
-            ) || separator.is_ascii_alphanumeric()
+            if matches!(separator, '"' | '\r' | '\n' | '.' | '-' | '+' | 'e' | 'E' | '[' | ']')
+                || separator.is_ascii_alphanumeric()
             {
                 return Err(FormatError::invalid(
                     "separator",
@@ -137,10 +132,7 @@ pub(crate) fn split_fields(text: &str, delim: char, line: usize) -> Result<Vec<F
     let mut chars = text.chars().peekable();
     let mut col = 1usize;
     loop {
-        let mut f = Field {
-            text: String::new(),
-            quoted: false,
-        };
+        let mut f = Field { text: String::new(), quoted: false };
         if chars.peek() == Some(&'"') {
             let start = col;
             chars.next();
@@ -213,9 +205,7 @@ pub(crate) fn infer_value(f: &Field) -> Option<MetaValue> {
     if let Ok(i) = t.parse::<i64>() {
         return Some(MetaValue::Int(i));
     }
-    let looks_numeric = t
-        .bytes()
-        .all(|b| b.is_ascii_digit() || b"+-.eE".contains(&b));
+    let looks_numeric = t.bytes().all(|b| b.is_ascii_digit() || b"+-.eE".contains(&b));
     match t.parse::<f64>() {
         Ok(v) if looks_numeric && v.is_finite() => Some(MetaValue::Float(v)),
         _ => Some(MetaValue::Str(f.text.clone())),
@@ -283,13 +273,7 @@ impl<R: BufRead> CsvReader<R> {
             done: false,
         };
         let (line, header) = match r.next_fields() {
-            None => {
-                return Err(FormatError::parse(
-                    1,
-                    None,
-                    "missing CSV header row (empty input)",
-                ))
-            }
+            None => return Err(FormatError::parse(1, None, "missing CSV header row (empty input)")),
             Some((_, Err(e))) => return Err(e),
             Some((line, Ok(h))) => (line, h),
         };
@@ -306,9 +290,7 @@ impl<R: BufRead> CsvReader<R> {
             }
         }
         let find = |name: &str| names.iter().position(|n| n == name);
-        let missing = |name: &str| FormatError::MissingColumn {
-            column: name.to_owned(),
-        };
+        let missing = |name: &str| FormatError::MissingColumn { column: name.to_owned() };
         self.id = match find(&o.id_column) {
             Some(i) => Some((i, o.id_column.clone())),
             None if o.auto_id => None,
@@ -319,11 +301,7 @@ impl<R: BufRead> CsvReader<R> {
             VectorColumns::Single { column, separator } => {
                 let idx = find(column).ok_or_else(|| missing(column))?;
                 used.push(idx);
-                Layout::Single {
-                    idx,
-                    name: column.clone(),
-                    sep: *separator,
-                }
+                Layout::Single { idx, name: column.clone(), sep: *separator }
             }
             VectorColumns::List(list) => {
                 let cols = list
@@ -342,11 +320,7 @@ impl<R: BufRead> CsvReader<R> {
         if let Layout::Columns(cols) = &self.layout {
             if let Some(expected) = o.expected_dim {
                 if cols.len() != expected {
-                    return Err(FormatError::DimensionMismatch {
-                        record: 0,
-                        expected,
-                        got: cols.len(),
-                    });
+                    return Err(FormatError::DimensionMismatch { record: 0, expected, got: cols.len() });
                 }
             }
         }
@@ -431,10 +405,7 @@ impl<R: BufRead> CsvReader<R> {
         let id = match &self.id {
             Some((i, name)) if !text(*i).trim().is_empty() => parse_id(text(*i), line, name)?,
             Some((_, name)) if !self.auto_id => {
-                return Err(FormatError::MissingField {
-                    line,
-                    field: name.clone(),
-                })
+                return Err(FormatError::MissingField { line, field: name.clone() })
             }
             _ => record,
         };
@@ -447,15 +418,9 @@ impl<R: BufRead> CsvReader<R> {
         let vector = match &self.layout {
             Layout::Single { idx, name, sep } => {
                 let t = text(*idx).trim();
-                let t = t
-                    .strip_prefix('[')
-                    .and_then(|s| s.strip_suffix(']'))
-                    .unwrap_or(t);
+                let t = t.strip_prefix('[').and_then(|s| s.strip_suffix(']')).unwrap_or(t);
                 if t.trim().is_empty() {
-                    return Err(FormatError::MissingField {
-                        line,
-                        field: name.clone(),
-                    });
+                    return Err(FormatError::MissingField { line, field: name.clone() });
                 }
                 let parts: Vec<&str> = if sep.is_whitespace() {
                     t.split_whitespace().collect()
@@ -475,11 +440,7 @@ impl<R: BufRead> CsvReader<R> {
                 .collect::<Result<Vec<f32>>>()?,
         };
         self.dims.check(record, vector.len())?;
-        Ok(Record {
-            id,
-            vector,
-            metadata,
-        })
+        Ok(Record { id, vector, metadata })
     }
 }
 
@@ -500,20 +461,13 @@ fn prefix_columns(names: &[String], prefix: &str) -> Result<Vec<(usize, String)>
     found.sort_unstable();
     for (expected, (k, _)) in found.iter().enumerate() {
         if *k != expected {
-            return Err(FormatError::MissingColumn {
-                column: format!("{prefix}{expected}"),
-            });
+            return Err(FormatError::MissingColumn { column: format!("{prefix}{expected}") });
         }
     }
     if found.is_empty() {
-        return Err(FormatError::MissingColumn {
-            column: format!("{prefix}0"),
-        });
+        return Err(FormatError::MissingColumn { column: format!("{prefix}0") });
     }
-    Ok(found
-        .into_iter()
-        .map(|(_, i)| (i, names.get(i).cloned().unwrap_or_default()))
-        .collect())
+    Ok(found.into_iter().map(|(_, i)| (i, names.get(i).cloned().unwrap_or_default())).collect())
 }
 
 impl<R: BufRead> Iterator for CsvReader<R> {

@@ -34,20 +34,14 @@ fn header_field(s: &str, delim: char) -> String {
 ///
 /// All records are validated before anything is written: the same dimension for
 /// every vector, finite components and finite metadata floats.
-pub fn write_csv_to<W: Write>(
-    mut writer: W,
-    records: &[Record],
-    options: &CsvOptions,
-) -> Result<usize> {
+pub fn write_csv_to<W: Write>(mut writer: W, records: &[Record], options: &CsvOptions) -> Result<usize> {
     options.validate()?;
     let delim = options.delimiter;
     let mut dims = DimCheck::new(options.expected_dim);
     for (i, r) in records.iter().enumerate() {
         check_for_write(i as u64, r, &mut dims)?;
     }
-    let dim = records
-        .first()
-        .map_or(options.expected_dim.unwrap_or(0), |r| r.vector.len());
+    let dim = records.first().map_or(options.expected_dim.unwrap_or(0), |r| r.vector.len());
     let vector_cols: Vec<String> = match &options.vector {
         VectorColumns::Single { column, .. } => vec![column.clone()],
         VectorColumns::Prefix(p) => (0..dim).map(|i| format!("{p}{i}")).collect(),
@@ -111,11 +105,7 @@ pub fn write_csv_to<W: Write>(
 }
 
 /// Creates (or truncates) `path` and writes `records` to it; see [`write_csv_to`].
-pub fn write_csv(
-    path: impl AsRef<Path>,
-    records: &[Record],
-    options: &CsvOptions,
-) -> Result<usize> {
+pub fn write_csv(path: impl AsRef<Path>, records: &[Record], options: &CsvOptions) -> Result<usize> {
     let path = path.as_ref();
     let mut w = util::create(path)?;
     let n = write_csv_to(&mut w, records, options).map_err(|e| util::with_path(e, path))?;

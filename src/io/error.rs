@@ -84,9 +84,7 @@ pub enum FormatError {
         value: f32,
     },
     /// A value cannot be written in the target format (e.g. 0.5 or 300 in `.bvecs`).
-    #[error(
-        "value {value} in record {record}, component {component} is not representable as {target}"
-    )]
+    #[error("value {value} in record {record}, component {component} is not representable as {target}")]
     ValueOutOfRange {
         /// 0-based index of the offending record.
         record: u64,
@@ -173,10 +171,7 @@ pub enum FormatError {
         reason: String,
     },
     /// More rows failed than the caller allowed.
-    #[error(
-        "too many bad rows: more than {max_errors} failed (first: {})",
-        FirstError(errors)
-    )]
+    #[error("too many bad rows: more than {max_errors} failed (first: {})", FirstError(errors))]
     TooManyErrors {
         /// The allowed number of failed rows.
         max_errors: usize,
@@ -212,34 +207,19 @@ pub type Result<T, E = FormatError> = std::result::Result<T, E>;
 
 impl FormatError {
     pub(crate) fn io(op: &'static str, path: Option<&Path>, source: std::io::Error) -> Self {
-        FormatError::Io {
-            op,
-            path: path.map(Path::to_path_buf),
-            source,
-        }
+        FormatError::Io { op, path: path.map(Path::to_path_buf), source }
     }
 
     pub(crate) fn parse(line: usize, field: Option<&str>, reason: impl Into<String>) -> Self {
-        FormatError::Parse {
-            line,
-            column: None,
-            field: field.map(str::to_owned),
-            reason: reason.into(),
-        }
+        FormatError::Parse { line, column: None, field: field.map(str::to_owned), reason: reason.into() }
     }
 
     pub(crate) fn invalid(name: &'static str, reason: impl Into<String>) -> Self {
-        FormatError::InvalidArgument {
-            name,
-            reason: reason.into(),
-        }
+        FormatError::InvalidArgument { name, reason: reason.into() }
     }
 
     pub(crate) fn bad_dim(record: u64, dim: impl TryInto<i64>) -> Self {
-        FormatError::BadDimension {
-            record,
-            dim: dim.try_into().unwrap_or(i64::MAX),
-        }
+        FormatError::BadDimension { record, dim: dim.try_into().unwrap_or(i64::MAX) }
     }
 }
 

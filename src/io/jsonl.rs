@@ -102,13 +102,12 @@ impl<R: BufRead> JsonlReader<R> {
 
     fn parse_line(&mut self, text: &str, line: usize, record: u64) -> Result<Record> {
         let o = &self.opts;
-        let map: HashMap<String, &RawValue> =
-            serde_json::from_str(text).map_err(|e| FormatError::Parse {
-                line,
-                column: Some(e.column()),
-                field: None,
-                reason: e.to_string(),
-            })?;
+        let map: HashMap<String, &RawValue> = serde_json::from_str(text).map_err(|e| FormatError::Parse {
+            line,
+            column: Some(e.column()),
+            field: None,
+            reason: e.to_string(),
+        })?;
         let present = |k: &str| map.get(k).map(|r| r.get()).filter(|t| *t != "null");
         let id = match present(&o.id_field) {
             Some(t) => {
@@ -120,28 +119,17 @@ impl<R: BufRead> JsonlReader<R> {
                 parse_id(&t, line, &o.id_field)?
             }
             None if o.auto_id => record,
-            None => {
-                return Err(FormatError::MissingField {
-                    line,
-                    field: o.id_field.clone(),
-                })
-            }
+            None => return Err(FormatError::MissingField { line, field: o.id_field.clone() }),
         };
         let metadata = match present(&o.metadata_field) {
             Some(t) => parse_metadata(t, line, &o.metadata_field)?,
             None => Metadata::new(),
         };
-        let raw = present(&o.vector_field).ok_or_else(|| FormatError::MissingField {
-            line,
-            field: o.vector_field.clone(),
-        })?;
+        let raw = present(&o.vector_field)
+            .ok_or_else(|| FormatError::MissingField { line, field: o.vector_field.clone() })?;
         let vector = parse_vector(raw, record, line, &o.vector_field)?;
         self.dims.check(record, vector.len())?;
-        Ok(Record {
-            id,
-            vector,
-            metadata,
-        })
+        Ok(Record { id, vector, metadata })
     }
 }
 
@@ -176,11 +164,7 @@ fn parse_vector(raw: &str, record: u64, line: usize, field: &str) -> Result<Vec<
             if t.starts_with(|ch: char| ch.is_ascii_digit() || ch == '-') {
                 parse_component(t, record, c, line, field)
             } else {
-                Err(FormatError::parse(
-                    line,
-                    Some(field),
-                    format!("component {c} is not a number"),
-                ))
+                Err(FormatError::parse(line, Some(field), format!("component {c} is not a number")))
             }
         })
         .collect()
@@ -206,13 +190,10 @@ fn parse_metadata(raw: &str, line: usize, field: &str) -> Result<Metadata> {
                 _ => return Err(err(format!("key `{key}`: {t} is out of the f64 range"))),
             },
             Some(b'-' | b'0'..=b'9') => MetaValue::Int(
-                t.parse::<i64>()
-                    .map_err(|_| err(format!("key `{key}`: {t} does not fit an i64")))?,
+                t.parse::<i64>().map_err(|_| err(format!("key `{key}`: {t} does not fit an i64")))?,
             ),
             _ => {
-                return Err(err(format!(
-                    "key `{key}`: arrays and objects are not supported metadata values"
-                )))
+                return Err(err(format!("key `{key}`: arrays and objects are not supported metadata values")))
             }
         };
         out.insert(key, v);
@@ -230,8 +211,7 @@ impl<R: BufRead> Iterator for JsonlReader<R> {
             }
             self.buf.clear();
             let line = self.line + 1;
-            let status =
-                util::read_line_capped(&mut self.inner, &mut self.buf, self.opts.max_line_bytes);
+            let status = util::read_line_capped(&mut self.inner, &mut self.buf, self.opts.max_line_bytes);
             let fail = |error| Some(Err(RowError { line, error }));
             match status {
                 Err(e) => {
@@ -266,10 +246,7 @@ impl<R: BufRead> Iterator for JsonlReader<R> {
             }
             let record = self.record;
             self.record += 1;
-            return Some(
-                self.parse_line(body, line, record)
-                    .map_err(|error| RowError { line, error }),
-            );
+            return Some(self.parse_line(body, line, record).map_err(|error| RowError { line, error }));
         }
     }
 }
@@ -300,11 +277,7 @@ where
         check_for_write(count as u64, r, &mut dims)?;
         out.clear();
         let comps: Vec<String> = r.vector.iter().map(f32::to_string).collect();
-        out.push_str(&format!(
-            "{{{id_key}:{},{vec_key}:[{}]",
-            r.id,
-            comps.join(",")
-        ));
+        out.push_str(&format!("{{{id_key}:{},{vec_key}:[{}]", r.id, comps.join(",")));
         if !r.metadata.is_empty() {
             let mut entries = Vec::with_capacity(r.metadata.len());
             for (k, v) in &r.metadata {
@@ -327,11 +300,7 @@ where
 }
 
 /// Creates (or truncates) `path` and writes `records` to it; see [`write_jsonl_to`].
-pub fn write_jsonl<'a, I>(
-    path: impl AsRef<Path>,
-    records: I,
-    options: &JsonlOptions,
-) -> Result<usize>
+pub fn write_jsonl<'a, I>(path: impl AsRef<Path>, records: I, options: &JsonlOptions) -> Result<usize>
 where
     I: IntoIterator<Item = &'a Record>,
 {

@@ -58,15 +58,14 @@ pub use error::{FormatError, Result, RowError};
 #[cfg_attr(docsrs, doc(cfg(feature = "formats")))]
 pub use jsonl::{write_jsonl, write_jsonl_to, JsonlOptions, JsonlReader};
 pub use npy::{
-    read_npy, read_npy_from, read_npy_ids, read_npy_ids_from, write_npy, write_npy_ids,
-    write_npy_ids_to, write_npy_to, NpyDtype, NpyReader,
+    read_npy, read_npy_from, read_npy_ids, read_npy_ids_from, write_npy, write_npy_ids, write_npy_ids_to,
+    write_npy_to, NpyDtype, NpyReader,
 };
 pub use record::{collect_with_max_errors, Record};
 pub use set::{ElementKind, VecSet};
 pub use vecs::{
     read_bvecs, read_fvecs, read_ivecs, read_ivecs_from, read_vecs_from, read_vectors, write_bvecs,
-    write_bvecs_to, write_fvecs, write_fvecs_to, write_ivecs, write_ivecs_to, IvecsReader,
-    VecsReader,
+    write_bvecs_to, write_fvecs, write_fvecs_to, write_ivecs, write_ivecs_to, IvecsReader, VecsReader,
 };
 
 /// Largest vector dimension accepted by the readers and writers (2^20).

@@ -20,10 +20,7 @@ use super::util::{self, write_err};
 use super::vecs::to_u8;
 use super::MAX_DIM;
 
-const VECTOR_DTYPES: (&[NpyDtype], &str) = (
-    &[NpyDtype::F32, NpyDtype::F64, NpyDtype::U8],
-    "<f4, <f8, |u1",
-);
+const VECTOR_DTYPES: (&[NpyDtype], &str) = (&[NpyDtype::F32, NpyDtype::F64, NpyDtype::U8], "<f4, <f8, |u1");
 const ID_DTYPES: (&[NpyDtype], &str) = (&[NpyDtype::U64, NpyDtype::I64], "<u8, <i8");
 /// Capacity reserved up front when the total size cannot be checked against a file.
 const STREAM_RESERVE: u64 = 1 << 16;
@@ -82,10 +79,9 @@ fn check_size(h: &RawHeader, row_bytes: u64, rows: u64, file_len: u64) -> Result
     let available = file_len.saturating_sub(h.data_offset);
     match rows.checked_mul(row_bytes) {
         Some(needed) if needed == available => Ok(()),
-        Some(needed) if needed < available => Err(FormatError::TrailingData {
-            offset: h.data_offset + needed,
-            len: available - needed,
-        }),
+        Some(needed) if needed < available => {
+            Err(FormatError::TrailingData { offset: h.data_offset + needed, len: available - needed })
+        }
         _ => {
             // row_bytes >= 1: the header's validation rejects empty rows.
             let whole = available / row_bytes.max(1);
@@ -102,10 +98,7 @@ fn check_size(h: &RawHeader, row_bytes: u64, rows: u64, file_len: u64) -> Result
 fn dtype_of(h: &RawHeader, (allowed, names): (&[NpyDtype], &'static str)) -> Result<NpyDtype> {
     match NpyDtype::parse(&h.descr) {
         Some(d) if allowed.contains(&d) => Ok(d),
-        _ => Err(FormatError::UnsupportedDtype {
-            descr: h.descr.clone(),
-            supported: names,
-        }),
+        _ => Err(FormatError::UnsupportedDtype { descr: h.descr.clone(), supported: names }),
     }
 }
 
@@ -140,12 +133,7 @@ impl<R: Read> NpyReader<R> {
         let dtype = dtype_of(h, VECTOR_DTYPES)?;
         let (rows, dim) = match h.shape[..] {
             [rows, dim] => (rows, dim),
-            _ => {
-                return Err(FormatError::UnsupportedShape {
-                    shape: h.shape.clone(),
-                    expected_ndim: 2,
-                })
-            }
+            _ => return Err(FormatError::UnsupportedShape { shape: h.shape.clone(), expected_ndim: 2 }),
         };
         if h.fortran_order {
             return Err(FormatError::FortranOrder);
@@ -195,11 +183,7 @@ impl<R: Read> NpyReader<R> {
     }
 
     fn decode(&self, record: u64) -> Result<Vec<f32>> {
-        let non_finite = |component, value| FormatError::NonFinite {
-            record,
-            component,
-            value,
-        };
+        let non_finite = |component, value| FormatError::NonFinite { record, component, value };
         let mut out = Vec::with_capacity(self.dim);
         match self.dtype {
             NpyDtype::U8 => out.extend(self.buf.iter().map(|&b| f32::from(b))),
@@ -300,18 +284,12 @@ fn read_ids<R: Read>(mut r: R, h: &RawHeader, path: Option<&Path>) -> Result<Vec
     let dtype = dtype_of(h, ID_DTYPES)?;
     let n = match h.shape[..] {
         [n] => n,
-        _ => {
-            return Err(FormatError::UnsupportedShape {
-                shape: h.shape.clone(),
-                expected_ndim: 1,
-            })
-        }
+        _ => return Err(FormatError::UnsupportedShape { shape: h.shape.clone(), expected_ndim: 1 }),
     };
     let mut ids = Vec::with_capacity(usize::try_from(n.min(STREAM_RESERVE)).unwrap_or(0));
     let mut buf = [0u8; 8];
     for record in 0..n {
-        let got =
-            util::read_full(&mut r, &mut buf).map_err(|e| FormatError::io("reading", path, e))?;
+        let got = util::read_full(&mut r, &mut buf).map_err(|e| FormatError::io("reading", path, e))?;
         if got < buf.len() {
             return Err(FormatError::Truncated {
                 record,
@@ -361,10 +339,7 @@ pub fn read_npy_ids(path: impl AsRef<Path>) -> Result<Vec<u64>> {
 pub fn write_npy_to<W: Write>(mut writer: W, set: &VecSet) -> Result<()> {
     let dim = set.dim();
     if dim == 0 {
-        return Err(FormatError::invalid(
-            "set",
-            "cannot write a set of unknown dimension (dim 0)",
-        ));
+        return Err(FormatError::invalid("set", "cannot write a set of unknown dimension (dim 0)"));
     }
     let dtype = match set.element() {
         ElementKind::U8 => NpyDtype::U8,
@@ -376,11 +351,7 @@ pub fn write_npy_to<W: Write>(mut writer: W, set: &VecSet) -> Result<()> {
             if dtype == NpyDtype::U8 {
                 to_u8(record as u64, component, value)?;
             } else if !value.is_finite() {
-                return Err(FormatError::NonFinite {
-                    record: record as u64,
-                    component,
-                    value,
-                });
+                return Err(FormatError::NonFinite { record: record as u64, component, value });
             }
         }
     }
@@ -391,9 +362,7 @@ pub fn write_npy_to<W: Write>(mut writer: W, set: &VecSet) -> Result<()> {
         match dtype {
             // Validated above: every value is an integer in 0..=255.
             NpyDtype::U8 => buf.extend(row.iter().map(|&v| v as u8)),
-            _ => row
-                .iter()
-                .for_each(|v| buf.extend_from_slice(&v.to_le_bytes())),
+            _ => row.iter().for_each(|v| buf.extend_from_slice(&v.to_le_bytes())),
         }
         writer.write_all(&buf).map_err(write_err)?;
     }

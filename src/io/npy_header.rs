@@ -79,10 +79,7 @@ struct Parser<'a> {
 
 impl Parser<'_> {
     fn err(&self, reason: impl Into<String>) -> FormatError {
-        FormatError::BadHeader {
-            offset: self.base + self.pos as u64,
-            reason: reason.into(),
-        }
+        FormatError::BadHeader { offset: self.base + self.pos as u64, reason: reason.into() }
     }
 
     fn peek(&self) -> Option<u8> {
@@ -143,9 +140,7 @@ impl Parser<'_> {
             }
             self.pos += 1;
         }
-        String::from_utf8(out)
-            .map(Lit::Str)
-            .map_err(|_| self.err("string is not valid UTF-8"))
+        String::from_utf8(out).map(Lit::Str).map_err(|_| self.err("string is not valid UTF-8"))
     }
 
     fn int(&mut self) -> Result<Lit> {
@@ -222,10 +217,7 @@ impl Parser<'_> {
 }
 
 fn short(offset: u64, what: &str) -> FormatError {
-    FormatError::BadHeader {
-        offset,
-        reason: format!("file ends inside the {what}"),
-    }
+    FormatError::BadHeader { offset, reason: format!("file ends inside the {what}") }
 }
 
 /// Reads and parses the header; `file_len`, when known, bounds the header length.
@@ -260,9 +252,7 @@ pub(crate) fn read_header<R: Read>(r: &mut R, file_len: Option<u64>) -> Result<R
     }
     let header_len = u64::from(u32::from_le_bytes(len_bytes));
     let start = 8 + len_size as u64;
-    let limit = file_len.map_or(MAX_HEADER_LEN, |l| {
-        l.saturating_sub(start).min(MAX_HEADER_LEN)
-    });
+    let limit = file_len.map_or(MAX_HEADER_LEN, |l| l.saturating_sub(start).min(MAX_HEADER_LEN));
     if header_len > limit {
         return Err(FormatError::BadHeader {
             offset: 8,
@@ -273,11 +263,7 @@ pub(crate) fn read_header<R: Read>(r: &mut R, file_len: Option<u64>) -> Result<R
     if util::read_exact_growing(r, header_len, &mut text).map_err(io)? < header_len {
         return Err(short(start, "header"));
     }
-    let mut p = Parser {
-        s: &text,
-        pos: 0,
-        base: start,
-    };
+    let mut p = Parser { s: &text, pos: 0, base: start };
     let lit = p.value(0)?;
     p.skip_ws();
     if p.pos != text.len() {
@@ -334,12 +320,7 @@ fn extract(lit: Lit, offset: u64) -> Result<RawHeader> {
         Some(other) => return Err(bad(format!("'shape' is not a tuple: {other}"))),
         None => return Err(bad("missing header key 'shape'".into())),
     };
-    Ok(RawHeader {
-        descr,
-        fortran_order,
-        shape,
-        data_offset: 0,
-    })
+    Ok(RawHeader { descr, fortran_order, shape, data_offset: 0 })
 }
 
 /// Writes a version 1.0 header, padded with spaces so the data starts at a

@@ -37,10 +37,7 @@ where
             Err(e) => {
                 bad.push(e);
                 if bad.len() > max_errors {
-                    return Err(FormatError::TooManyErrors {
-                        max_errors,
-                        errors: bad,
-                    });
+                    return Err(FormatError::TooManyErrors { max_errors, errors: bad });
                 }
             }
         }
@@ -66,11 +63,9 @@ impl DimCheck {
             return Err(FormatError::bad_dim(record, len));
         }
         match self.dim {
-            Some(expected) if expected != len => Err(FormatError::DimensionMismatch {
-                record,
-                expected,
-                got: len,
-            }),
+            Some(expected) if expected != len => {
+                Err(FormatError::DimensionMismatch { record, expected, got: len })
+            }
             Some(_) => Ok(()),
             None => {
                 self.dim = Some(len);
@@ -91,18 +86,10 @@ pub(crate) fn parse_component(
 ) -> Result<f32> {
     let t = text.trim();
     let value: f32 = t.parse().map_err(|_| {
-        FormatError::parse(
-            line,
-            Some(field),
-            format!("component {component}: `{t}` is not a number"),
-        )
+        FormatError::parse(line, Some(field), format!("component {component}: `{t}` is not a number"))
     })?;
     if !value.is_finite() {
-        return Err(FormatError::NonFinite {
-            record,
-            component,
-            value,
-        });
+        return Err(FormatError::NonFinite { record, component, value });
     }
     Ok(value)
 }
@@ -112,15 +99,9 @@ pub(crate) fn parse_id(text: &str, line: usize, field: &str) -> Result<u64> {
     let t = text.trim();
     let digits = t.strip_prefix('+').unwrap_or(t);
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(FormatError::parse(
-            line,
-            Some(field),
-            format!("id `{t}` is not a non-negative integer"),
-        ));
+        return Err(FormatError::parse(line, Some(field), format!("id `{t}` is not a non-negative integer")));
     }
-    digits
-        .parse()
-        .map_err(|_| FormatError::parse(line, Some(field), format!("id `{t}` does not fit a u64")))
+    digits.parse().map_err(|_| FormatError::parse(line, Some(field), format!("id `{t}` does not fit a u64")))
 }
 
 /// Validates a record before it is written: dimension (via `dims`), finite
@@ -129,11 +110,7 @@ pub(crate) fn parse_id(text: &str, line: usize, field: &str) -> Result<u64> {
 pub(crate) fn check_for_write(record: u64, r: &Record, dims: &mut DimCheck) -> Result<()> {
     for (component, &value) in r.vector.iter().enumerate() {
         if !value.is_finite() {
-            return Err(FormatError::NonFinite {
-                record,
-                component,
-                value,
-            });
+            return Err(FormatError::NonFinite { record, component, value });
         }
     }
     dims.check(record, r.vector.len())?;
@@ -142,9 +119,7 @@ pub(crate) fn check_for_write(record: u64, r: &Record, dims: &mut DimCheck) -> R
             if !v.is_finite() {
                 return Err(FormatError::invalid(
                     "metadata",
-                    format!(
-                        "record {record}: key `{key}` holds {v}, which text formats cannot store"
-                    ),
+                    format!("record {record}: key `{key}` holds {v}, which text formats cannot store"),
                 ));
             }
         }

@@ -102,10 +102,7 @@ impl VecSet {
     pub fn row(&self, i: usize) -> &[f32] {
         match self.get(i) {
             Some(r) => r,
-            None => panic!(
-                "row index {i} out of range for a VecSet of {} rows",
-                self.len()
-            ),
+            None => panic!("row index {i} out of range for a VecSet of {} rows", self.len()),
         }
     }
 

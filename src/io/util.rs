@@ -9,10 +9,7 @@ use super::error::{FormatError, Result};
 /// Opens `path` for buffered reading and returns its length in bytes.
 pub(crate) fn open_with_len(path: &Path) -> Result<(BufReader<File>, u64)> {
     let file = File::open(path).map_err(|e| FormatError::io("opening", Some(path), e))?;
-    let len = file
-        .metadata()
-        .map_err(|e| FormatError::io("reading metadata of", Some(path), e))?
-        .len();
+    let len = file.metadata().map_err(|e| FormatError::io("reading metadata of", Some(path), e))?.len();
     Ok((BufReader::with_capacity(1 << 16, file), len))
 }
 
@@ -24,23 +21,15 @@ pub(crate) fn create(path: &Path) -> Result<BufWriter<File>> {
 
 /// Flushes a file writer, attaching `path` to a failure.
 pub(crate) fn finish(mut w: BufWriter<File>, path: &Path) -> Result<()> {
-    w.flush()
-        .map_err(|e| FormatError::io("writing", Some(path), e))?;
-    let file = w
-        .into_inner()
-        .map_err(|e| FormatError::io("writing", Some(path), e.into_error()))?;
-    file.sync_all()
-        .map_err(|e| FormatError::io("syncing", Some(path), e))
+    w.flush().map_err(|e| FormatError::io("writing", Some(path), e))?;
+    let file = w.into_inner().map_err(|e| FormatError::io("writing", Some(path), e.into_error()))?;
+    file.sync_all().map_err(|e| FormatError::io("syncing", Some(path), e))
 }
 
 /// Attaches `path` to an I/O error that carries none.
 pub(crate) fn with_path(e: FormatError, path: &Path) -> FormatError {
     match e {
-        FormatError::Io {
-            op,
-            path: None,
-            source,
-        } => FormatError::io(op, Some(path), source),
+        FormatError::Io { op, path: None, source } => FormatError::io(op, Some(path), source),
         other => other,
     }
 }

@@ -119,11 +119,9 @@ impl<R: Read> RawVecs<R> {
         self.remaining = self.remaining.map(|r| r.saturating_sub(4 + body));
         self.record += 1;
         match self.dim {
-            Some(expected) if expected != dim => Some(Err(FormatError::DimensionMismatch {
-                record,
-                expected,
-                got: dim,
-            })),
+            Some(expected) if expected != dim => {
+                Some(Err(FormatError::DimensionMismatch { record, expected, got: dim }))
+            }
             Some(_) => Some(Ok((record, dim))),
             None => {
                 self.dim = Some(dim);
@@ -162,10 +160,7 @@ impl<R: Read> VecsReader<R> {
             ElementKind::U8 => 1,
             ElementKind::F32 => 4,
         };
-        VecsReader {
-            raw: RawVecs::new(reader, size),
-            element,
-        }
+        VecsReader { raw: RawVecs::new(reader, size), element }
     }
 
     /// Requires every record to have dimension `dim` (by default the first record's).
@@ -224,11 +219,7 @@ fn decode_f32(bytes: &[u8], record: u64) -> Result<Vec<f32>> {
     for (component, c) in bytes.chunks_exact(4).enumerate() {
         let value = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
         if !value.is_finite() {
-            return Err(FormatError::NonFinite {
-                record,
-                component,
-                value,
-            });
+            return Err(FormatError::NonFinite { record, component, value });
         }
         out.push(value);
     }
@@ -245,9 +236,7 @@ pub struct IvecsReader<R> {
 impl<R: Read> IvecsReader<R> {
     /// Reads `.ivecs` records from `reader` (wrap unbuffered readers in a `BufReader`).
     pub fn new(reader: R) -> Self {
-        IvecsReader {
-            raw: RawVecs::new(reader, 4),
-        }
+        IvecsReader { raw: RawVecs::new(reader, 4) }
     }
 
     /// Requires every record to have dimension `dim` (by default the first record's).
@@ -287,10 +276,7 @@ impl<R: Read> Iterator for IvecsReader<R> {
             return Some(Err(e));
         }
         let bytes = &self.raw.buf;
-        Some(Ok(bytes
-            .chunks_exact(4)
-            .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect()))
+        Some(Ok(bytes.chunks_exact(4).map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()))
     }
 }
 
@@ -337,17 +323,12 @@ pub fn read_ivecs(path: impl AsRef<Path>) -> Result<Vec<Vec<i32>>> {
 /// extension (case-insensitive).
 pub fn read_vectors(path: impl AsRef<Path>) -> Result<VecSet> {
     let path = path.as_ref();
-    let ext = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .map(str::to_ascii_lowercase);
+    let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
     match ext.as_deref() {
         Some("fvecs") => read_fvecs(path),
         Some("bvecs") => read_bvecs(path),
         Some("npy") => super::npy::read_npy(path),
-        _ => Err(FormatError::UnknownFormat {
-            path: path.to_path_buf(),
-        }),
+        _ => Err(FormatError::UnknownFormat { path: path.to_path_buf() }),
     }
 }
 
@@ -357,11 +338,9 @@ fn check_dim(record: u64, len: usize, dim: &mut Option<usize>) -> Result<()> {
         return Err(FormatError::bad_dim(record, len));
     }
     match *dim {
-        Some(expected) if expected != len => Err(FormatError::DimensionMismatch {
-            record,
-            expected,
-            got: len,
-        }),
+        Some(expected) if expected != len => {
+            Err(FormatError::DimensionMismatch { record, expected, got: len })
+        }
         Some(_) => Ok(()),
         None => {
             *dim = Some(len);
@@ -402,11 +381,7 @@ where
 fn encode_f32(record: u64, row: &[f32], buf: &mut Vec<u8>) -> Result<()> {
     for (component, &value) in row.iter().enumerate() {
         if !value.is_finite() {
-            return Err(FormatError::NonFinite {
-                record,
-                component,
-                value,
-            });
+            return Err(FormatError::NonFinite { record, component, value });
         }
         buf.extend_from_slice(&value.to_le_bytes());
     }
@@ -418,12 +393,7 @@ pub(crate) fn to_u8(record: u64, component: usize, value: f32) -> Result<u8> {
     if value.fract() == 0.0 && (0.0..=255.0).contains(&value) {
         Ok(value as u8)
     } else {
-        Err(FormatError::ValueOutOfRange {
-            record,
-            component,
-            value: f64::from(value),
-            target: "u8",
-        })
+        Err(FormatError::ValueOutOfRange { record, component, value: f64::from(value), target: "u8" })
     }
 }
 
