@@ -22,6 +22,13 @@ pub struct Neighbour {
     pub distance: f32,
 }
 
+/// Work done by one search.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SearchStats {
+    /// Distance evaluations between the query and stored vectors.
+    pub distance_computations: u64,
+}
+
 const EMPTY: u64 = u64::MAX;
 
 #[inline]
@@ -581,6 +588,7 @@ impl Index {
         loop {
             let mut moved = false;
             self.store.read_links(cur.n, level, &mut s.ids);
+            s.dists += s.ids.len() as u64;
             for &nb in &s.ids {
                 let d = self.dist(q, nb);
                 if d < cur.d {
@@ -641,6 +649,7 @@ impl Index {
                     s.ids.push(nb);
                 }
             }
+            s.dists += s.ids.len() as u64;
             for j in 0..s.ids.len() {
                 if let Some(&next) = s.ids.get(j + 1) {
                     self.store.prefetch_vector(next);
@@ -683,15 +692,31 @@ impl Index {
         ef: usize,
         filter: impl Fn(u64) -> bool,
     ) -> Result<Vec<Neighbour>> {
+        self.search_impl(query, k, ef, filter).map(|(r, _)| r)
+    }
+
+    /// Like [`search`](Self::search), also returning how much work the query took.
+    pub fn search_with_stats(&self, query: &[f32], k: usize, ef: usize) -> Result<(Vec<Neighbour>, SearchStats)> {
+        self.search_impl(query, k, ef, |_| true)
+    }
+
+    fn search_impl(
+        &self,
+        query: &[f32],
+        k: usize,
+        ef: usize,
+        filter: impl Fn(u64) -> bool,
+    ) -> Result<(Vec<Neighbour>, SearchStats)> {
         check_search_params(k, ef)?;
         self.validate_query(query)?;
         let q = self.query_form(query);
         let e = self.entry.load(Ordering::Acquire);
         if e == EMPTY {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), SearchStats::default()));
         }
         Ok(with_scratch(|s| {
             let (ep, top) = unpack(e);
+            s.dists = 1;
             let mut cur = Cand { d: self.dist(&q, ep), n: ep };
             for l in (1..=top).rev() {
                 cur = self.greedy(&q, cur, l, s);
@@ -699,7 +724,8 @@ impl Index {
             let accept = |n: u32| self.store.is_live(n) && filter(self.store.id(n));
             self.seed_search(s, &[cur], ef, accept);
             self.search_layer(&q, 0, ef, s, accept);
-            self.finish(s, k)
+            let stats = SearchStats { distance_computations: s.dists };
+            (self.finish(s, k), stats)
         }))
     }
 

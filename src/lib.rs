@@ -24,6 +24,6 @@ pub use batch::{
 pub use config::{IndexConfig, Storage, MAX_DIM, MAX_EF, MAX_M};
 pub use distance::Metric;
 pub use error::{IndexError, Result};
-pub use index::{Index, Neighbour};
+pub use index::{Index, Neighbour, SearchStats};
 pub use integrity::{IntegrityError, IntegrityStats};
 pub use progress::{BatchProgress, CancelFn, ProgressFn};
