@@ -260,12 +260,13 @@ impl Index {
 
     // ----- levels and capacity -----------------------------------------------------------------
 
-    pub(crate) fn draw_levels(&self, out: &mut Vec<usize>, count: usize) {
+    /// Draws `count` levels from the seeded generator: `floor(-ln(U) * ml)`, capped at `MAX_LEVEL`.
+    pub(crate) fn draw_levels(&self, out: &mut Vec<u8>, count: usize) {
         let mut rng = self.rng.lock();
         out.extend((0..count).map(|_| {
             let u: f64 = rng.random();
             let l = (-(1.0 - u).ln() * self.ml).floor();
-            (l as usize).min(MAX_LEVEL)
+            (l as usize).min(MAX_LEVEL) as u8
         }));
     }
 
@@ -352,7 +353,7 @@ impl Index {
         };
         let mut levels = Vec::with_capacity(1);
         self.draw_levels(&mut levels, 1);
-        if with_scratch(|s| self.insert_prepared(node, id, &q, levels[0], s)) {
+        if with_scratch(|s| self.insert_prepared(node, id, &q, levels[0] as usize, s)) {
             Ok(())
         } else {
             Err(IndexError::CapacityExceeded { limit: self.allocated_nodes() as u64 })
@@ -374,13 +375,16 @@ impl Index {
             self.unclaim(1);
             return false;
         }
+        // Map the id before the node can appear in results, so every result is gettable.
         self.ids.set(id, node);
+        self.store.mark_ready(node);
         self.live.fetch_add(1, Ordering::AcqRel);
         true
     }
 
-    /// Writes node `node` and links it into the graph; it is then searchable but not yet mapped
-    /// from its id. `false` if memory ran out (the node stays an unlinked hole).
+    /// Writes node `node` and links it into the graph; searches route through it but do not
+    /// return it until the caller marks it ready. `false` if memory ran out (the node stays an
+    /// unlinked hole).
     fn write_and_link(&self, node: u32, id: u64, q: &[f32], level: usize, s: &mut Scratch) -> bool {
         let mut bytes = std::mem::take(&mut s.bytes);
         self.encode(q, &mut bytes);
@@ -388,7 +392,6 @@ impl Index {
         s.bytes = bytes;
         if ok {
             self.link(node, q, level, s);
-            self.store.mark_ready(node);
         }
         ok
     }
@@ -406,9 +409,12 @@ impl Index {
         let node = self.alloc_nodes(1)?;
         let mut levels = Vec::with_capacity(1);
         self.draw_levels(&mut levels, 1);
-        if !with_scratch(|s| self.write_and_link(node, id, &q, levels[0], s)) {
+        if !with_scratch(|s| self.write_and_link(node, id, &q, levels[0] as usize, s)) {
             return Err(IndexError::CapacityExceeded { limit: self.allocated_nodes() as u64 });
         }
+        // New version visible first, old one hidden after: a search in between may meet both
+        // (results keep the closer, see `finish`), never neither.
+        self.store.mark_ready(node);
         match self.ids.replace(id, node) {
             Some(old) => self.store.mark_deleted(old),
             None => {
@@ -696,7 +702,12 @@ impl Index {
     }
 
     /// Like [`search`](Self::search), also returning how much work the query took.
-    pub fn search_with_stats(&self, query: &[f32], k: usize, ef: usize) -> Result<(Vec<Neighbour>, SearchStats)> {
+    pub fn search_with_stats(
+        &self,
+        query: &[f32],
+        k: usize,
+        ef: usize,
+    ) -> Result<(Vec<Neighbour>, SearchStats)> {
         self.search_impl(query, k, ef, |_| true)
     }
 
@@ -733,6 +744,15 @@ impl Index {
         let mut out: Vec<Neighbour> =
             s.results.drain().map(|c| Neighbour { id: self.store.id(c.n), distance: c.d }).collect();
         out.sort_unstable_by(|a, b| a.distance.total_cmp(&b.distance).then(a.id.cmp(&b.id)));
+        // An update in flight can leave two versions of one id live for an instant.
+        let mut i = 1;
+        while i < out.len().min(k + 1) {
+            if out[..i].iter().any(|n| n.id == out[i].id) {
+                out.remove(i);
+            } else {
+                i += 1;
+            }
+        }
         out.truncate(k);
         out
     }
