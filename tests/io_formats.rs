@@ -1759,3 +1759,99 @@ fn error_traits_and_messages() {
         "parse error at line 2, column 5, field `vector`: bad"
     );
 }
+
+// ---------------------------------------------------------------------------
+// Mutated inputs: no reader panics or allocates much, whatever the bytes.
+
+fn mutate(rng: &mut StdRng, base: &[u8]) -> Vec<u8> {
+    let mut b = base.to_vec();
+    for _ in 0..rng.random_range(1..5) {
+        match rng.random_range(0..4) {
+            0 if !b.is_empty() => {
+                let i = rng.random_range(0..b.len());
+                b[i] = rng.random();
+            }
+            1 if !b.is_empty() => {
+                let i = rng.random_range(0..b.len());
+                b[i] ^= 1 << rng.random_range(0..8);
+            }
+            2 => {
+                let i = rng.random_range(0..=b.len());
+                b.truncate(i);
+            }
+            _ => {
+                let i = rng.random_range(0..=b.len());
+                const BYTES: &[u8] = b"\"\n,;[]{}0-.e\xff\x00";
+                b.insert(i, BYTES[rng.random_range(0..BYTES.len())]);
+            }
+        }
+    }
+    b
+}
+
+#[test]
+fn mutated_inputs_never_panic() {
+    let mut rng = rng("mutated_inputs_never_panic");
+    let rows = random_rows(&mut rng, 4, 3);
+    let fv = fvecs_bytes(&rows);
+    let mut iv = Vec::new();
+    write_ivecs_to(&mut iv, [[1, 2, 3], [4, 5, 6]]).unwrap();
+    let mut npy = Vec::new();
+    write_npy_to(
+        &mut npy,
+        &VecSet::new(3, rows.concat(), ElementKind::F32).unwrap(),
+    )
+    .unwrap();
+    let mut ids = Vec::new();
+    write_npy_ids_to(&mut ids, &[1, 2, 3]).unwrap();
+    let records = random_records(&mut rng, 4, 3);
+    let mut csv = Vec::new();
+    write_csv_to(&mut csv, &records, &CsvOptions::default()).unwrap();
+
+    for _ in 0..3000 {
+        let (_, max) = max_alloc_during(|| {
+            let b = mutate(&mut rng, &fv);
+            let _ = VecsReader::new(Cursor::new(&b), ElementKind::F32).count();
+            let _ = read_vecs_from(Cursor::new(&b), ElementKind::U8);
+            let _ = read_ivecs_from(Cursor::new(mutate(&mut rng, &iv)));
+            let b = mutate(&mut rng, &npy);
+            let _ = read_npy_from(Cursor::new(&b));
+            let _ = read_npy_ids_from(Cursor::new(&b));
+            let _ = read_npy_ids_from(Cursor::new(mutate(&mut rng, &ids)));
+            let b = mutate(&mut rng, &csv);
+            if let Ok(r) = CsvReader::new(Cursor::new(&b), CsvOptions::default()) {
+                let _ = r.count();
+            }
+        });
+        assert!(max < 4 << 20, "allocated {max} bytes");
+    }
+}
+
+#[cfg(feature = "formats")]
+#[test]
+fn mutated_jsonl_never_panics() {
+    let mut rng = rng("mutated_jsonl_never_panics");
+    let records = random_records(&mut rng, 4, 3);
+    let mut text = Vec::new();
+    write_jsonl_to(&mut text, &records, &JsonlOptions::default()).unwrap();
+    for _ in 0..3000 {
+        let b = mutate(&mut rng, &text);
+        let r = JsonlReader::new(Cursor::new(&b), JsonlOptions::default()).unwrap();
+        let _ = r.count();
+    }
+    // Deep nesting anywhere in a line cannot overflow the stack.
+    let deep = format!(
+        "{{\"id\": 1, \"vector\": [1], \"x\": {}{}}}\n{{\"id\": 1, \"vector\": {}1{}}}\n",
+        "[".repeat(200_000),
+        "]".repeat(200_000),
+        "[".repeat(200_000),
+        "]".repeat(200_000)
+    );
+    let rows: Vec<_> = JsonlReader::new(Cursor::new(deep), JsonlOptions::default())
+        .unwrap()
+        .collect();
+    assert_eq!(rows.len(), 2);
+    // An ignored field is skipped without recursion; a nested vector is refused.
+    assert_eq!(rows[0].as_ref().unwrap().id, 1);
+    assert!(rows[1].is_err());
+}
