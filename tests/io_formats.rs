@@ -87,48 +87,28 @@ impl Drop for TempDir {
 }
 
 fn rng(test: &str) -> StdRng {
-    let seed = std::env::var("IO_FORMATS_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0x5EED_1234_u64);
+    let seed = std::env::var("IO_FORMATS_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x5EED_1234_u64);
     eprintln!("{test}: seed = {seed} (set IO_FORMATS_SEED to change)");
     StdRng::seed_from_u64(seed)
 }
 
 fn data_path(file: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("data/siftsmall")
-        .join(file)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("data/siftsmall").join(file)
 }
 
 /// A random finite f32, mixing ordinary values with awkward ones.
 fn random_f32(rng: &mut StdRng) -> f32 {
     match rng.random_range(0..10) {
-        0 => *[
-            0.0,
-            -0.0,
-            f32::MIN_POSITIVE,
-            1e-45,
-            f32::MAX,
-            f32::MIN,
-            0.1,
-            1.0 / 3.0,
-            16777217.0,
-        ]
-        .get(rng.random_range(0..9))
-        .unwrap(),
-        1 => {
-            f32::from_bits(rng.random::<u32>() & 0x7f7f_ffff)
-                * if rng.random() { 1.0 } else { -1.0 }
-        }
+        0 => *[0.0, -0.0, f32::MIN_POSITIVE, 1e-45, f32::MAX, f32::MIN, 0.1, 1.0 / 3.0, 16777217.0]
+            .get(rng.random_range(0..9))
+            .unwrap(),
+        1 => f32::from_bits(rng.random::<u32>() & 0x7f7f_ffff) * if rng.random() { 1.0 } else { -1.0 },
         _ => rng.random_range(-1000.0f32..1000.0),
     }
 }
 
 fn random_rows(rng: &mut StdRng, n: usize, dim: usize) -> Vec<Vec<f32>> {
-    (0..n)
-        .map(|_| (0..dim).map(|_| random_f32(rng)).collect())
-        .collect()
+    (0..n).map(|_| (0..dim).map(|_| random_f32(rng)).collect()).collect()
 }
 
 fn bits(v: &[f32]) -> Vec<u32> {
@@ -153,10 +133,7 @@ fn fvecs_round_trip_random() {
         let rows = random_rows(&mut rng, n, dim);
         let path = dir.path(&format!("v{dim}.fvecs"));
         assert_eq!(write_fvecs(&path, &rows).unwrap(), n);
-        assert_eq!(
-            std::fs::metadata(&path).unwrap().len() as usize,
-            n * (4 + 4 * dim)
-        );
+        assert_eq!(std::fs::metadata(&path).unwrap().len() as usize, n * (4 + 4 * dim));
 
         let set = read_fvecs(&path).unwrap();
         assert_eq!(set.len(), n);
@@ -171,17 +148,13 @@ fn fvecs_round_trip_random() {
 
         // Same bytes through the streaming reader over an in-memory stream.
         let bytes = std::fs::read(&path).unwrap();
-        let streamed: Vec<Vec<f32>> = VecsReader::new(Cursor::new(&bytes), ElementKind::F32)
-            .collect::<Result<_>>()
-            .unwrap();
+        let streamed: Vec<Vec<f32>> =
+            VecsReader::new(Cursor::new(&bytes), ElementKind::F32).collect::<Result<_>>().unwrap();
         assert_eq!(streamed.len(), n);
         for (a, b) in streamed.iter().zip(&rows) {
             assert_eq!(bits(a), bits(b));
         }
-        assert_eq!(
-            read_vecs_from(Cursor::new(&bytes), ElementKind::F32).unwrap(),
-            set
-        );
+        assert_eq!(read_vecs_from(Cursor::new(&bytes), ElementKind::F32).unwrap(), set);
     }
 }
 
@@ -189,9 +162,8 @@ fn fvecs_round_trip_random() {
 fn bvecs_round_trip_random_and_range_checks() {
     let mut rng = rng("bvecs_round_trip_random_and_range_checks");
     let dir = TempDir::new("bvecs_rt");
-    let rows: Vec<Vec<f32>> = (0..25)
-        .map(|_| (0..9).map(|_| f32::from(rng.random::<u8>())).collect())
-        .collect();
+    let rows: Vec<Vec<f32>> =
+        (0..25).map(|_| (0..9).map(|_| f32::from(rng.random::<u8>())).collect()).collect();
     let path = dir.path("b.bvecs");
     assert_eq!(write_bvecs(&path, &rows).unwrap(), 25);
     assert_eq!(std::fs::metadata(&path).unwrap().len(), 25 * (4 + 9));
@@ -206,12 +178,7 @@ fn bvecs_round_trip_random_and_range_checks() {
     for bad in [0.5f32, 256.0, -1.0, f32::NAN, f32::INFINITY] {
         let rows = vec![vec![1.0, 2.0], vec![3.0, bad]];
         match write_bvecs_to(Vec::new(), &rows) {
-            Err(FormatError::ValueOutOfRange {
-                record: 1,
-                component: 1,
-                target: "u8",
-                ..
-            }) => {}
+            Err(FormatError::ValueOutOfRange { record: 1, component: 1, target: "u8", .. }) => {}
             other => panic!("{bad}: {other:?}"),
         }
     }
@@ -225,9 +192,7 @@ fn bvecs_round_trip_random_and_range_checks() {
 fn ivecs_round_trip_random() {
     let mut rng = rng("ivecs_round_trip_random");
     let dir = TempDir::new("ivecs_rt");
-    let mut rows: Vec<Vec<i32>> = (0..30)
-        .map(|_| (0..7).map(|_| rng.random::<i32>()).collect())
-        .collect();
+    let mut rows: Vec<Vec<i32>> = (0..30).map(|_| (0..7).map(|_| rng.random::<i32>()).collect()).collect();
     rows.push(vec![i32::MIN, i32::MAX, 0, -1, 1, 2, 3]);
     let path = dir.path("gt.ivecs");
     assert_eq!(write_ivecs(&path, &rows).unwrap(), 31);
@@ -244,11 +209,7 @@ fn ivecs_round_trip_random() {
 fn vecs_writers_validate() {
     // Dimension mismatch, empty rows, non-finite values.
     match write_fvecs_to(Vec::new(), [vec![1.0f32, 2.0], vec![1.0]]) {
-        Err(FormatError::DimensionMismatch {
-            record: 1,
-            expected: 2,
-            got: 1,
-        }) => {}
+        Err(FormatError::DimensionMismatch { record: 1, expected: 2, got: 1 }) => {}
         other => panic!("{other:?}"),
     }
     match write_fvecs_to(Vec::new(), [Vec::<f32>::new()]) {
@@ -262,11 +223,7 @@ fn vecs_writers_validate() {
     for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
         let mut out = Vec::new();
         match write_fvecs_to(&mut out, [vec![1.0f32, 2.0], vec![0.0, bad]]) {
-            Err(FormatError::NonFinite {
-                record: 1,
-                component: 1,
-                ..
-            }) => {}
+            Err(FormatError::NonFinite { record: 1, component: 1, .. }) => {}
             other => panic!("{other:?}"),
         }
         // Only whole, valid records were written.
@@ -279,10 +236,7 @@ fn siftsmall_base_and_ground_truth() {
     let base = read_fvecs(data_path("base.fvecs")).unwrap();
     assert_eq!((base.len(), base.dim()), (10_000, 128));
     assert_eq!(base.element(), ElementKind::F32);
-    assert!(base
-        .data()
-        .iter()
-        .all(|&v| v.fract() == 0.0 && (0.0..=255.0).contains(&v)));
+    assert!(base.data().iter().all(|&v| v.fract() == 0.0 && (0.0..=255.0).contains(&v)));
     assert_eq!(read_vectors(data_path("base.fvecs")).unwrap(), base);
 
     // The streaming reader sees the same records.
@@ -309,11 +263,7 @@ fn siftsmall_base_and_ground_truth() {
             .iter()
             .enumerate()
             .map(|(i, v)| {
-                let s: f64 = v
-                    .iter()
-                    .zip(query)
-                    .map(|(a, b)| f64::from(a - b).powi(2))
-                    .sum();
+                let s: f64 = v.iter().zip(query).map(|(a, b)| f64::from(a - b).powi(2)).sum();
                 (s, i)
             })
             .collect();
@@ -333,35 +283,18 @@ fn siftsmall_base_and_ground_truth() {
 
 /// Expected outcome of reading a vecs stream cut to `len` bytes, for records of
 /// `rec` bytes (4-byte header + body).
-fn expect_vecs_truncation(
-    len: usize,
-    rec: usize,
-    err: Option<&FormatError>,
-    ok_records: Option<usize>,
-) {
+fn expect_vecs_truncation(len: usize, rec: usize, err: Option<&FormatError>, ok_records: Option<usize>) {
     let whole = len / rec;
     let part = len % rec;
     if part == 0 {
-        assert_eq!(
-            ok_records,
-            Some(whole),
-            "len {len}: boundary cut must give {whole} records"
-        );
+        assert_eq!(ok_records, Some(whole), "len {len}: boundary cut must give {whole} records");
         assert!(err.is_none());
         return;
     }
-    let (offset, needed, available) = if part < 4 {
-        (whole * rec, 4, part)
-    } else {
-        (whole * rec + 4, rec - 4, part - 4)
-    };
+    let (offset, needed, available) =
+        if part < 4 { (whole * rec, 4, part) } else { (whole * rec + 4, rec - 4, part - 4) };
     match err {
-        Some(FormatError::Truncated {
-            record,
-            offset: o,
-            needed: n,
-            available: a,
-        }) => assert_eq!(
+        Some(FormatError::Truncated { record, offset: o, needed: n, available: a }) => assert_eq!(
             (*record, *o, *n, *a),
             (whole as u64, offset as u64, needed as u64, available as u64),
             "len {len}"
@@ -373,11 +306,7 @@ fn expect_vecs_truncation(
 #[test]
 fn vecs_every_truncation() {
     let dir = TempDir::new("vecs_trunc");
-    let rows = vec![
-        vec![1.0f32, 2.0, 3.0, 4.0],
-        vec![5.0, 6.0, 7.0, 8.0],
-        vec![9.0, 10.0, 11.0, 12.0],
-    ];
+    let rows = vec![vec![1.0f32, 2.0, 3.0, 4.0], vec![5.0, 6.0, 7.0, 8.0], vec![9.0, 10.0, 11.0, 12.0]];
     let ints: Vec<Vec<i32>> = vec![vec![1, 2, 3, 4], vec![5, 6, 7, 8], vec![9, 10, 11, 12]];
     let mut fv = Vec::new();
     write_fvecs_to(&mut fv, &rows).unwrap();
@@ -408,10 +337,9 @@ fn vecs_every_truncation() {
                     }
                     (s, f)
                 }
-                None => (
-                    read_ivecs_from(Cursor::new(cut)).map(|v| v.len()),
-                    read_ivecs(&path).map(|v| v.len()),
-                ),
+                None => {
+                    (read_ivecs_from(Cursor::new(cut)).map(|v| v.len()), read_ivecs(&path).map(|v| v.len()))
+                }
             };
             for got in [stream, file] {
                 match got {
@@ -451,11 +379,7 @@ fn vecs_bad_dimensions_and_mismatch() {
     assert_eq!(items.len(), 3);
     assert_eq!(items[0].as_ref().unwrap(), &[1.0, 2.0, 3.0]);
     match &items[1] {
-        Err(FormatError::DimensionMismatch {
-            record: 1,
-            expected: 3,
-            got: 2,
-        }) => {}
+        Err(FormatError::DimensionMismatch { record: 1, expected: 3, got: 2 }) => {}
         other => panic!("{other:?}"),
     }
     assert_eq!(items[2].as_ref().unwrap(), &[6.0, 7.0, 8.0]);
@@ -465,14 +389,7 @@ fn vecs_bad_dimensions_and_mismatch() {
     ));
     // expect_dim applies from the first record.
     let mut r = VecsReader::new(Cursor::new(&bytes), ElementKind::F32).expect_dim(2);
-    assert!(matches!(
-        r.next(),
-        Some(Err(FormatError::DimensionMismatch {
-            record: 0,
-            expected: 2,
-            got: 3
-        }))
-    ));
+    assert!(matches!(r.next(), Some(Err(FormatError::DimensionMismatch { record: 0, expected: 2, got: 3 }))));
     assert_eq!(r.next().unwrap().unwrap(), vec![4.0, 5.0]);
 }
 
@@ -484,15 +401,7 @@ fn huge_vecs_dimension_is_not_allocated() {
     bytes.extend_from_slice(&[0; 8]);
     let (res, max) = max_alloc_during(|| read_vecs_from(Cursor::new(&bytes), ElementKind::F32));
     assert!(
-        matches!(
-            res,
-            Err(FormatError::Truncated {
-                record: 0,
-                offset: 4,
-                needed: 4194304,
-                available: 8
-            })
-        ),
+        matches!(res, Err(FormatError::Truncated { record: 0, offset: 4, needed: 4194304, available: 8 })),
         "{res:?}"
     );
     assert!(max < 1 << 16, "stream: allocated {max} bytes");
@@ -500,10 +409,7 @@ fn huge_vecs_dimension_is_not_allocated() {
     let path = dir.path("huge.fvecs");
     std::fs::write(&path, &bytes).unwrap();
     let (res, max) = max_alloc_during(|| read_fvecs(&path));
-    assert!(
-        matches!(res, Err(FormatError::Truncated { available: 8, .. })),
-        "{res:?}"
-    );
+    assert!(matches!(res, Err(FormatError::Truncated { available: 8, .. })), "{res:?}");
     assert!(max < 1 << 17, "file: allocated {max} bytes");
 }
 
@@ -517,11 +423,7 @@ fn non_finite_values_rejected_when_reading() {
     bytes.extend_from_slice(&rec);
     bytes.extend(fvecs_bytes(&[vec![7.0, 8.0, 9.0]]));
     match read_vecs_from(Cursor::new(&bytes), ElementKind::F32) {
-        Err(FormatError::NonFinite {
-            record: 1,
-            component: 2,
-            value,
-        }) => assert!(value.is_nan()),
+        Err(FormatError::NonFinite { record: 1, component: 2, value }) => assert!(value.is_nan()),
         other => panic!("{other:?}"),
     }
     // The streaming reader skips past the bad record.
@@ -586,10 +488,7 @@ fn npy_round_trip_random() {
         assert_eq!(read_vectors(&path).unwrap(), back);
         assert_eq!(read_npy_from(Cursor::new(&bytes)).unwrap(), back);
         let r = NpyReader::new(Cursor::new(&bytes)).unwrap();
-        assert_eq!(
-            (r.rows(), r.dim(), r.dtype()),
-            (n as u64, dim, NpyDtype::F32)
-        );
+        assert_eq!((r.rows(), r.dim(), r.dtype()), (n as u64, dim, NpyDtype::F32));
     }
 
     // Byte data is written as |u1 and read back as U8.
@@ -598,9 +497,7 @@ fn npy_round_trip_random() {
     let path = dir.path("u8.npy");
     write_npy(&path, &set).unwrap();
     let bytes = std::fs::read(&path).unwrap();
-    assert!(std::str::from_utf8(&bytes[10..128])
-        .unwrap()
-        .contains("'descr': '|u1'"));
+    assert!(std::str::from_utf8(&bytes[10..128]).unwrap().contains("'descr': '|u1'"));
     assert_eq!(bytes.len(), 128 + 40);
     let back = read_npy(&path).unwrap();
     assert_eq!(back, set);
@@ -626,22 +523,12 @@ fn npy_writer_validates() {
     let set = VecSet::new(2, vec![1.0, f32::NAN], ElementKind::F32).unwrap();
     assert!(matches!(
         write_npy_to(Vec::new(), &set),
-        Err(FormatError::NonFinite {
-            record: 0,
-            component: 1,
-            ..
-        })
+        Err(FormatError::NonFinite { record: 0, component: 1, .. })
     ));
     let set = VecSet::new(2, vec![1.0, 2.5], ElementKind::U8).unwrap();
-    assert!(matches!(
-        write_npy_to(Vec::new(), &set),
-        Err(FormatError::ValueOutOfRange { component: 1, .. })
-    ));
+    assert!(matches!(write_npy_to(Vec::new(), &set), Err(FormatError::ValueOutOfRange { component: 1, .. })));
     let empty = VecSet::new(0, vec![], ElementKind::F32).unwrap();
-    assert!(matches!(
-        write_npy_to(Vec::new(), &empty),
-        Err(FormatError::InvalidArgument { .. })
-    ));
+    assert!(matches!(write_npy_to(Vec::new(), &empty), Err(FormatError::InvalidArgument { .. })));
     // VecSet itself refuses inconsistent shapes.
     assert!(VecSet::new(3, vec![1.0; 4], ElementKind::F32).is_err());
     assert!(VecSet::new(0, vec![1.0], ElementKind::F32).is_err());
@@ -657,104 +544,38 @@ fn npy_header_variants() {
     }
     // Key order, double quotes, Python 2 long suffix, no trailing comma.
     let h = "{\"shape\": (2L, 3L), \"fortran_order\": False, \"descr\": \"<f4\"}";
-    assert_eq!(
-        read_npy_from(Cursor::new(npy_bytes(1, h, &two_rows)))
-            .unwrap()
-            .len(),
-        2
-    );
+    assert_eq!(read_npy_from(Cursor::new(npy_bytes(1, h, &two_rows))).unwrap().len(), 2);
 
     // <f8 converts to f32; out-of-range values become NonFinite.
-    let f8: Vec<u8> = [0.1f64, -2.5]
-        .iter()
-        .flat_map(|x| x.to_le_bytes())
-        .collect();
+    let f8: Vec<u8> = [0.1f64, -2.5].iter().flat_map(|x| x.to_le_bytes()).collect();
     let h = "{'descr': '<f8', 'fortran_order': False, 'shape': (1, 2), }";
     let set = read_npy_from(Cursor::new(npy_bytes(1, h, &f8))).unwrap();
     assert_eq!(set.data(), &[0.1f32, -2.5]);
-    let f8: Vec<u8> = [1.0f64, 1e300]
-        .iter()
-        .flat_map(|x| x.to_le_bytes())
-        .collect();
+    let f8: Vec<u8> = [1.0f64, 1e300].iter().flat_map(|x| x.to_le_bytes()).collect();
     assert!(matches!(
         read_npy_from(Cursor::new(npy_bytes(1, h, &f8))),
-        Err(FormatError::NonFinite {
-            record: 0,
-            component: 1,
-            ..
-        })
+        Err(FormatError::NonFinite { record: 0, component: 1, .. })
     ));
 
     let cases: &[(&str, &str)] = &[
-        (
-            "{'descr': '>f4', 'fortran_order': False, 'shape': (2, 3), }",
-            "UnsupportedDtype",
-        ),
-        (
-            "{'descr': '<i4', 'fortran_order': False, 'shape': (2, 3), }",
-            "UnsupportedDtype",
-        ),
-        (
-            "{'descr': [('x', '<f4')], 'fortran_order': False, 'shape': (2,), }",
-            "UnsupportedDtype",
-        ),
-        (
-            "{'descr': '<f4', 'fortran_order': True, 'shape': (2, 3), }",
-            "FortranOrder",
-        ),
-        (
-            "{'descr': '<f4', 'fortran_order': False, 'shape': (6,), }",
-            "UnsupportedShape",
-        ),
-        (
-            "{'descr': '<f4', 'fortran_order': False, 'shape': (1, 2, 3), }",
-            "UnsupportedShape",
-        ),
-        (
-            "{'descr': '<f4', 'fortran_order': False, 'shape': (), }",
-            "UnsupportedShape",
-        ),
-        (
-            "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 0), }",
-            "BadDimension",
-        ),
-        (
-            "{'descr': '<f4', 'fortran_order': False, 'shape': (1, 1048577), }",
-            "BadDimension",
-        ),
-        (
-            "{'descr': '<f4', 'fortran_order': False, 'shape': (1, 99999999999999999999), }",
-            "BadHeader",
-        ),
+        ("{'descr': '>f4', 'fortran_order': False, 'shape': (2, 3), }", "UnsupportedDtype"),
+        ("{'descr': '<i4', 'fortran_order': False, 'shape': (2, 3), }", "UnsupportedDtype"),
+        ("{'descr': [('x', '<f4')], 'fortran_order': False, 'shape': (2,), }", "UnsupportedDtype"),
+        ("{'descr': '<f4', 'fortran_order': True, 'shape': (2, 3), }", "FortranOrder"),
+        ("{'descr': '<f4', 'fortran_order': False, 'shape': (6,), }", "UnsupportedShape"),
+        ("{'descr': '<f4', 'fortran_order': False, 'shape': (1, 2, 3), }", "UnsupportedShape"),
+        ("{'descr': '<f4', 'fortran_order': False, 'shape': (), }", "UnsupportedShape"),
+        ("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 0), }", "BadDimension"),
+        ("{'descr': '<f4', 'fortran_order': False, 'shape': (1, 1048577), }", "BadDimension"),
+        ("{'descr': '<f4', 'fortran_order': False, 'shape': (1, 99999999999999999999), }", "BadHeader"),
         ("{'descr': '<f4', 'fortran_order': False}", "BadHeader"),
-        (
-            "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), 'extra': 1}",
-            "BadHeader",
-        ),
-        (
-            "{'descr': '<f4', 'descr': '<f4', 'fortran_order': False, 'shape': (2, 3)}",
-            "BadHeader",
-        ),
-        (
-            "{'descr': '<f4', 'fortran_order': 0, 'shape': (2, 3)}",
-            "BadHeader",
-        ),
-        (
-            "{'descr': '<f4', 'fortran_order': False, 'shape': (2, -3)}",
-            "BadHeader",
-        ),
-        (
-            "{'descr': '<f4', 'fortran_order': False, 'shape': [2, 3]}",
-            "BadHeader",
-        ),
-        (
-            "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3)} x",
-            "BadHeader",
-        ),
-        (
-            "{'descr': '<f4 , 'fortran_order': False, 'shape': (2, 3)}",
-            "BadHeader",
-        ),
+        ("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), 'extra': 1}", "BadHeader"),
+        ("{'descr': '<f4', 'descr': '<f4', 'fortran_order': False, 'shape': (2, 3)}", "BadHeader"),
+        ("{'descr': '<f4', 'fortran_order': 0, 'shape': (2, 3)}", "BadHeader"),
+        ("{'descr': '<f4', 'fortran_order': False, 'shape': (2, -3)}", "BadHeader"),
+        ("{'descr': '<f4', 'fortran_order': False, 'shape': [2, 3]}", "BadHeader"),
+        ("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3)} x", "BadHeader"),
+        ("{'descr': '<f4 , 'fortran_order': False, 'shape': (2, 3)}", "BadHeader"),
         ("['descr']", "BadHeader"),
         ("", "BadHeader"),
     ];
@@ -772,11 +593,7 @@ fn npy_header_variants() {
     }
 
     // Deeply nested literals are refused without recursing into them.
-    let deep = format!(
-        "{{'descr': {}1{}}}",
-        "(".repeat(100_000),
-        ")".repeat(100_000)
-    );
+    let deep = format!("{{'descr': {}1{}}}", "(".repeat(100_000), ")".repeat(100_000));
     assert!(matches!(
         read_npy_from(Cursor::new(npy_bytes(2, &deep, &[]))),
         Err(FormatError::BadHeader { .. })
@@ -784,18 +601,12 @@ fn npy_header_variants() {
     // Bad magic and versions.
     let mut bad = npy_bytes(1, "{}", &[]);
     bad[1] = b'X';
-    assert!(matches!(
-        read_npy_from(Cursor::new(&bad)),
-        Err(FormatError::BadHeader { offset: 0, .. })
-    ));
+    assert!(matches!(read_npy_from(Cursor::new(&bad)), Err(FormatError::BadHeader { offset: 0, .. })));
     for (major, minor) in [(0u8, 0u8), (4, 0), (1, 1)] {
         let mut bad = npy_bytes(1, "{}", &[]);
         bad[6] = major;
         bad[7] = minor;
-        assert!(matches!(
-            read_npy_from(Cursor::new(&bad)),
-            Err(FormatError::BadHeader { offset: 6, .. })
-        ));
+        assert!(matches!(read_npy_from(Cursor::new(&bad)), Err(FormatError::BadHeader { offset: 6, .. })));
     }
 
     // Trailing data is refused when reading a file.
@@ -805,29 +616,17 @@ fn npy_header_variants() {
     let mut bytes = npy_bytes(1, h, &two_rows);
     bytes.extend_from_slice(&[0; 5]);
     std::fs::write(&path, &bytes).unwrap();
-    assert!(matches!(
-        read_npy(&path),
-        Err(FormatError::TrailingData {
-            offset: 152,
-            len: 5
-        })
-    ));
+    assert!(matches!(read_npy(&path), Err(FormatError::TrailingData { offset: 152, len: 5 })));
 
     // Id arrays: <i8 accepted when non-negative; other dtypes and shapes refused.
     let i8s: Vec<u8> = [5i64, 0, 7].iter().flat_map(|x| x.to_le_bytes()).collect();
     let h = "{'descr': '<i8', 'fortran_order': False, 'shape': (3,), }";
-    assert_eq!(
-        read_npy_ids_from(Cursor::new(npy_bytes(1, h, &i8s))).unwrap(),
-        vec![5, 0, 7]
-    );
+    assert_eq!(read_npy_ids_from(Cursor::new(npy_bytes(1, h, &i8s))).unwrap(), vec![5, 0, 7]);
     let i8s: Vec<u8> = [5i64, -2].iter().flat_map(|x| x.to_le_bytes()).collect();
     let h = "{'descr': '<i8', 'fortran_order': False, 'shape': (2,), }";
     assert!(matches!(
         read_npy_ids_from(Cursor::new(npy_bytes(1, h, &i8s))),
-        Err(FormatError::NegativeId {
-            record: 1,
-            value: -2
-        })
+        Err(FormatError::NegativeId { record: 1, value: -2 })
     ));
     let h = "{'descr': '<f4', 'fortran_order': False, 'shape': (2,), }";
     assert!(matches!(
@@ -837,10 +636,7 @@ fn npy_header_variants() {
     let h = "{'descr': '<u8', 'fortran_order': False, 'shape': (1, 1), }";
     assert!(matches!(
         read_npy_ids_from(Cursor::new(npy_bytes(1, h, &[0; 8]))),
-        Err(FormatError::UnsupportedShape {
-            expected_ndim: 1,
-            ..
-        })
+        Err(FormatError::UnsupportedShape { expected_ndim: 1, .. })
     ));
     // Vector readers refuse id arrays.
     let h = "{'descr': '<u8', 'fortran_order': False, 'shape': (1, 1), }";
@@ -862,10 +658,7 @@ fn npy_every_truncation() {
     let mut ids = Vec::new();
     write_npy_ids_to(&mut ids, &[1, 2, 3]).unwrap();
     // Every header is padded to 128 bytes (10 + dict + padding + newline).
-    assert_eq!(
-        (f.len(), u.len(), ids.len()),
-        (128 + 48, 128 + 12, 128 + 24)
-    );
+    assert_eq!((f.len(), u.len(), ids.len()), (128 + 48, 128 + 12, 128 + 24));
 
     let path = dir.path("t.npy");
     for (full, is_ids) in [(&f, false), (&u, false), (&ids, true)] {
@@ -911,18 +704,9 @@ fn huge_npy_shapes_are_not_allocated() {
     let dir = TempDir::new("npy_huge");
     let path = dir.path("huge.npy");
     let cases = [
-        (
-            "{'descr': '<f4', 'fortran_order': False, 'shape': (1099511627776, 128), }",
-            false,
-        ),
-        (
-            "{'descr': '<f4', 'fortran_order': False, 'shape': (18446744073709551615, 1048576), }",
-            false,
-        ),
-        (
-            "{'descr': '<u8', 'fortran_order': False, 'shape': (1125899906842624,), }",
-            true,
-        ),
+        ("{'descr': '<f4', 'fortran_order': False, 'shape': (1099511627776, 128), }", false),
+        ("{'descr': '<f4', 'fortran_order': False, 'shape': (18446744073709551615, 1048576), }", false),
+        ("{'descr': '<u8', 'fortran_order': False, 'shape': (1125899906842624,), }", true),
     ];
     for (h, is_ids) in cases {
         let bytes = npy_bytes(1, h, &[0; 32]);
@@ -934,14 +718,8 @@ fn huge_npy_shapes_are_not_allocated() {
                 read_npy(&path).map(|_| ())
             }
         });
-        assert!(
-            matches!(file_err, Err(FormatError::Truncated { .. })),
-            "{h}: {file_err:?}"
-        );
-        assert!(
-            file_max < 1 << 17,
-            "{h}: file read allocated {file_max} bytes"
-        );
+        assert!(matches!(file_err, Err(FormatError::Truncated { .. })), "{h}: {file_err:?}");
+        assert!(file_max < 1 << 17, "{h}: file read allocated {file_max} bytes");
         let (stream_err, stream_max) = max_alloc_during(|| {
             if is_ids {
                 read_npy_ids_from(Cursor::new(&bytes)).map(|_| ())
@@ -949,14 +727,8 @@ fn huge_npy_shapes_are_not_allocated() {
                 read_npy_from(Cursor::new(&bytes)).map(|_| ())
             }
         });
-        assert!(
-            matches!(stream_err, Err(FormatError::Truncated { .. })),
-            "{h}: {stream_err:?}"
-        );
-        assert!(
-            stream_max <= 1 << 20,
-            "{h}: stream read allocated {stream_max} bytes"
-        );
+        assert!(matches!(stream_err, Err(FormatError::Truncated { .. })), "{h}: {stream_err:?}");
+        assert!(stream_max <= 1 << 20, "{h}: stream read allocated {stream_max} bytes");
     }
 
     // A version 2.0 header length of 4 GiB is refused before it is read.
@@ -964,10 +736,7 @@ fn huge_npy_shapes_are_not_allocated() {
     bytes.extend_from_slice(&u32::MAX.to_le_bytes());
     bytes.extend_from_slice(b"{'descr': '<f4'");
     let (res, max) = max_alloc_during(|| read_npy_from(Cursor::new(&bytes)));
-    assert!(
-        matches!(res, Err(FormatError::BadHeader { offset: 8, .. })),
-        "{res:?}"
-    );
+    assert!(matches!(res, Err(FormatError::BadHeader { offset: 8, .. })), "{res:?}");
     assert!(max < 1 << 16);
     // A plausible length that the stream does not hold.
     let mut bytes = b"\x93NUMPY\x02\x00".to_vec();
@@ -983,13 +752,11 @@ fn huge_npy_shapes_are_not_allocated() {
 
 fn random_string(rng: &mut StdRng) -> String {
     const PIECES: &[&str] = &[
-        "a", "Z", " ", ",", ";", "\"", "\"\"", "\n", "\r\n", "\t", "é", "日本", "🦀", "\\", "{",
-        "}", "[", "]", "42", "true", "-1.5", "null", "NaN", "", "'",
+        "a", "Z", " ", ",", ";", "\"", "\"\"", "\n", "\r\n", "\t", "é", "日本", "🦀", "\\", "{", "}", "[",
+        "]", "42", "true", "-1.5", "null", "NaN", "", "'",
     ];
     let n = rng.random_range(0..6);
-    (0..n)
-        .map(|_| PIECES[rng.random_range(0..PIECES.len())])
-        .collect()
+    (0..n).map(|_| PIECES[rng.random_range(0..PIECES.len())]).collect()
 }
 
 fn random_metadata(rng: &mut StdRng) -> Metadata {
@@ -1019,11 +786,7 @@ fn random_metadata(rng: &mut StdRng) -> Metadata {
 fn random_records(rng: &mut StdRng, n: usize, dim: usize) -> Vec<Record> {
     (0..n)
         .map(|_| Record {
-            id: if rng.random_range(0..10) == 0 {
-                u64::MAX
-            } else {
-                rng.random()
-            },
+            id: if rng.random_range(0..10) == 0 { u64::MAX } else { rng.random() },
             vector: (0..dim).map(|_| random_f32(rng)).collect(),
             metadata: random_metadata(rng),
         })
@@ -1036,14 +799,7 @@ fn assert_same_records(a: &[Record], b: &[Record]) {
     for (x, y) in a.iter().zip(b) {
         assert_eq!(x.id, y.id);
         assert_eq!(bits(&x.vector), bits(&y.vector), "id {}", x.id);
-        assert_eq!(
-            x.metadata.len(),
-            y.metadata.len(),
-            "id {}: {:?} vs {:?}",
-            x.id,
-            x.metadata,
-            y.metadata
-        );
+        assert_eq!(x.metadata.len(), y.metadata.len(), "id {}: {:?} vs {:?}", x.id, x.metadata, y.metadata);
         for ((k1, v1), (k2, v2)) in x.metadata.iter().zip(&y.metadata) {
             assert_eq!(k1, k2);
             match (v1, v2) {
@@ -1057,16 +813,11 @@ fn assert_same_records(a: &[Record], b: &[Record]) {
 }
 
 fn csv_records(text: &str, options: CsvOptions) -> Vec<std::result::Result<Record, RowError>> {
-    CsvReader::new(Cursor::new(text.as_bytes()), options)
-        .unwrap()
-        .collect()
+    CsvReader::new(Cursor::new(text.as_bytes()), options).unwrap().collect()
 }
 
 fn meta(pairs: &[(&str, MetaValue)]) -> Metadata {
-    pairs
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), v.clone()))
-        .collect()
+    pairs.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect()
 }
 
 // ---------------------------------------------------------------------------
@@ -1078,25 +829,15 @@ fn csv_round_trip_random() {
     let dir = TempDir::new("csv_rt");
     let layouts = [
         VectorColumns::default(),
-        VectorColumns::Single {
-            column: "emb".into(),
-            separator: ' ',
-        },
-        VectorColumns::Single {
-            column: "emb".into(),
-            separator: ',',
-        },
+        VectorColumns::Single { column: "emb".into(), separator: ' ' },
+        VectorColumns::Single { column: "emb".into(), separator: ',' },
         VectorColumns::Prefix("v".into()),
     ];
     for (i, layout) in layouts.into_iter().enumerate() {
         for delimiter in [',', ';', '\t'] {
             let dim = rng.random_range(1..6);
             let records = random_records(&mut rng, 40, dim);
-            let options = CsvOptions {
-                delimiter,
-                vector: layout.clone(),
-                ..CsvOptions::default()
-            };
+            let options = CsvOptions { delimiter, vector: layout.clone(), ..CsvOptions::default() };
             let path = dir.path(&format!("r{i}.csv"));
             assert_eq!(write_csv(&path, &records, &options).unwrap(), 40);
             let back = CsvReader::open(&path, options.clone()).unwrap();
@@ -1114,10 +855,8 @@ fn csv_round_trip_random() {
     let mut out = Vec::new();
     write_csv_to(&mut out, &records, &options).unwrap();
     assert!(out.starts_with(b"id,x,y,z"));
-    let back: Vec<Record> = CsvReader::new(Cursor::new(&out), options)
-        .unwrap()
-        .collect::<std::result::Result<_, _>>()
-        .unwrap();
+    let back: Vec<Record> =
+        CsvReader::new(Cursor::new(&out), options).unwrap().collect::<std::result::Result<_, _>>().unwrap();
     assert_same_records(&records, &back);
 }
 
@@ -1144,46 +883,27 @@ fn csv_typed_metadata_and_layouts() {
     // Strings that merely look special stay strings.
     let text = "id,vector,a,b,c\n1,1,nan,inf,1.2.3\n";
     let r = csv_records(text, CsvOptions::default()).remove(0).unwrap();
-    assert_eq!(
-        r.metadata,
-        meta(&[
-            ("a", "nan".into()),
-            ("b", "inf".into()),
-            ("c", "1.2.3".into())
-        ])
-    );
+    assert_eq!(r.metadata, meta(&[("a", "nan".into()), ("b", "inf".into()), ("c", "1.2.3".into())]));
 
     // Prefix columns in any order, with extra columns.
     let text = "v2,id,v0,note,v1\n3,9,1,x,2\n";
-    let options = CsvOptions {
-        vector: VectorColumns::Prefix("v".into()),
-        ..CsvOptions::default()
-    };
+    let options = CsvOptions { vector: VectorColumns::Prefix("v".into()), ..CsvOptions::default() };
     let r = csv_records(text, options.clone()).remove(0).unwrap();
     assert_eq!((r.id, r.vector.clone()), (9, vec![1.0, 2.0, 3.0]));
     assert_eq!(r.metadata, meta(&[("note", "x".into())]));
     // A gap in the numbering.
     let err = CsvReader::new(Cursor::new("id,v0,v2\n1,2,3\n"), options).unwrap_err();
-    assert!(
-        matches!(err, FormatError::MissingColumn { ref column } if column == "v1"),
-        "{err:?}"
-    );
+    assert!(matches!(err, FormatError::MissingColumn { ref column } if column == "v1"), "{err:?}");
 
     // Whitespace separator, brackets, selected metadata columns, auto ids.
     let text = "vector,a,b\n\"[1 2  3]\",x,y\n  4\t5 6 ,z,w\n";
     let options = CsvOptions {
-        vector: VectorColumns::Single {
-            column: "vector".into(),
-            separator: ' ',
-        },
+        vector: VectorColumns::Single { column: "vector".into(), separator: ' ' },
         metadata_columns: Some(vec!["b".into()]),
         auto_id: true,
         ..CsvOptions::default()
     };
-    let rows: Vec<Record> = csv_records(text, options)
-        .into_iter()
-        .map(|r| r.unwrap())
-        .collect();
+    let rows: Vec<Record> = csv_records(text, options).into_iter().map(|r| r.unwrap()).collect();
     assert_eq!(rows[0].id, 0);
     assert_eq!(rows[1].id, 1);
     assert_eq!(rows[0].vector, vec![1.0, 2.0, 3.0]);
@@ -1196,33 +916,18 @@ fn csv_typed_metadata_and_layouts() {
         ("id,x\n1,1\n", CsvOptions::default()),
         (
             "id,vector\n1,1\n",
-            CsvOptions {
-                metadata_columns: Some(vec!["nope".into()]),
-                ..CsvOptions::default()
-            },
+            CsvOptions { metadata_columns: Some(vec!["nope".into()]), ..CsvOptions::default() },
         ),
     ] {
-        assert!(matches!(
-            CsvReader::new(Cursor::new(text), options),
-            Err(FormatError::MissingColumn { .. })
-        ));
+        assert!(matches!(CsvReader::new(Cursor::new(text), options), Err(FormatError::MissingColumn { .. })));
     }
     assert!(matches!(
         CsvReader::new(Cursor::new("id,vector,id\n"), CsvOptions::default()),
         Err(FormatError::Parse { line: 1, .. })
     ));
+    assert!(matches!(CsvReader::new(Cursor::new(""), CsvOptions::default()), Err(FormatError::Parse { .. })));
     assert!(matches!(
-        CsvReader::new(Cursor::new(""), CsvOptions::default()),
-        Err(FormatError::Parse { .. })
-    ));
-    assert!(matches!(
-        CsvReader::new(
-            Cursor::new("id,vector\n"),
-            CsvOptions {
-                delimiter: '"',
-                ..CsvOptions::default()
-            }
-        ),
+        CsvReader::new(Cursor::new("id,vector\n"), CsvOptions { delimiter: '"', ..CsvOptions::default() }),
         Err(FormatError::InvalidArgument { .. })
     ));
 }
@@ -1248,12 +953,7 @@ fn csv_quoting_edge_cases() {
     assert_eq!(ok[4].metadata["note"], MetaValue::from("plain"));
     // The unterminated quote runs to the end of input; the row starts at line 9.
     match &rows[5] {
-        Err(RowError {
-            line: 9,
-            error: FormatError::Parse {
-                column: Some(9), ..
-            },
-        }) => {}
+        Err(RowError { line: 9, error: FormatError::Parse { column: Some(9), .. } }) => {}
         other => panic!("{other:?}"),
     }
 
@@ -1275,25 +975,18 @@ fn csv_quoting_edge_cases() {
                 14,1;1e39,x\n\
                 15,1;2,ok\n";
     let rows = csv_records(text, CsvOptions::default());
-    let lines: Vec<usize> = rows
-        .iter()
-        .filter_map(|r| r.as_ref().err().map(|e| e.line))
-        .collect();
+    let lines: Vec<usize> = rows.iter().filter_map(|r| r.as_ref().err().map(|e| e.line)).collect();
     assert_eq!(lines, (4..=16).collect::<Vec<_>>());
     let kinds: Vec<String> = rows
         .iter()
         .filter_map(|r| r.as_ref().err())
         .map(|e| match &e.error {
-            FormatError::Parse {
-                column: Some(c), ..
-            } => format!("parse@{c}"),
+            FormatError::Parse { column: Some(c), .. } => format!("parse@{c}"),
             FormatError::Parse { field: Some(f), .. } => format!("parse:{f}"),
             FormatError::Parse { .. } => "parse".into(),
             FormatError::MissingField { field, .. } => format!("missing:{field}"),
             FormatError::DimensionMismatch { record, .. } => format!("dim@{record}"),
-            FormatError::NonFinite {
-                record, component, ..
-            } => format!("nonfinite@{record}.{component}"),
+            FormatError::NonFinite { record, component, .. } => format!("nonfinite@{record}.{component}"),
             other => format!("{other:?}"),
         })
         .collect();
@@ -1323,15 +1016,8 @@ fn csv_quoting_edge_cases() {
 
 #[test]
 fn csv_writer_validates() {
-    let rec = |id, v: Vec<f32>, m: Metadata| Record {
-        id,
-        vector: v,
-        metadata: m,
-    };
-    let recs = vec![
-        rec(1, vec![1.0, 2.0], Metadata::new()),
-        rec(2, vec![1.0], Metadata::new()),
-    ];
+    let rec = |id, v: Vec<f32>, m: Metadata| Record { id, vector: v, metadata: m };
+    let recs = vec![rec(1, vec![1.0, 2.0], Metadata::new()), rec(2, vec![1.0], Metadata::new())];
     assert!(matches!(
         write_csv_to(Vec::new(), &recs, &CsvOptions::default()),
         Err(FormatError::DimensionMismatch { record: 1, .. })
@@ -1341,11 +1027,7 @@ fn csv_writer_validates() {
         write_csv_to(Vec::new(), &recs, &CsvOptions::default()),
         Err(FormatError::NonFinite { .. })
     ));
-    let recs = vec![rec(
-        1,
-        vec![1.0],
-        meta(&[("x", MetaValue::Float(f64::INFINITY))]),
-    )];
+    let recs = vec![rec(1, vec![1.0], meta(&[("x", MetaValue::Float(f64::INFINITY))]))];
     assert!(matches!(
         write_csv_to(Vec::new(), &recs, &CsvOptions::default()),
         Err(FormatError::InvalidArgument { .. })
@@ -1357,10 +1039,7 @@ fn csv_writer_validates() {
     ));
     // Nothing is written when validation fails.
     let mut out = Vec::new();
-    let recs = vec![
-        rec(1, vec![1.0], Metadata::new()),
-        rec(2, vec![f32::INFINITY], Metadata::new()),
-    ];
+    let recs = vec![rec(1, vec![1.0], Metadata::new()), rec(2, vec![f32::INFINITY], Metadata::new())];
     assert!(write_csv_to(&mut out, &recs, &CsvOptions::default()).is_err());
     assert!(out.is_empty());
 }
@@ -1372,13 +1051,8 @@ fn csv_writer_validates() {
 mod jsonl {
     use super::*;
 
-    fn jsonl_records(
-        text: &str,
-        options: JsonlOptions,
-    ) -> Vec<std::result::Result<Record, RowError>> {
-        JsonlReader::new(Cursor::new(text.as_bytes()), options)
-            .unwrap()
-            .collect()
+    fn jsonl_records(text: &str, options: JsonlOptions) -> Vec<std::result::Result<Record, RowError>> {
+        JsonlReader::new(Cursor::new(text.as_bytes()), options).unwrap().collect()
     }
 
     #[test]
@@ -1390,8 +1064,7 @@ mod jsonl {
             let path = dir.path("r.jsonl");
             let options = JsonlOptions::default();
             assert_eq!(write_jsonl(&path, &records, &options).unwrap(), 50);
-            let (good, bad) =
-                collect_with_max_errors(JsonlReader::open(&path, options).unwrap(), 0).unwrap();
+            let (good, bad) = collect_with_max_errors(JsonlReader::open(&path, options).unwrap(), 0).unwrap();
             assert!(bad.is_empty());
             assert_same_records(&records, &good);
         }
@@ -1420,10 +1093,8 @@ mod jsonl {
 
 {"id": 9, "vector": [1e-3, -2E2], "metadata": null}
 "#;
-        let rows: Vec<Record> = jsonl_records(text, JsonlOptions::default())
-            .into_iter()
-            .map(|r| r.unwrap())
-            .collect();
+        let rows: Vec<Record> =
+            jsonl_records(text, JsonlOptions::default()).into_iter().map(|r| r.unwrap()).collect();
         assert_eq!(rows.len(), 3);
         assert_eq!(rows[0].id, 7);
         assert_eq!(rows[0].vector, vec![0.1f32, 0.2]);
@@ -1440,28 +1111,15 @@ mod jsonl {
         assert_eq!(rows[2].vector, vec![1e-3f32, -200.0]);
 
         // Missing ids: an error, unless auto_id (then the row index, blank lines not counted).
-        let text =
-            "{\"vector\": [1]}\n\n{\"id\": 5, \"vector\": [2]}\n{\"id\": null, \"vector\": [3]}\n";
+        let text = "{\"vector\": [1]}\n\n{\"id\": 5, \"vector\": [2]}\n{\"id\": null, \"vector\": [3]}\n";
         let rows = jsonl_records(text, JsonlOptions::default());
         assert!(
             matches!(&rows[0], Err(RowError { line: 1, error: FormatError::MissingField { field, .. } }) if field == "id")
         );
         assert_eq!(rows[1].as_ref().unwrap().id, 5);
-        assert!(matches!(
-            &rows[2],
-            Err(RowError {
-                line: 4,
-                error: FormatError::MissingField { .. }
-            })
-        ));
-        let auto = JsonlOptions {
-            auto_id: true,
-            ..JsonlOptions::default()
-        };
-        let ids: Vec<u64> = jsonl_records(text, auto)
-            .into_iter()
-            .map(|r| r.unwrap().id)
-            .collect();
+        assert!(matches!(&rows[2], Err(RowError { line: 4, error: FormatError::MissingField { .. } })));
+        let auto = JsonlOptions { auto_id: true, ..JsonlOptions::default() };
+        let ids: Vec<u64> = jsonl_records(text, auto).into_iter().map(|r| r.unwrap().id).collect();
         assert_eq!(ids, vec![0, 5, 2]);
 
         let bad_lines = [
@@ -1475,31 +1133,13 @@ mod jsonl {
             ("{\"id\": -1, \"vector\": [1]}", "parse:id"),
             ("{\"id\": 1.5, \"vector\": [1]}", "parse:id"),
             ("{\"id\": 1e3, \"vector\": [1]}", "parse:id"),
-            (
-                "{\"id\": 18446744073709551616, \"vector\": [1]}",
-                "parse:id",
-            ),
+            ("{\"id\": 18446744073709551616, \"vector\": [1]}", "parse:id"),
             ("{\"id\": true, \"vector\": [1]}", "parse:id"),
-            (
-                "{\"id\": 1, \"vector\": [1], \"metadata\": [1]}",
-                "parse:metadata",
-            ),
-            (
-                "{\"id\": 1, \"vector\": [1], \"metadata\": {\"a\": [1]}}",
-                "parse:metadata",
-            ),
-            (
-                "{\"id\": 1, \"vector\": [1], \"metadata\": {\"a\": {}}}",
-                "parse:metadata",
-            ),
-            (
-                "{\"id\": 1, \"vector\": [1], \"metadata\": {\"a\": 9223372036854775808}}",
-                "parse:metadata",
-            ),
-            (
-                "{\"id\": 1, \"vector\": [1], \"metadata\": {\"a\": 1e400}}",
-                "parse:metadata",
-            ),
+            ("{\"id\": 1, \"vector\": [1], \"metadata\": [1]}", "parse:metadata"),
+            ("{\"id\": 1, \"vector\": [1], \"metadata\": {\"a\": [1]}}", "parse:metadata"),
+            ("{\"id\": 1, \"vector\": [1], \"metadata\": {\"a\": {}}}", "parse:metadata"),
+            ("{\"id\": 1, \"vector\": [1], \"metadata\": {\"a\": 9223372036854775808}}", "parse:metadata"),
+            ("{\"id\": 1, \"vector\": [1], \"metadata\": {\"a\": 1e400}}", "parse:metadata"),
             ("{\"id\": 1, \"vector\": [1, 2]", "parse@col"),
             ("[1, 2]", "parse@col"),
             ("{\"id\": 1, \"vector\": [1]} trailing", "parse@col"),
@@ -1519,34 +1159,20 @@ mod jsonl {
                 FormatError::MissingField { field, .. } => format!("missing:{field}"),
                 FormatError::BadDimension { dim: 0, .. } => "baddim".into(),
                 FormatError::NonFinite { .. } => "nonfinite".into(),
-                FormatError::Parse {
-                    column: Some(_), ..
-                } => "parse@col".into(),
+                FormatError::Parse { column: Some(_), .. } => "parse@col".into(),
                 FormatError::Parse { field: Some(f), .. } => format!("parse:{f}"),
-                FormatError::DimensionMismatch {
-                    expected: 1,
-                    got: 3,
-                    ..
-                } => "dim".into(),
+                FormatError::DimensionMismatch { expected: 1, got: 3, .. } => "dim".into(),
                 other => format!("{other:?}"),
             };
             assert_eq!(&got, want, "{line}: {:?}", e.error);
         }
         // Invalid UTF-8 is a row error too.
         let bytes = b"{\"id\": 1, \"vector\": [1]}\n{\"id\": \xff}\n{\"id\": 3, \"vector\": [1]}\n";
-        let rows: Vec<_> = JsonlReader::new(&bytes[..], JsonlOptions::default())
-            .unwrap()
-            .collect();
+        let rows: Vec<_> = JsonlReader::new(&bytes[..], JsonlOptions::default()).unwrap().collect();
         assert_eq!(rows.len(), 3);
         assert!(matches!(
             &rows[1],
-            Err(RowError {
-                line: 2,
-                error: FormatError::Parse {
-                    column: Some(8),
-                    ..
-                }
-            })
+            Err(RowError { line: 2, error: FormatError::Parse { column: Some(8), .. } })
         ));
         assert!(rows[2].is_ok());
     }
@@ -1555,46 +1181,21 @@ mod jsonl {
     fn jsonl_long_lines_and_options() {
         let long = format!("{{\"id\": 1, \"vector\": [{}1]}}", "1, ".repeat(100));
         let text = format!("{long}\n{{\"id\": 2, \"vector\": [1]}}\n");
-        let options = JsonlOptions {
-            max_line_bytes: 64,
-            ..JsonlOptions::default()
-        };
+        let options = JsonlOptions { max_line_bytes: 64, ..JsonlOptions::default() };
         let rows = jsonl_records(&text, options);
         assert!(matches!(
             &rows[0],
-            Err(RowError {
-                line: 1,
-                error: FormatError::LineTooLong { limit: 64, .. }
-            })
+            Err(RowError { line: 1, error: FormatError::LineTooLong { limit: 64, .. } })
         ));
         assert_eq!(rows[1].as_ref().unwrap().id, 2);
 
-        let same = JsonlOptions {
-            vector_field: "id".into(),
-            ..JsonlOptions::default()
-        };
-        assert!(matches!(
-            JsonlReader::new(Cursor::new(""), same),
-            Err(FormatError::InvalidArgument { .. })
-        ));
-        let dim2 = JsonlOptions {
-            expected_dim: Some(2),
-            ..JsonlOptions::default()
-        };
-        let rows = jsonl_records(
-            "{\"id\": 1, \"vector\": [1]}\n{\"id\": 2, \"vector\": [1, 2]}\n",
-            dim2,
-        );
+        let same = JsonlOptions { vector_field: "id".into(), ..JsonlOptions::default() };
+        assert!(matches!(JsonlReader::new(Cursor::new(""), same), Err(FormatError::InvalidArgument { .. })));
+        let dim2 = JsonlOptions { expected_dim: Some(2), ..JsonlOptions::default() };
+        let rows = jsonl_records("{\"id\": 1, \"vector\": [1]}\n{\"id\": 2, \"vector\": [1, 2]}\n", dim2);
         assert!(matches!(
             &rows[0],
-            Err(RowError {
-                error: FormatError::DimensionMismatch {
-                    expected: 2,
-                    got: 1,
-                    ..
-                },
-                ..
-            })
+            Err(RowError { error: FormatError::DimensionMismatch { expected: 2, got: 1, .. }, .. })
         ));
         assert!(rows[1].is_ok());
     }
@@ -1617,19 +1218,10 @@ fn max_errors_budget() {
     let reader = || JsonlReader::new(Cursor::new(text.clone()), JsonlOptions::default()).unwrap();
     let (good, bad) = collect_with_max_errors(reader(), 3).unwrap();
     assert_eq!(good.len(), 7);
-    assert_eq!(
-        bad.iter().map(|e| e.line).collect::<Vec<_>>(),
-        vec![2, 5, 8]
-    );
+    assert_eq!(bad.iter().map(|e| e.line).collect::<Vec<_>>(), vec![2, 5, 8]);
     match collect_with_max_errors(reader(), 2) {
-        Err(FormatError::TooManyErrors {
-            max_errors: 2,
-            errors,
-        }) => {
-            assert_eq!(
-                errors.iter().map(|e| e.line).collect::<Vec<_>>(),
-                vec![2, 5, 8]
-            );
+        Err(FormatError::TooManyErrors { max_errors: 2, errors }) => {
+            assert_eq!(errors.iter().map(|e| e.line).collect::<Vec<_>>(), vec![2, 5, 8]);
         }
         other => panic!("{other:?}"),
     }
@@ -1670,25 +1262,17 @@ fn io_failures_are_fatal_and_typed() {
     #[cfg(feature = "formats")]
     {
         let data = b"{\"id\": 1, \"vector\": [1]}\n{\"id\": 2, \"vec";
-        let mut r =
-            JsonlReader::new(BufReader::new(Failing(data)), JsonlOptions::default()).unwrap();
+        let mut r = JsonlReader::new(BufReader::new(Failing(data)), JsonlOptions::default()).unwrap();
         assert!(r.next().unwrap().is_ok());
         let e = r.next().unwrap().unwrap_err();
         assert!(e.is_fatal());
         assert!(matches!(e.error, FormatError::Io { op: "reading", .. }));
         assert!(r.next().is_none());
         let r = JsonlReader::new(BufReader::new(Failing(data)), JsonlOptions::default()).unwrap();
-        assert!(matches!(
-            collect_with_max_errors(r, 100),
-            Err(FormatError::Io { .. })
-        ));
+        assert!(matches!(collect_with_max_errors(r, 100), Err(FormatError::Io { .. })));
     }
 
-    let r = CsvReader::new(
-        BufReader::new(Failing(b"id,vector\n1,1\n2,")),
-        CsvOptions::default(),
-    )
-    .unwrap();
+    let r = CsvReader::new(BufReader::new(Failing(b"id,vector\n1,1\n2,")), CsvOptions::default()).unwrap();
     let items: Vec<_> = r.collect();
     assert_eq!(items.len(), 2);
     assert!(items[1].as_ref().unwrap_err().is_fatal());
@@ -1697,32 +1281,19 @@ fn io_failures_are_fatal_and_typed() {
     let items: Vec<_> = VecsReader::new(Failing(&bytes), ElementKind::F32).collect();
     assert_eq!(items.len(), 2);
     assert!(matches!(items[1], Err(FormatError::Io { .. })));
-    assert!(matches!(
-        read_npy_from(Failing(b"\x93NUMPY")),
-        Err(FormatError::Io { .. })
-    ));
+    assert!(matches!(read_npy_from(Failing(b"\x93NUMPY")), Err(FormatError::Io { .. })));
 
     // Missing files name the path; unknown extensions are refused.
     let missing = Path::new("/nonexistent/dir/x.fvecs");
     let err = read_fvecs(missing).unwrap_err();
     match &err {
-        FormatError::Io {
-            path: Some(p),
-            op: "opening",
-            ..
-        } => assert_eq!(p, missing),
+        FormatError::Io { path: Some(p), op: "opening", .. } => assert_eq!(p, missing),
         other => panic!("{other:?}"),
     }
     assert!(err.to_string().contains("/nonexistent/dir/x.fvecs"));
     assert!(std::error::Error::source(&err).is_some());
-    assert!(matches!(
-        read_vectors("x.txt"),
-        Err(FormatError::UnknownFormat { .. })
-    ));
-    assert!(matches!(
-        read_vectors("x"),
-        Err(FormatError::UnknownFormat { .. })
-    ));
+    assert!(matches!(read_vectors("x.txt"), Err(FormatError::UnknownFormat { .. })));
+    assert!(matches!(read_vectors("x"), Err(FormatError::UnknownFormat { .. })));
 }
 
 #[test]
@@ -1730,34 +1301,13 @@ fn error_traits_and_messages() {
     fn assert_traits<T: std::error::Error + Send + Sync + 'static>() {}
     assert_traits::<FormatError>();
     assert_traits::<RowError>();
-    let e = FormatError::Truncated {
-        record: 3,
-        offset: 100,
-        needed: 16,
-        available: 2,
-    };
-    assert_eq!(
-        e.to_string(),
-        "truncated record 3 at byte 100: needed 16 more bytes, 2 available"
-    );
-    let e = RowError {
-        line: 4,
-        error: FormatError::MissingField {
-            line: 4,
-            field: "id".into(),
-        },
-    };
+    let e = FormatError::Truncated { record: 3, offset: 100, needed: 16, available: 2 };
+    assert_eq!(e.to_string(), "truncated record 3 at byte 100: needed 16 more bytes, 2 available");
+    let e = RowError { line: 4, error: FormatError::MissingField { line: 4, field: "id".into() } };
     assert_eq!(e.to_string(), "line 4: missing field `id` at line 4");
-    let e = FormatError::Parse {
-        line: 2,
-        column: Some(5),
-        field: Some("vector".into()),
-        reason: "bad".into(),
-    };
-    assert_eq!(
-        e.to_string(),
-        "parse error at line 2, column 5, field `vector`: bad"
-    );
+    let e =
+        FormatError::Parse { line: 2, column: Some(5), field: Some("vector".into()), reason: "bad".into() };
+    assert_eq!(e.to_string(), "parse error at line 2, column 5, field `vector`: bad");
 }
 
 // ---------------------------------------------------------------------------
@@ -1797,11 +1347,7 @@ fn mutated_inputs_never_panic() {
     let mut iv = Vec::new();
     write_ivecs_to(&mut iv, [[1, 2, 3], [4, 5, 6]]).unwrap();
     let mut npy = Vec::new();
-    write_npy_to(
-        &mut npy,
-        &VecSet::new(3, rows.concat(), ElementKind::F32).unwrap(),
-    )
-    .unwrap();
+    write_npy_to(&mut npy, &VecSet::new(3, rows.concat(), ElementKind::F32).unwrap()).unwrap();
     let mut ids = Vec::new();
     write_npy_ids_to(&mut ids, &[1, 2, 3]).unwrap();
     let records = random_records(&mut rng, 4, 3);
@@ -1847,9 +1393,7 @@ fn mutated_jsonl_never_panics() {
         "[".repeat(200_000),
         "]".repeat(200_000)
     );
-    let rows: Vec<_> = JsonlReader::new(Cursor::new(deep), JsonlOptions::default())
-        .unwrap()
-        .collect();
+    let rows: Vec<_> = JsonlReader::new(Cursor::new(deep), JsonlOptions::default()).unwrap().collect();
     assert_eq!(rows.len(), 2);
     // An ignored field is skipped without recursion; a nested vector is refused.
     assert_eq!(rows[0].as_ref().unwrap().id, 1);
