@@ -442,7 +442,7 @@ fn npy_bytes(major: u8, header: &str, data: &[u8]) -> Vec<u8> {
     out.extend_from_slice(&[major, 0]);
     let mut h = header.to_owned();
     let pre = if major == 1 { 10 } else { 12 };
-    while (pre + h.len() + 1) % 64 != 0 {
+    while !(pre + h.len() + 1).is_multiple_of(64) {
         h.push(' ');
     }
     h.push('\n');
