@@ -451,8 +451,17 @@ impl Index {
         seeds.push(cur);
         let ef = self.cfg.ef_construction;
         for l in (0..=top_link).rev() {
-            self.seed_search(s, &seeds, ef, |_| true);
-            self.search_layer(q, l, ef, s, |_| true);
+            // Tombstones route the search but are not linked to: otherwise they keep
+            // attracting links under update churn and live nodes end up reachable only
+            // through dead, detached pieces of the graph.
+            let live = |n: u32| !self.store.is_deleted(n);
+            self.seed_search(s, &seeds, ef, live);
+            self.search_layer(q, l, ef, s, live);
+            if s.results.is_empty() {
+                // Only tombstones around: link to them rather than to nothing.
+                self.seed_search(s, &seeds, ef, |_| true);
+                self.search_layer(q, l, ef, s, |_| true);
+            }
             s.sorted.clear();
             s.sorted.extend(s.results.drain());
             s.sorted.sort_unstable();
