@@ -24,6 +24,7 @@
 
 mod arena;
 mod batch;
+mod batch_ops;
 mod config;
 pub mod distance;
 mod error;
@@ -42,6 +43,7 @@ mod store;
 pub use batch::{
     BatchError, BatchFailure, BatchInsertable, BatchMode, BatchOptions, BatchReport, InvalidReason,
 };
+pub use batch_ops::{DeleteError, DeleteOptions, FilterDeleteReport};
 pub use config::{IndexConfig, Storage, MAX_DIM, MAX_EF, MAX_M};
 pub use distance::Metric;
 pub use error::{IndexError, Result};
