@@ -145,7 +145,7 @@ impl NodeStore {
     #[inline(always)]
     pub(crate) fn vector_f32(&self, n: u32) -> &[f32] {
         let b = self.vector_bytes(n);
-        debug_assert!(b.as_ptr().align_offset(4) == 0 && b.len() % 4 == 0);
+        debug_assert!(b.as_ptr().align_offset(4) == 0 && b.len().is_multiple_of(4));
         // SAFETY: only called for f32 storage, where rows are `4 * dim` bytes and start at
         // multiples of that from a 64-byte aligned bucket, so the pointer is 4-aligned and the
         // length a multiple of 4; every bit pattern is a valid f32. (`bytemuck::cast_slice`
