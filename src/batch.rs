@@ -331,6 +331,7 @@ impl BatchInsertable for Index {
             Err(BatchError::Cancelled { .. }) => Err(BatchError::Cancelled { inserted: report.inserted }),
             Err(e) => Err(e),
             Ok(()) => {
+                self.note_mutations(report.inserted);
                 failures.sort_by_key(|f| f.index);
                 report.failures = failures;
                 report.elapsed = start.elapsed();

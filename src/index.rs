@@ -81,6 +81,9 @@ pub struct Index {
     live: AtomicUsize,
     /// Live plus reserved by inserts in progress: what `max_elements` bounds.
     claimed: AtomicUsize,
+    /// Mutations since the last reachability repair (see `repair.rs`).
+    pub(crate) mutations: AtomicUsize,
+    pub(crate) repair_lock: Mutex<()>,
 }
 
 impl std::fmt::Debug for Index {
@@ -115,6 +118,8 @@ impl Index {
             rng: Mutex::new(StdRng::seed_from_u64(config.seed)),
             live: AtomicUsize::new(0),
             claimed: AtomicUsize::new(0),
+            mutations: AtomicUsize::new(0),
+            repair_lock: Mutex::new(()),
             cfg: config,
         })
     }
@@ -354,6 +359,7 @@ impl Index {
         let mut levels = Vec::with_capacity(1);
         self.draw_levels(&mut levels, 1);
         if with_scratch(|s| self.insert_prepared(node, id, &q, levels[0] as usize, s)) {
+            self.note_mutations(1);
             Ok(())
         } else {
             Err(IndexError::CapacityExceeded { limit: self.allocated_nodes() as u64 })
@@ -423,6 +429,7 @@ impl Index {
                 self.claimed.fetch_add(1, Ordering::AcqRel);
             }
         }
+        self.note_mutations(1);
         Ok(())
     }
 
@@ -617,6 +624,23 @@ impl Index {
         }
     }
 
+    pub(crate) fn greedy_pub(&self, q: &[f32], cur: Cand, level: usize, s: &mut Scratch) -> Cand {
+        self.greedy(q, cur, level, s)
+    }
+
+    /// Level-0 beam search from `start`; `s.results` ends with the accepted nodes found.
+    pub(crate) fn search_from(
+        &self,
+        q: &[f32],
+        start: Cand,
+        ef: usize,
+        s: &mut Scratch,
+        accept: impl Fn(u32) -> bool,
+    ) {
+        self.seed_search(s, &[start], ef, &accept);
+        self.search_layer(q, 0, ef, s, &accept);
+    }
+
     /// Starts a layer search from `seeds` (distances already known).
     fn seed_search(&self, s: &mut Scratch, seeds: &[Cand], ef: usize, accept: impl Fn(u32) -> bool) {
         s.visited.reset(self.store.allocated() as usize);
@@ -801,6 +825,7 @@ impl Index {
         self.store.mark_deleted(n);
         self.live.fetch_sub(1, Ordering::AcqRel);
         self.unclaim(1);
+        self.note_mutations(1);
         Ok(())
     }
 

@@ -37,6 +37,7 @@ mod progress;
 // Used by the persistence layer.
 #[allow(dead_code)]
 mod raw;
+mod repair;
 mod scratch;
 mod store;
 
