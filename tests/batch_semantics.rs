@@ -25,6 +25,7 @@ fn batch_with(bad: (u64, Vec<f32>)) -> Vec<(u64, Vec<f32>)> {
     v
 }
 
+#[allow(clippy::type_complexity)]
 fn cases() -> Vec<(&'static str, Metric, Vec<(u64, Vec<f32>)>)> {
     vec![
         ("dimension", Metric::L2, batch_with((200, vec![1.0; 5]))),
