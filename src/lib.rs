@@ -25,5 +25,5 @@ pub use distance::Metric;
 pub use error::{IndexError, Result};
 pub use index::{Index, Neighbour};
 pub use integrity::{IntegrityError, IntegrityStats};
-pub use persist::PersistError;
+pub use persist::{DurableIndex, DurableOptions, PersistError, SyncPolicy};
 pub use progress::{BatchProgress, CancelFn, ProgressFn};

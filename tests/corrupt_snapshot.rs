@@ -118,6 +118,9 @@ fn forged_counts_with_valid_checksums_fail_without_huge_allocations() {
     assert!(matches!(load_from_bytes(&b), Err(PersistError::Truncated { section: "nodes", .. })));
 }
 
+/// A change to a snapshot's bytes.
+type Forge = Box<dyn Fn(&mut Vec<u8>)>;
+
 #[test]
 fn forged_graphs_with_valid_checksums_are_rejected() {
     let bytes = save_to_bytes(&small_index());
@@ -125,8 +128,8 @@ fn forged_graphs_with_valid_checksums_are_rejected() {
     let first_links = nodes + 4 + 1 + 1 + 8 + 16;
     let count = u32::from_le_bytes(bytes[first_links..first_links + 4].try_into().unwrap()) as usize;
     assert!(count >= 2);
-    let link = |i: usize| first_links + 4 + 4 * i;
-    let cases: Vec<(&str, Box<dyn Fn(&mut Vec<u8>)>)> = vec![
+    let link = move |i: usize| first_links + 4 + 4 * i;
+    let cases: Vec<(&str, Forge)> = vec![
         ("dangling link", Box::new(move |b| b[link(0)..link(0) + 4].copy_from_slice(&1000u32.to_le_bytes()))),
         ("self link", Box::new(move |b| b[link(0)..link(0) + 4].copy_from_slice(&0u32.to_le_bytes()))),
         (
@@ -138,7 +141,10 @@ fn forged_graphs_with_valid_checksums_are_rejected() {
         ),
         ("unknown node flags", Box::new(move |b| b[nodes + 4] = 0x04)),
         ("level above the maximum", Box::new(move |b| b[nodes + 5] = 200)),
-        ("non-finite vector", Box::new(move |b| b[nodes + 14..nodes + 18].copy_from_slice(&f32::NAN.to_le_bytes()))),
+        (
+            "non-finite vector",
+            Box::new(move |b| b[nodes + 14..nodes + 18].copy_from_slice(&f32::NAN.to_le_bytes())),
+        ),
         (
             "duplicate live id",
             Box::new(move |b| {
