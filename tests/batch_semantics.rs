@@ -25,8 +25,9 @@ fn batch_with(bad: (u64, Vec<f32>)) -> Vec<(u64, Vec<f32>)> {
     v
 }
 
-#[allow(clippy::type_complexity)]
-fn cases() -> Vec<(&'static str, Metric, Vec<(u64, Vec<f32>)>)> {
+type Case = (&'static str, Metric, Vec<(u64, Vec<f32>)>);
+
+fn cases() -> Vec<Case> {
     vec![
         ("dimension", Metric::L2, batch_with((200, vec![1.0; 5]))),
         ("nan", Metric::L2, batch_with((200, vec![1.0, f32::NAN, 0.0, 0.0]))),

@@ -85,8 +85,9 @@ pub fn scalar_kernels() -> Kernels {
 
 /// The fastest kernel set this CPU supports, detected once and cached.
 ///
-/// Setting the environment variable `HNSW_BATCH_ISA` to `scalar` (or `avx2`) before first use
-/// forces a slower set, for benchmarks and debugging.
+/// Setting the environment variable `HNSW_BATCH_ISA` before first use forces a set, for
+/// benchmarks and debugging: `scalar` anywhere, `avx2` or `avx512` on x86-64 (falling back to
+/// scalar if the CPU lacks it). Other values are ignored.
 pub fn kernels() -> Kernels {
     static K: OnceLock<Kernels> = OnceLock::new();
     *K.get_or_init(detect)

@@ -1,10 +1,410 @@
-//! x86-64 SIMD kernels (placeholder: filled in by the SIMD work).
+//! x86-64 SIMD kernels: an AVX2+FMA set and an AVX-512 (F+BW+VL) set.
+//!
+//! # Safety structure
+//!
+//! Every kernel body is a `#[target_feature]` function, which may only run on a CPU that has
+//! those features. The safe `fn` pointers stored in [`Kernels`] are private wrappers in this
+//! module; the only code that names them is [`avx2_set`] and [`avx512_set`], and both return
+//! `None` unless `is_x86_feature_detected!` has confirmed every feature their kernels are
+//! compiled for. Everything outside this module reaches the wrappers only through [`detect`] and
+//! [`available`], which hand out nothing but the results of those two functions. So a wrapper can
+//! only ever be called on a CPU that supports its instructions, which is what makes the `unsafe`
+//! calls inside the wrappers sound.
+//!
+//! Loads take fixed-size arrays (`&[f32; 8]`, `&[u8; 16]`, ...) so the type itself proves the
+//! bytes read are in bounds; only the AVX-512 tail loads take a short slice, and they mask off
+//! every lane past its end (masked-off lanes are never accessed, so they cannot fault).
+
 use super::Kernels;
 
-pub(super) fn detect(_forced: Option<&str>) -> Option<Kernels> {
-    None
+/// Picks the kernel set to use. `forced` is the `HNSW_BATCH_ISA` override: `avx2` and `avx512`
+/// select that set (or `None` if this CPU lacks it); anything else means "fastest available".
+pub(super) fn detect(forced: Option<&str>) -> Option<Kernels> {
+    match forced {
+        Some("avx2") => avx2_set(),
+        Some("avx512") => avx512_set(),
+        _ => best_set(),
+    }
 }
 
+/// Every SIMD set this CPU supports, slowest first.
 pub(super) fn available() -> Vec<Kernels> {
-    Vec::new()
+    avx2_set().into_iter().chain(avx512_set()).collect()
+}
+
+/// Whether the features of the AVX2 set are present.
+fn has_avx2() -> bool {
+    is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
+}
+
+/// Whether the features of the AVX-512 set are present.
+fn has_avx512() -> bool {
+    is_x86_feature_detected!("avx512f")
+        && is_x86_feature_detected!("avx512bw")
+        && is_x86_feature_detected!("avx512vl")
+}
+
+/// The AVX2+FMA set, if this CPU supports it.
+fn avx2_set() -> Option<Kernels> {
+    has_avx2().then_some(Kernels {
+        isa: "avx2",
+        l2_f32: avx2::l2_f32,
+        dot_f32: avx2::dot_f32,
+        l2_u8: avx2::l2_u8,
+        dot_u8: avx2::dot_u8,
+    })
+}
+
+/// The pure AVX-512 set, if this CPU supports it.
+fn avx512_set() -> Option<Kernels> {
+    has_avx512().then_some(Kernels {
+        isa: "avx512",
+        l2_f32: avx512::l2_f32,
+        dot_f32: avx512::dot_f32,
+        l2_u8: avx512::l2_u8,
+        dot_u8: avx512::dot_u8,
+    })
+}
+
+/// The fastest set: AVX-512 where available, else AVX2, else `None`.
+///
+/// AVX-512 is used for all four kernels because it measured faster than AVX2 for every kernel
+/// at every dimension tried (128, 384, 784, 1536; `benches/distance.rs`), by about 1.2-1.6x on a
+/// Sapphire Rapids-class Xeon, stored vector 64-byte aligned and the query either aligned or
+/// 16 bytes off. Should a CPU turn up where one kernel is faster in AVX2, mix the sets here
+/// (safe as long as both were detected) rather than dropping AVX-512 for all.
+fn best_set() -> Option<Kernels> {
+    avx512_set().or_else(avx2_set)
+}
+
+/// AVX2+FMA kernels: four 8-lane accumulators (32 elements per iteration), then single 8-lane
+/// steps, then a scalar tail.
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    /// Loads 8 `f32`s; the array type proves all 32 bytes are in bounds.
+    #[inline]
+    #[target_feature(enable = "avx")]
+    fn load_f32(x: &[f32; 8]) -> __m256 {
+        // SAFETY: `x` is 8 readable `f32`s and `loadu` has no alignment requirement; the `avx`
+        // feature this intrinsic needs is enabled on this function.
+        unsafe { _mm256_loadu_ps(x.as_ptr()) }
+    }
+
+    /// Loads 8 bytes and widens them to 8 `f32`s (each exactly representable).
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn load_u8(x: &[u8; 8]) -> __m256 {
+        // SAFETY: `_mm_loadl_epi64` reads exactly 8 bytes, all in `x`, with no alignment
+        // requirement.
+        let v = unsafe { _mm_loadl_epi64(x.as_ptr().cast::<__m128i>()) };
+        _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(v))
+    }
+
+    /// Sum of the 8 lanes.
+    #[inline]
+    #[target_feature(enable = "avx")]
+    fn hsum(v: __m256) -> f32 {
+        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        let s = _mm_add_ss(s, _mm_movehdup_ps(s));
+        _mm_cvtss_f32(s)
+    }
+
+    /// Adds the four accumulators pairwise and reduces them to one `f32`.
+    #[inline]
+    #[target_feature(enable = "avx")]
+    fn reduce(acc: [__m256; 4]) -> f32 {
+        hsum(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])))
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    fn l2_f32_impl(a: &[f32], b: &[f32]) -> f32 {
+        let n = a.len().min(b.len());
+        let (a, ta) = a[..n].as_chunks::<8>();
+        let (b, tb) = b[..n].as_chunks::<8>();
+        let mut acc = [_mm256_setzero_ps(); 4];
+        let (mut ca, mut cb) = (a.chunks_exact(4), b.chunks_exact(4));
+        for (x, y) in (&mut ca).zip(&mut cb) {
+            for k in 0..4 {
+                let d = _mm256_sub_ps(load_f32(&x[k]), load_f32(&y[k]));
+                acc[k] = _mm256_fmadd_ps(d, d, acc[k]);
+            }
+        }
+        for (x, y) in ca.remainder().iter().zip(cb.remainder()) {
+            let d = _mm256_sub_ps(load_f32(x), load_f32(y));
+            acc[0] = _mm256_fmadd_ps(d, d, acc[0]);
+        }
+        let mut s = reduce(acc);
+        for (x, y) in ta.iter().zip(tb) {
+            let d = x - y;
+            s += d * d;
+        }
+        s
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    fn dot_f32_impl(a: &[f32], b: &[f32]) -> f32 {
+        let n = a.len().min(b.len());
+        let (a, ta) = a[..n].as_chunks::<8>();
+        let (b, tb) = b[..n].as_chunks::<8>();
+        let mut acc = [_mm256_setzero_ps(); 4];
+        let (mut ca, mut cb) = (a.chunks_exact(4), b.chunks_exact(4));
+        for (x, y) in (&mut ca).zip(&mut cb) {
+            for k in 0..4 {
+                acc[k] = _mm256_fmadd_ps(load_f32(&x[k]), load_f32(&y[k]), acc[k]);
+            }
+        }
+        for (x, y) in ca.remainder().iter().zip(cb.remainder()) {
+            acc[0] = _mm256_fmadd_ps(load_f32(x), load_f32(y), acc[0]);
+        }
+        let mut s = reduce(acc);
+        for (x, y) in ta.iter().zip(tb) {
+            s += x * y;
+        }
+        s
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    fn l2_u8_impl(a: &[f32], b: &[u8]) -> f32 {
+        let n = a.len().min(b.len());
+        let (a, ta) = a[..n].as_chunks::<8>();
+        let (b, tb) = b[..n].as_chunks::<8>();
+        let mut acc = [_mm256_setzero_ps(); 4];
+        let (mut ca, mut cb) = (a.chunks_exact(4), b.chunks_exact(4));
+        for (x, y) in (&mut ca).zip(&mut cb) {
+            for k in 0..4 {
+                let d = _mm256_sub_ps(load_f32(&x[k]), load_u8(&y[k]));
+                acc[k] = _mm256_fmadd_ps(d, d, acc[k]);
+            }
+        }
+        for (x, y) in ca.remainder().iter().zip(cb.remainder()) {
+            let d = _mm256_sub_ps(load_f32(x), load_u8(y));
+            acc[0] = _mm256_fmadd_ps(d, d, acc[0]);
+        }
+        let mut s = reduce(acc);
+        for (x, &y) in ta.iter().zip(tb) {
+            let d = x - f32::from(y);
+            s += d * d;
+        }
+        s
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    fn dot_u8_impl(a: &[f32], b: &[u8]) -> f32 {
+        let n = a.len().min(b.len());
+        let (a, ta) = a[..n].as_chunks::<8>();
+        let (b, tb) = b[..n].as_chunks::<8>();
+        let mut acc = [_mm256_setzero_ps(); 4];
+        let (mut ca, mut cb) = (a.chunks_exact(4), b.chunks_exact(4));
+        for (x, y) in (&mut ca).zip(&mut cb) {
+            for k in 0..4 {
+                acc[k] = _mm256_fmadd_ps(load_f32(&x[k]), load_u8(&y[k]), acc[k]);
+            }
+        }
+        for (x, y) in ca.remainder().iter().zip(cb.remainder()) {
+            acc[0] = _mm256_fmadd_ps(load_f32(x), load_u8(y), acc[0]);
+        }
+        let mut s = reduce(acc);
+        for (x, &y) in ta.iter().zip(tb) {
+            s += x * f32::from(y);
+        }
+        s
+    }
+
+    // The safe wrappers below are the only things stored in `Kernels`. They are private to
+    // `x86_64` and named only by `avx2_set`, which returns them only after detecting AVX2 and FMA.
+
+    pub(super) fn l2_f32(a: &[f32], b: &[f32]) -> f32 {
+        // SAFETY: only reachable through `avx2_set`, which checked `avx2` and `fma` at run time.
+        unsafe { l2_f32_impl(a, b) }
+    }
+
+    pub(super) fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
+        // SAFETY: only reachable through `avx2_set`, which checked `avx2` and `fma` at run time.
+        unsafe { dot_f32_impl(a, b) }
+    }
+
+    pub(super) fn l2_u8(a: &[f32], b: &[u8]) -> f32 {
+        // SAFETY: only reachable through `avx2_set`, which checked `avx2` and `fma` at run time.
+        unsafe { l2_u8_impl(a, b) }
+    }
+
+    pub(super) fn dot_u8(a: &[f32], b: &[u8]) -> f32 {
+        // SAFETY: only reachable through `avx2_set`, which checked `avx2` and `fma` at run time.
+        unsafe { dot_u8_impl(a, b) }
+    }
+}
+
+/// AVX-512 kernels: four 16-lane accumulators (64 elements per iteration), then single 16-lane
+/// steps, then one masked load for the last `< 16` elements (no scalar tail). The masked step is
+/// skipped when the length is a multiple of 16: dimensions are fixed per index, so the branch is
+/// always predicted.
+mod avx512 {
+    use std::arch::x86_64::*;
+
+    /// Loads 16 `f32`s; the array type proves all 64 bytes are in bounds.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn load_f32(x: &[f32; 16]) -> __m512 {
+        // SAFETY: `x` is 16 readable `f32`s and `loadu` has no alignment requirement.
+        unsafe { _mm512_loadu_ps(x.as_ptr()) }
+    }
+
+    /// Loads the first `min(x.len(), 16)` `f32`s, zeroing the other lanes.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn load_f32_tail(x: &[f32]) -> __m512 {
+        let k = mask(x.len());
+        // SAFETY: lane `i` is read only if bit `i` of `k` is set, i.e. `i < x.len()`, so every
+        // element read lies in `x`; masked-off lanes are not accessed and cannot fault.
+        unsafe { _mm512_maskz_loadu_ps(k, x.as_ptr()) }
+    }
+
+    /// Loads 16 bytes and widens them to 16 `f32`s (each exactly representable).
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn load_u8(x: &[u8; 16]) -> __m512 {
+        // SAFETY: `_mm_loadu_si128` reads exactly the 16 bytes of `x`, unaligned.
+        let v = unsafe { _mm_loadu_si128(x.as_ptr().cast::<__m128i>()) };
+        _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(v))
+    }
+
+    /// Loads the first `min(x.len(), 16)` bytes widened to `f32`, zeroing the other lanes.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    fn load_u8_tail(x: &[u8]) -> __m512 {
+        let k = mask(x.len());
+        // SAFETY: byte `i` is read only if bit `i` of `k` is set, i.e. `i < x.len()`, so every
+        // byte read lies in `x`; masked-off bytes are not accessed and cannot fault.
+        let v = unsafe { _mm_maskz_loadu_epi8(k, x.as_ptr().cast::<i8>()) };
+        _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(v))
+    }
+
+    /// A mask with the low `min(len, 16)` bits set.
+    #[inline]
+    fn mask(len: usize) -> u16 {
+        ((1u32 << len.min(16)) - 1) as u16
+    }
+
+    /// Adds the four accumulators pairwise and reduces them to one `f32`.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn reduce(acc: [__m512; 4]) -> f32 {
+        _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3])))
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    fn l2_f32_impl(a: &[f32], b: &[f32]) -> f32 {
+        let n = a.len().min(b.len());
+        let (a, ta) = a[..n].as_chunks::<16>();
+        let (b, tb) = b[..n].as_chunks::<16>();
+        let mut acc = [_mm512_setzero_ps(); 4];
+        let (mut ca, mut cb) = (a.chunks_exact(4), b.chunks_exact(4));
+        for (x, y) in (&mut ca).zip(&mut cb) {
+            for k in 0..4 {
+                let d = _mm512_sub_ps(load_f32(&x[k]), load_f32(&y[k]));
+                acc[k] = _mm512_fmadd_ps(d, d, acc[k]);
+            }
+        }
+        for (x, y) in ca.remainder().iter().zip(cb.remainder()) {
+            let d = _mm512_sub_ps(load_f32(x), load_f32(y));
+            acc[0] = _mm512_fmadd_ps(d, d, acc[0]);
+        }
+        if !ta.is_empty() {
+            let d = _mm512_sub_ps(load_f32_tail(ta), load_f32_tail(tb));
+            acc[1] = _mm512_fmadd_ps(d, d, acc[1]);
+        }
+        reduce(acc)
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    fn dot_f32_impl(a: &[f32], b: &[f32]) -> f32 {
+        let n = a.len().min(b.len());
+        let (a, ta) = a[..n].as_chunks::<16>();
+        let (b, tb) = b[..n].as_chunks::<16>();
+        let mut acc = [_mm512_setzero_ps(); 4];
+        let (mut ca, mut cb) = (a.chunks_exact(4), b.chunks_exact(4));
+        for (x, y) in (&mut ca).zip(&mut cb) {
+            for k in 0..4 {
+                acc[k] = _mm512_fmadd_ps(load_f32(&x[k]), load_f32(&y[k]), acc[k]);
+            }
+        }
+        for (x, y) in ca.remainder().iter().zip(cb.remainder()) {
+            acc[0] = _mm512_fmadd_ps(load_f32(x), load_f32(y), acc[0]);
+        }
+        if !ta.is_empty() {
+            acc[1] = _mm512_fmadd_ps(load_f32_tail(ta), load_f32_tail(tb), acc[1]);
+        }
+        reduce(acc)
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    fn l2_u8_impl(a: &[f32], b: &[u8]) -> f32 {
+        let n = a.len().min(b.len());
+        let (a, ta) = a[..n].as_chunks::<16>();
+        let (b, tb) = b[..n].as_chunks::<16>();
+        let mut acc = [_mm512_setzero_ps(); 4];
+        let (mut ca, mut cb) = (a.chunks_exact(4), b.chunks_exact(4));
+        for (x, y) in (&mut ca).zip(&mut cb) {
+            for k in 0..4 {
+                let d = _mm512_sub_ps(load_f32(&x[k]), load_u8(&y[k]));
+                acc[k] = _mm512_fmadd_ps(d, d, acc[k]);
+            }
+        }
+        for (x, y) in ca.remainder().iter().zip(cb.remainder()) {
+            let d = _mm512_sub_ps(load_f32(x), load_u8(y));
+            acc[0] = _mm512_fmadd_ps(d, d, acc[0]);
+        }
+        if !ta.is_empty() {
+            let d = _mm512_sub_ps(load_f32_tail(ta), load_u8_tail(tb));
+            acc[1] = _mm512_fmadd_ps(d, d, acc[1]);
+        }
+        reduce(acc)
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    fn dot_u8_impl(a: &[f32], b: &[u8]) -> f32 {
+        let n = a.len().min(b.len());
+        let (a, ta) = a[..n].as_chunks::<16>();
+        let (b, tb) = b[..n].as_chunks::<16>();
+        let mut acc = [_mm512_setzero_ps(); 4];
+        let (mut ca, mut cb) = (a.chunks_exact(4), b.chunks_exact(4));
+        for (x, y) in (&mut ca).zip(&mut cb) {
+            for k in 0..4 {
+                acc[k] = _mm512_fmadd_ps(load_f32(&x[k]), load_u8(&y[k]), acc[k]);
+            }
+        }
+        for (x, y) in ca.remainder().iter().zip(cb.remainder()) {
+            acc[0] = _mm512_fmadd_ps(load_f32(x), load_u8(y), acc[0]);
+        }
+        if !ta.is_empty() {
+            acc[1] = _mm512_fmadd_ps(load_f32_tail(ta), load_u8_tail(tb), acc[1]);
+        }
+        reduce(acc)
+    }
+
+    // The safe wrappers below are the only things stored in `Kernels`. They are private to
+    // `x86_64` and named only by `avx512_set`, which returns them only after detecting
+    // `avx512f`, `avx512bw` and `avx512vl`.
+
+    pub(super) fn l2_f32(a: &[f32], b: &[f32]) -> f32 {
+        // SAFETY: only reachable through `avx512_set`, which checked avx512f/bw/vl at run time.
+        unsafe { l2_f32_impl(a, b) }
+    }
+
+    pub(super) fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
+        // SAFETY: only reachable through `avx512_set`, which checked avx512f/bw/vl at run time.
+        unsafe { dot_f32_impl(a, b) }
+    }
+
+    pub(super) fn l2_u8(a: &[f32], b: &[u8]) -> f32 {
+        // SAFETY: only reachable through `avx512_set`, which checked avx512f/bw/vl at run time.
+        unsafe { l2_u8_impl(a, b) }
+    }
+
+    pub(super) fn dot_u8(a: &[f32], b: &[u8]) -> f32 {
+        // SAFETY: only reachable through `avx512_set`, which checked avx512f/bw/vl at run time.
+        unsafe { dot_u8_impl(a, b) }
+    }
 }

@@ -1,5 +1,5 @@
 //! Shared test helpers: dataset loading, brute force, recall, seeded data.
-#![allow(dead_code)]
+#![allow(dead_code, missing_docs)]
 
 use hnsw_batch::{Index, Metric, Neighbour};
 use std::path::PathBuf;
