@@ -758,6 +758,13 @@ impl Index {
         if e == EMPTY {
             return Ok((Vec::new(), SearchStats::default()));
         }
+        let nodes = self.store.allocated();
+        if nodes as usize <= ef {
+            // A beam as wide as the index: an exact scan costs no more than the walk and
+            // cannot miss anything.
+            let all = self.scan(&q, k, nodes, filter);
+            return Ok((all, SearchStats { distance_computations: nodes as u64 }));
+        }
         Ok(with_scratch(|s| {
             let (ep, top) = unpack(e);
             s.dists = 1;
@@ -800,13 +807,18 @@ impl Index {
         check_search_params(k, k)?;
         self.validate_query(query)?;
         let q = self.query_form(query);
-        let mut all: Vec<Neighbour> = (0..self.store.allocated())
+        Ok(self.scan(&q, k, self.store.allocated(), filter))
+    }
+
+    /// Exact top-`k` over nodes `0..nodes` that are live and pass `filter` (ties by id).
+    fn scan(&self, q: &[f32], k: usize, nodes: u32, filter: impl Fn(u64) -> bool) -> Vec<Neighbour> {
+        let mut all: Vec<Neighbour> = (0..nodes)
             .filter(|&n| self.store.is_live(n) && filter(self.store.id(n)))
-            .map(|n| Neighbour { id: self.store.id(n), distance: self.dist(&q, n) })
+            .map(|n| Neighbour { id: self.store.id(n), distance: self.dist(q, n) })
             .collect();
         all.sort_unstable_by(|a, b| a.distance.total_cmp(&b.distance).then(a.id.cmp(&b.id)));
         all.truncate(k);
-        Ok(all)
+        all
     }
 
     /// Searches many queries in parallel on the current rayon pool (run inside
