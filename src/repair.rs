@@ -49,6 +49,11 @@ impl Index {
     }
 
     fn repair_pass(&self) -> usize {
+        // Under inner product, vectors inside the convex hull are legitimately unreachable
+        // (see `IntegrityStats::unreachable`); re-linking them all would cost O(n) each.
+        if self.cfg.metric == crate::Metric::InnerProduct {
+            return 0;
+        }
         let Some((ep, _)) = self.entry_point() else { return 0 };
         let n = self.store.allocated() as usize;
         let mut seen = vec![false; n];
@@ -58,10 +63,11 @@ impl Index {
             if seen[u as usize] || !self.store.is_live(u) {
                 continue;
             }
-            let Some(r) = self.nearest_reachable(u, &seen) else { continue };
-            self.force_link(r, u);
-            added += 1;
-            self.mark_reachable(u, &mut seen);
+            let Some(r) = self.nearest_reachable_with_room(u, &seen) else { continue };
+            if self.link_if_room(r, u) {
+                added += 1;
+                self.mark_reachable(u, &mut seen);
+            }
         }
         added
     }
@@ -86,49 +92,57 @@ impl Index {
         }
     }
 
-    /// The reachable node nearest to `u` (live if any is found), by a graph search.
-    fn nearest_reachable(&self, u: u32, seen: &[bool]) -> Option<u32> {
-        let mut buf = Vec::new();
-        self.decode_into(u, &mut buf);
-        let ok = |x: u32, live_only: bool| {
-            x != u && seen.get(x as usize).copied().unwrap_or(false) && (!live_only || self.store.is_live(x))
-        };
-        let ef = self.cfg.ef_construction;
-        with_scratch(|s| {
-            for live_only in [true, false] {
-                let (ep, top) = self.entry_point()?;
-                let mut cur = Cand { d: self.dist(&buf, ep), n: ep };
-                for l in (1..=top).rev() {
-                    cur = self.greedy_pub(&buf, cur, l, s);
-                }
-                self.search_from(&buf, cur, ef, s, |x| ok(x, live_only));
-                if let Some(best) = s.results.drain().min() {
-                    return Some(best.n);
-                }
-            }
-            None
-        })
+    fn has_room(&self, x: u32) -> bool {
+        let l = self.store.links(x, 0);
+        (l[0].load(Ordering::Acquire) as usize) < l.len() - 1
     }
 
-    /// Puts `u` in `r`'s level-0 list: appended if there is room, else replacing the entry with
-    /// the most other in-links.
-    fn force_link(&self, r: u32, u: u32) {
+    /// The reachable node nearest to `u` whose level-0 list has a free slot (live nodes
+    /// preferred): first among a graph search's results, else by a scan of the reachable nodes.
+    /// Linking from it adds a path without removing any, so the reachable set only grows.
+    fn nearest_reachable_with_room(&self, u: u32, seen: &[bool]) -> Option<u32> {
+        let mut q = Vec::new();
+        self.decode_into(u, &mut q);
+        let ok = |x: u32| x != u && seen.get(x as usize).copied().unwrap_or(false) && self.store.is_ready(x);
+        let ef = self.cfg.ef_construction;
+        let from_search = with_scratch(|s| {
+            let (ep, top) = self.entry_point()?;
+            let mut cur = Cand { d: self.dist(&q, ep), n: ep };
+            for l in (1..=top).rev() {
+                cur = self.greedy_pub(&q, cur, l, s);
+            }
+            self.search_from(&q, cur, ef, s, ok);
+            let mut found: Vec<Cand> = s.results.drain().collect();
+            found.sort_unstable();
+            found.iter().find(|c| self.store.is_live(c.n) && self.has_room(c.n)).map(|c| c.n)
+        });
+        if from_search.is_some() {
+            return from_search;
+        }
+        let n = self.store.allocated();
+        let best = |live_only: bool| {
+            (0..n)
+                .filter(|&x| ok(x) && self.has_room(x) && (!live_only || self.store.is_live(x)))
+                .map(|x| Cand { d: self.dist(&q, x), n: x })
+                .min()
+                .map(|c| c.n)
+        };
+        best(true).or_else(|| best(false))
+    }
+
+    /// Appends `u` to `r`'s level-0 list if it has room and does not hold `u` yet.
+    fn link_if_room(&self, r: u32, u: u32) -> bool {
         let _g = self.store.lock(r);
         let mut list = Vec::new();
         self.store.read_links(r, 0, &mut list);
-        // The link may have appeared since the walk read this list (concurrent inserts).
         if list.contains(&u) {
-            return;
+            // Appeared since the walk (a concurrent insert): reachable already.
+            return true;
         }
         if self.store.try_push_link(r, 0, u) {
             self.store.inc_indeg(u);
-            return;
+            return true;
         }
-        if let Some(i) = (0..list.len()).max_by_key(|&i| self.store.indeg(list[i])) {
-            self.store.dec_indeg(list[i]);
-            list[i] = u;
-            self.store.inc_indeg(u);
-            self.store.write_links(r, 0, &list);
-        }
+        false
     }
 }
