@@ -292,7 +292,7 @@ impl DurableIndex {
             (index, 0)
         } else {
             let (index, g, skipped) = Self::load_newest(b, &dir, &snapshots, &logs)?;
-            report.skipped_from(skipped);
+            report.snapshots_skipped = skipped;
             let have = index.config();
             if have.dim != config.dim || have.metric != config.metric || have.storage != config.storage {
                 return Err(PersistError::ConfigMismatch {
@@ -936,12 +936,6 @@ impl Drop for DurableIndex {
             // under a policy that did not promise durability.
             let _ = self.backend.sync(&self.dir.join(log_name(w.generation)));
         }
-    }
-}
-
-impl RecoveryReport {
-    fn skipped_from(&mut self, skipped: usize) {
-        self.snapshots_skipped = skipped;
     }
 }
 
