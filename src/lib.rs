@@ -34,9 +34,8 @@ mod index;
 mod integrity;
 pub mod io;
 pub mod metadata;
+pub mod persist;
 mod progress;
-// Used by the persistence layer.
-#[allow(dead_code)]
 mod raw;
 mod scratch;
 mod store;
@@ -50,6 +49,7 @@ pub use distance::Metric;
 pub use error::{IndexError, Result};
 pub use index::{Index, Neighbour, SearchStats};
 pub use integrity::{IntegrityError, IntegrityStats};
+pub use persist::{DurableIndex, DurableOptions, PersistError, SyncPolicy};
 pub use progress::{BatchProgress, CancelFn, ProgressFn};
 pub use writer::{BatchSink, BatchWriter, Completion, SubmitError, WriteError, WriterOptions};
 
