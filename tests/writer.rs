@@ -525,3 +525,63 @@ fn options_are_checked() {
     let hs: Vec<_> = (0..3).map(|id| w.submit(id, vector(id)).unwrap()).collect();
     assert!(hs.iter().all(|h| matches!(h.wait_timeout(PATIENCE), Some(Ok(())))));
 }
+
+mod durable {
+    use super::*;
+    use hnsw_batch::persist::{Backend, DurableIndex, DurableOptions, FailMode, MemBackend};
+
+    fn open(fs: &Arc<MemBackend>) -> DurableIndex {
+        let backend: Arc<dyn Backend> = fs.clone();
+        DurableIndex::open_with(backend, "/db", IndexConfig::new(DIM, Metric::L2), DurableOptions::new())
+            .unwrap()
+    }
+
+    #[test]
+    fn io_fault_is_retried_and_acknowledged_items_survive_a_crash() {
+        let fs = Arc::new(MemBackend::new());
+        let w = BatchWriter::start(open(&fs), opts(8, LONG, 100)).unwrap();
+        w.submit(0, vector(0)).unwrap(); // creates the log on the first batch
+        let first: Vec<_> = (1..8).map(|id| w.submit(id, vector(id)).unwrap()).collect();
+        assert!(first.iter().all(|h| h.wait().is_ok()));
+        // The next backend operation (the batch's append) fails once: the batch is retried.
+        fs.fail_after(0, FailMode::Once);
+        let second: Vec<_> = (8..16).map(|id| w.submit(id, vector(id)).unwrap()).collect();
+        assert!(second.iter().all(|h| h.wait().is_ok()));
+        let bad = w.submit(16, vec![f32::INFINITY; DIM]).unwrap();
+        w.close();
+        assert!(matches!(
+            bad.wait(),
+            Err(WriteError::Rejected(ItemError::Batch(BatchError::InvalidVector { .. })))
+        ));
+        let m = w.metrics();
+        assert_eq!((m.items_written, m.batch_failures, m.retries), (16, 1, 1));
+        drop(w);
+        fs.crash();
+        let db = open(&fs);
+        assert_eq!(db.len(), 16);
+        assert!((0..16).all(|id| db.get(id) == Some(vector(id))));
+    }
+
+    #[test]
+    fn persistent_io_failure_fails_items_after_retries() {
+        let fs = Arc::new(MemBackend::new());
+        let w = BatchWriter::start(
+            open(&fs),
+            WriterOptions { max_retries: 2, ..opts(4, Duration::from_millis(1), 100) },
+        )
+        .unwrap();
+        fs.fail_after(0, FailMode::Forever);
+        let hs: Vec<_> = (0..4).map(|id| w.submit(id, vector(id)).unwrap()).collect();
+        for h in &hs {
+            assert!(matches!(h.wait(), Err(WriteError::Failed { attempts: 3, .. })));
+        }
+        assert!(matches!(w.health(), Health::Degraded { .. }));
+        assert!(w.sink().is_empty());
+        fs.clear_faults();
+        w.submit(10, vector(10)).unwrap().wait().unwrap();
+        drop(w);
+        fs.crash();
+        let db = open(&fs);
+        assert_eq!(db.ids(), vec![10]);
+    }
+}

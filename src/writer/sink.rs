@@ -2,6 +2,7 @@
 
 use crate::batch::{BatchError, BatchInsertable, BatchMode, BatchOptions};
 use crate::index::Index;
+use crate::persist::{DurableIndex, PersistError};
 use std::error::Error;
 use std::fmt;
 use std::sync::Arc;
@@ -130,6 +131,36 @@ impl BatchSink for Index {
 
     fn is_transient(&self, error: &BatchError) -> bool {
         ItemError::Batch(error.clone()).is_transient()
+    }
+}
+
+/// Durable writes through [`DurableIndex::insert_batch`] in [`BatchMode::BestEffort`]: the valid
+/// items of a batch are logged with one append and (under
+/// [`SyncPolicy::EveryBatch`](crate::persist::SyncPolicy::EveryBatch)) one sync, so an item whose
+/// completion resolves `Ok` survives a crash from then on. Bad items are reported one by one as
+/// [`ItemError::Batch`] and never logged.
+///
+/// A whole-batch [`PersistError::Io`] (a failed append or sync, after which nothing of the batch
+/// is applied) is transient and retried; a poisoned index, or any other whole-batch error, is
+/// permanent.
+impl BatchSink for DurableIndex {
+    type Error = PersistError;
+
+    fn write_batch(&self, items: &[(u64, Vec<f32>)]) -> Result<Vec<ItemFailure>, PersistError> {
+        let report = self.insert_batch(items, &BatchOptions::new().mode(BatchMode::BestEffort))?;
+        Ok(report
+            .failures
+            .into_iter()
+            .map(|f| ItemFailure { position: f.index, error: ItemError::Batch(f.error) })
+            .collect())
+    }
+
+    fn is_transient(&self, error: &PersistError) -> bool {
+        match error {
+            PersistError::Io { .. } => true,
+            PersistError::Batch(e) => ItemError::Batch(e.clone()).is_transient(),
+            _ => false,
+        }
     }
 }
 
