@@ -14,6 +14,8 @@
 //!   [`WriterOptions::max_retries`] times. When only some items fail, the transient failures
 //!   ([`ItemError::is_transient`]) are retried on their own, and the permanent ones (invalid
 //!   vector, wrong dimension, duplicate id) complete with [`WriteError::Rejected`] at once.
+//!   Retries (and their backoff) run on the background thread before it takes the next batch,
+//!   so a failing sink slows intake and the bounded queue pushes back on producers.
 //! - [`metrics`](BatchWriter::metrics) and [`health`](BatchWriter::health) report what the
 //!   writer did and how it is doing.
 //! - [`close`](BatchWriter::close), also run on drop, writes everything queued and stops the

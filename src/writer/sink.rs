@@ -143,6 +143,9 @@ impl BatchSink for Index {
 /// A whole-batch [`PersistError::Io`] (a failed append or sync, after which nothing of the batch
 /// is applied) is transient and retried; a poisoned index, or any other whole-batch error, is
 /// permanent.
+///
+/// A failed item is not acknowledged, which is not the same as absent: if a sync failed after
+/// the data reached the disk, a crash and recovery may bring the item back.
 impl BatchSink for DurableIndex {
     type Error = PersistError;
 
