@@ -71,6 +71,12 @@ impl Backend for Counting {
     fn exists(&self, path: &Path) -> io::Result<bool> {
         self.inner.exists(path)
     }
+    fn try_lock(&self, path: &Path) -> io::Result<bool> {
+        self.inner.try_lock(path)
+    }
+    fn unlock(&self, path: &Path) -> io::Result<()> {
+        self.inner.unlock(path)
+    }
 }
 
 fn config() -> IndexConfig {

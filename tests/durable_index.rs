@@ -50,14 +50,21 @@ fn real_filesystem_reopen_keeps_every_write() {
     let mut names: Vec<String> =
         std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
     names.sort();
-    assert_eq!(names, ["snapshot-00000000000000000001.hnsw", "wal-00000000000000000001.log"]);
+    assert_eq!(names, ["LOCK", "snapshot-00000000000000000001.hnsw", "wal-00000000000000000001.log"]);
+    // The directory is open: a second open is refused.
+    assert!(matches!(
+        DurableIndex::open(&dir, cfg.clone(), DurableOptions::new()),
+        Err(PersistError::Locked { .. })
+    ));
+    drop(db);
     // Another configuration for the same directory is refused.
     let other = IndexConfig::new(8, Metric::L2);
     assert!(matches!(
         DurableIndex::open(&dir, other, DurableOptions::new()),
         Err(PersistError::ConfigMismatch { .. })
     ));
-    drop(db);
+    // ... and leaves the directory openable.
+    assert_eq!(DurableIndex::open(&dir, cfg, DurableOptions::new()).unwrap().len(), 200);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -284,4 +291,19 @@ fn config_must_be_valid() {
         DurableIndex::open_with(fs, DIR, bad, DurableOptions::new()),
         Err(PersistError::Index(IndexError::InvalidParameter { .. }))
     ));
+}
+
+#[test]
+fn a_directory_is_open_once_at_a_time() {
+    let fs = Arc::new(MemBackend::new());
+    let db = open(&fs).unwrap();
+    assert!(matches!(open(&fs), Err(PersistError::Locked { .. })));
+    db.insert(1, &vector(1, 0)).unwrap();
+    drop(db);
+    let db = open(&fs).unwrap();
+    assert!(db.contains(1));
+    // A crash releases the lock, like the death of the process holding it.
+    std::mem::forget(db);
+    fs.crash();
+    assert!(open(&fs).unwrap().contains(1));
 }
