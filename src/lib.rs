@@ -8,6 +8,8 @@
 //!   with progress and cancellation. Errors are a five-variant [`BatchError`].
 //! - [`distance`]: SIMD kernels chosen at run time, with the scalar reference they are tested
 //!   against. [`Storage::U8`] keeps byte data (SIFT, pixels) in a quarter of the memory.
+//! - [`writer`]: a batching writer for many producers: bounded queue with backpressure, flush
+//!   by size or delay, a completion handle per item, retries with backoff, metrics and health.
 //! - [`io`]: vector files (fvecs/bvecs/ivecs, `.npy`, CSV, JSON Lines with feature `formats`).
 //!
 //! ```
@@ -39,6 +41,7 @@ mod raw;
 mod repair;
 mod scratch;
 mod store;
+pub mod writer;
 
 pub use batch::{
     BatchError, BatchFailure, BatchInsertable, BatchMode, BatchOptions, BatchReport, InvalidReason,
@@ -51,6 +54,7 @@ pub use index::{Index, Neighbour, SearchStats};
 pub use integrity::{IntegrityError, IntegrityStats};
 pub use persist::{DurableIndex, DurableOptions, PersistError, SyncPolicy};
 pub use progress::{BatchProgress, CancelFn, ProgressFn};
+pub use writer::{BatchSink, BatchWriter, Completion, SubmitError, WriteError, WriterOptions};
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]
