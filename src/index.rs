@@ -596,7 +596,8 @@ impl Index {
                 break;
             }
             let cq = self.node_query(c.n, buf);
-            if kept.iter().all(|&r| self.dist(cq, r) >= c.d) {
+            // Strict, as in the paper: an exact duplicate of a kept neighbour adds no direction.
+            if kept.iter().all(|&r| self.dist(cq, r) > c.d) {
                 kept.push(c.n);
             }
         }

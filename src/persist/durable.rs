@@ -373,6 +373,9 @@ impl DurableIndex {
             w.stats.generation = w.generation;
             w.stats.log_bytes = w.good_len;
         }
+        // Replay inserts one record at a time and the snapshot may predate a pending repair:
+        // restore the reachability guarantee before serving.
+        this.index.repair();
         // Files of older generations and interrupted saves are no longer needed.
         let b = this.backend.as_ref();
         let mut removed = false;
