@@ -417,7 +417,7 @@ fn shift_index(e: BatchError, by: usize) -> BatchError {
 impl Index {
     /// Checks every item without changing anything: vector validity (in parallel), duplicates
     /// inside the batch and against the index. Failures come back in input order.
-    fn validate_batch<V: AsRef<[f32]> + Sync>(&self, items: &[(u64, V)]) -> Vec<BatchFailure> {
+    pub(crate) fn validate_batch<V: AsRef<[f32]> + Sync>(&self, items: &[(u64, V)]) -> Vec<BatchFailure> {
         let mut failures: Vec<BatchFailure> = items
             .par_iter()
             .enumerate()

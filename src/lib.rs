@@ -11,9 +11,8 @@ mod index;
 mod integrity;
 pub mod io;
 pub mod metadata;
+pub mod persist;
 mod progress;
-// Used by the persistence layer.
-#[allow(dead_code)]
 mod raw;
 mod scratch;
 mod store;
@@ -26,4 +25,5 @@ pub use distance::Metric;
 pub use error::{IndexError, Result};
 pub use index::{Index, Neighbour};
 pub use integrity::{IntegrityError, IntegrityStats};
+pub use persist::PersistError;
 pub use progress::{BatchProgress, CancelFn, ProgressFn};

@@ -1,0 +1,469 @@
+//! The snapshot file format (see `docs/format.md`) and [`Index::save`] / [`Index::load`].
+//!
+//! A snapshot is a 16-byte header followed by three sections (`PARM`, `NODE`, `ENTR`), each
+//! with its length and a CRC32. The encoding is canonical: the same index always gives the same
+//! bytes, and saving a loaded index reproduces the file it was loaded from.
+
+use super::backend::{Backend, FileBackend};
+use super::codec::{Put, Reader};
+use super::error::{PersistError, Result};
+use crate::config::{IndexConfig, Storage};
+use crate::distance::Metric;
+use crate::index::Index;
+use crate::raw::RawNode;
+use crate::store::MAX_LEVEL;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// First eight bytes of every snapshot.
+pub const SNAPSHOT_MAGIC: [u8; 8] = [0x89, b'H', b'N', b'S', b'W', b'\r', b'\n', 0x1A];
+/// The snapshot format version this build writes and reads.
+pub const SNAPSHOT_VERSION: u32 = 1;
+
+const HEADER_LEN: usize = 16;
+/// Section header: tag (4), payload length (8), CRC32 (4).
+const SECTION_HEADER_LEN: usize = 16;
+const PARAMS_LEN: usize = 39;
+const SECTIONS: [(&[u8; 4], &str); 3] = [(b"PARM", "params"), (b"NODE", "nodes"), (b"ENTR", "entry")];
+
+// ----- encoding ------------------------------------------------------------------------------------
+
+/// Encodes `index` as a snapshot.
+///
+/// Meant for a quiescent index. Under concurrent writes the snapshot is still loadable: nodes
+/// still being inserted are left out (and links to them dropped), but which concurrent writes
+/// it contains is unspecified.
+pub fn save_to_bytes(index: &Index) -> Vec<u8> {
+    let cfg = index.config();
+    let (nodes, entry) = export(index);
+    let mut out = Vec::with_capacity(HEADER_LEN + 3 * SECTION_HEADER_LEN + PARAMS_LEN + 5);
+    out.extend_from_slice(&SNAPSHOT_MAGIC);
+    out.put_u32(SNAPSHOT_VERSION);
+    out.put_u32(0);
+    push_section(&mut out, SECTIONS[0].0, &encode_params(cfg));
+    push_section(&mut out, SECTIONS[1].0, &encode_nodes(&nodes));
+    let mut e = Vec::with_capacity(6);
+    match entry {
+        Some((node, level)) => {
+            e.put_u8(1);
+            e.put_u32(node);
+            e.put_u8(level as u8);
+        }
+        None => e.put_u8(0),
+    }
+    push_section(&mut out, SECTIONS[2].0, &e);
+    out
+}
+
+fn push_section(out: &mut Vec<u8>, tag: &[u8; 4], payload: &[u8]) {
+    let len = payload.len() as u64;
+    out.extend_from_slice(tag);
+    out.put_u64(len);
+    out.put_u32(section_crc(tag, len, payload));
+    out.extend_from_slice(payload);
+}
+
+fn section_crc(tag: &[u8; 4], len: u64, payload: &[u8]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(tag);
+    h.update(&len.to_le_bytes());
+    h.update(payload);
+    h.finalize()
+}
+
+pub(crate) fn metric_code(m: Metric) -> u8 {
+    match m {
+        Metric::L2 => 0,
+        Metric::Cosine => 1,
+        Metric::InnerProduct => 2,
+    }
+}
+
+fn metric_from(code: u8) -> Option<Metric> {
+    match code {
+        0 => Some(Metric::L2),
+        1 => Some(Metric::Cosine),
+        2 => Some(Metric::InnerProduct),
+        _ => None,
+    }
+}
+
+fn storage_code(s: Storage) -> u8 {
+    match s {
+        Storage::F32 => 0,
+        Storage::U8 => 1,
+    }
+}
+
+fn storage_from(code: u8) -> Option<Storage> {
+    match code {
+        0 => Some(Storage::F32),
+        1 => Some(Storage::U8),
+        _ => None,
+    }
+}
+
+fn encode_params(cfg: &IndexConfig) -> Vec<u8> {
+    let mut p = Vec::with_capacity(PARAMS_LEN);
+    // Every value fits: `validate` bounds dim, m, m0 and ef far below u32::MAX.
+    p.put_u32(cfg.dim as u32);
+    p.put_u8(metric_code(cfg.metric));
+    p.put_u8(storage_code(cfg.storage));
+    p.put_u32(cfg.m as u32);
+    p.put_u32(cfg.m0 as u32);
+    p.put_u32(cfg.ef_construction as u32);
+    p.put_u32(cfg.ef_search as u32);
+    p.put_u64(cfg.seed);
+    match cfg.max_elements {
+        Some(n) => {
+            p.put_u8(1);
+            p.put_u64(n as u64);
+        }
+        None => {
+            p.put_u8(0);
+            p.put_u64(0);
+        }
+    }
+    p
+}
+
+fn encode_nodes(nodes: &[RawNode]) -> Vec<u8> {
+    let bytes: usize = nodes
+        .iter()
+        .map(|n| 10 + n.vector.len() + n.links.iter().map(|l| 4 + 4 * l.len()).sum::<usize>())
+        .sum();
+    let mut p = Vec::with_capacity(4 + bytes);
+    p.put_u32(nodes.len() as u32);
+    for n in nodes {
+        p.put_u8(u8::from(n.deleted));
+        p.put_u8(n.level as u8);
+        p.put_u64(n.id);
+        p.extend_from_slice(&n.vector);
+        for list in &n.links {
+            p.put_u32(list.len() as u32);
+            for &t in list {
+                p.put_u32(t);
+            }
+        }
+    }
+    p
+}
+
+/// The index's fully linked nodes in node order, renumbered densely if there are holes, with
+/// links to missing nodes dropped, duplicate live ids resolved through the id map, and an entry
+/// point on the top level: a loadable graph even when writers ran during the export.
+fn export(index: &Index) -> (Vec<RawNode>, Option<(u32, usize)>) {
+    let count = index.raw_node_count();
+    let mut nodes: Vec<RawNode> = Vec::with_capacity(count as usize);
+    let mut renumber: Vec<u32> = Vec::with_capacity(count as usize);
+    for n in 0..count {
+        match index.raw_node(n) {
+            Some(node) => {
+                renumber.push(nodes.len() as u32);
+                nodes.push(node);
+            }
+            None => renumber.push(u32::MAX),
+        }
+    }
+    let level_of: Vec<usize> = nodes.iter().map(|n| n.level).collect();
+    for (new, node) in nodes.iter_mut().enumerate() {
+        for (l, list) in node.links.iter_mut().enumerate() {
+            let mut out: Vec<u32> = Vec::with_capacity(list.len());
+            for &t in list.iter() {
+                let Some(&m) = renumber.get(t as usize) else { continue };
+                if m != u32::MAX && m as usize != new && level_of[m as usize] >= l && !out.contains(&m) {
+                    out.push(m);
+                }
+            }
+            *list = out;
+        }
+    }
+    // Two live nodes with one id can only be seen mid-update: keep the one the id map names.
+    let mut live: HashMap<u64, usize> = HashMap::new();
+    let old_of: Vec<u32> =
+        renumber.iter().enumerate().filter(|(_, &m)| m != u32::MAX).map(|(o, _)| o as u32).collect();
+    for i in 0..nodes.len() {
+        if nodes[i].deleted {
+            continue;
+        }
+        if let Some(&j) = live.get(&nodes[i].id) {
+            let current = index.ids.get(nodes[i].id);
+            let drop = if current == Some(old_of[i]) { j } else { i };
+            nodes[drop].deleted = true;
+            if drop == j {
+                live.insert(nodes[i].id, i);
+            }
+        } else {
+            live.insert(nodes[i].id, i);
+        }
+    }
+    let top = level_of.iter().copied().max();
+    let entry = index
+        .raw_entry()
+        .and_then(|(n, l)| renumber.get(n as usize).map(|&m| (m, l)))
+        .filter(|&(m, l)| m != u32::MAX && Some(l) == top && level_of[m as usize] == l)
+        .or_else(|| {
+            let top = top?;
+            level_of.iter().position(|&l| l == top).map(|i| (i as u32, top))
+        });
+    (nodes, entry)
+}
+
+// ----- decoding ------------------------------------------------------------------------------------
+
+/// Decodes a snapshot. Never panics: damaged or hostile input gives an error, and no count read
+/// from the input makes it allocate more than a small multiple of the input's size before the
+/// index itself is built (whose size is that of the graph the input really describes).
+pub fn load_from_bytes(bytes: &[u8]) -> Result<Index> {
+    check_header(bytes)?;
+    let mut pos = HEADER_LEN;
+    let mut payloads: [&[u8]; 3] = [&[]; 3];
+    for (i, (tag, name)) in SECTIONS.iter().enumerate() {
+        let (payload, next) = read_section(bytes, pos, tag, name)?;
+        payloads[i] = payload;
+        pos = next;
+    }
+    if pos != bytes.len() {
+        return Err(PersistError::corrupt(format!("{} bytes after the last section", bytes.len() - pos)));
+    }
+    let cfg = decode_params(payloads[0])?;
+    let nodes = decode_nodes(payloads[1], &cfg)?;
+    let entry = decode_entry(payloads[2])?;
+    let top = nodes.iter().map(|n| n.level).max();
+    if let Some((_, level)) = entry {
+        if Some(level) != top {
+            return Err(PersistError::corrupt(format!("entry point on level {level}, top level is {top:?}")));
+        }
+    }
+    let nodes: Vec<Option<RawNode>> = nodes.into_iter().map(Some).collect();
+    Index::from_raw(cfg, nodes, entry).map_err(PersistError::corrupt)
+}
+
+fn check_header(bytes: &[u8]) -> Result<()> {
+    let magic_len = bytes.len().min(SNAPSHOT_MAGIC.len());
+    if bytes[..magic_len] != SNAPSHOT_MAGIC[..magic_len] {
+        return Err(PersistError::BadMagic { kind: "snapshot" });
+    }
+    if bytes.len() < HEADER_LEN {
+        return Err(PersistError::Truncated {
+            section: "header",
+            needed: HEADER_LEN as u64,
+            available: bytes.len() as u64,
+        });
+    }
+    let mut r = Reader::new(&bytes[8..HEADER_LEN], "header");
+    let version = r.u32()?;
+    if version != SNAPSHOT_VERSION {
+        return Err(PersistError::UnsupportedVersion { found: version, supported: SNAPSHOT_VERSION });
+    }
+    let flags = r.u32()?;
+    if flags != 0 {
+        return Err(PersistError::corrupt(format!("unknown header flags {flags:#x}")));
+    }
+    Ok(())
+}
+
+/// The payload of the section starting at `pos` and the position after it.
+fn read_section<'a>(
+    bytes: &'a [u8],
+    pos: usize,
+    tag: &[u8; 4],
+    name: &'static str,
+) -> Result<(&'a [u8], usize)> {
+    let available = bytes.len().saturating_sub(pos);
+    if available < SECTION_HEADER_LEN {
+        return Err(PersistError::Truncated {
+            section: name,
+            needed: SECTION_HEADER_LEN as u64,
+            available: available as u64,
+        });
+    }
+    let mut r = Reader::new(&bytes[pos..pos + SECTION_HEADER_LEN], name);
+    let found = r.take(4)?;
+    if found != tag {
+        return Err(PersistError::corrupt(format!(
+            "expected section `{}`, found tag {found:02x?}",
+            String::from_utf8_lossy(tag)
+        )));
+    }
+    let len = r.u64()?;
+    let stored = r.u32()?;
+    let rest = (available - SECTION_HEADER_LEN) as u64;
+    if len > rest {
+        return Err(PersistError::Truncated { section: name, needed: len, available: rest });
+    }
+    let start = pos + SECTION_HEADER_LEN;
+    let end = start + len as usize;
+    let payload = &bytes[start..end];
+    let computed = section_crc(tag, len, payload);
+    if computed != stored {
+        return Err(PersistError::ChecksumMismatch { section: name, stored, computed });
+    }
+    Ok((payload, end))
+}
+
+fn decode_params(p: &[u8]) -> Result<IndexConfig> {
+    if p.len() != PARAMS_LEN {
+        return Err(PersistError::corrupt(format!(
+            "params section is {} bytes, expected {PARAMS_LEN}",
+            p.len()
+        )));
+    }
+    let mut r = Reader::new(p, "params");
+    let dim = r.u32()? as usize;
+    let metric = metric_from(r.u8()?).ok_or_else(|| PersistError::corrupt("unknown metric code"))?;
+    let storage = storage_from(r.u8()?).ok_or_else(|| PersistError::corrupt("unknown storage code"))?;
+    let m = r.u32()? as usize;
+    let m0 = r.u32()? as usize;
+    let ef_construction = r.u32()? as usize;
+    let ef_search = r.u32()? as usize;
+    let seed = r.u64()?;
+    let max_elements = match (r.u8()?, r.u64()?) {
+        (0, 0) => None,
+        (1, n) => Some(usize::try_from(n).map_err(|_| PersistError::corrupt("max_elements too large"))?),
+        _ => return Err(PersistError::corrupt("bad max_elements field")),
+    };
+    r.finish()?;
+    let cfg = IndexConfig { dim, metric, m, m0, ef_construction, ef_search, seed, max_elements, storage };
+    cfg.validate().map_err(|e| PersistError::corrupt(format!("invalid parameters: {e}")))?;
+    Ok(cfg)
+}
+
+fn decode_nodes(p: &[u8], cfg: &IndexConfig) -> Result<Vec<RawNode>> {
+    let vec_bytes = cfg.dim * cfg.storage.element_size();
+    let mut r = Reader::new(p, "nodes");
+    // Smallest node record: flags, level, id, vector, one (empty) level-0 list.
+    let count = r.count(1 + 1 + 8 + vec_bytes + 4)?;
+    let mut nodes = Vec::with_capacity(count);
+    let mut sorted = Vec::new();
+    for n in 0..count {
+        let flags = r.u8()?;
+        if flags > 1 {
+            return Err(PersistError::corrupt(format!("node {n}: unknown flags {flags:#x}")));
+        }
+        let level = r.u8()? as usize;
+        if level > MAX_LEVEL {
+            return Err(PersistError::corrupt(format!("node {n}: level {level} above {MAX_LEVEL}")));
+        }
+        let id = r.u64()?;
+        let vector = r.take(vec_bytes)?;
+        if cfg.storage == Storage::F32 {
+            if let Some(c) =
+                vector.chunks_exact(4).position(|c| !f32::from_le_bytes([c[0], c[1], c[2], c[3]]).is_finite())
+            {
+                return Err(PersistError::corrupt(format!("node {n}: non-finite component {c}")));
+            }
+        }
+        let mut links = Vec::with_capacity(level + 1);
+        for l in 0..=level {
+            let cap = if l == 0 { cfg.m0 } else { cfg.m };
+            let len = r.count(4)?;
+            if len > cap {
+                return Err(PersistError::corrupt(format!(
+                    "node {n}: {len} links on level {l}, at most {cap}"
+                )));
+            }
+            let mut list = Vec::with_capacity(len);
+            for _ in 0..len {
+                list.push(r.u32()?);
+            }
+            sorted.clear();
+            sorted.extend_from_slice(&list);
+            sorted.sort_unstable();
+            if sorted.windows(2).any(|w| w[0] == w[1]) {
+                return Err(PersistError::corrupt(format!("node {n}: repeated link on level {l}")));
+            }
+            links.push(list);
+        }
+        nodes.push(RawNode { id, level, deleted: flags == 1, vector: vector.to_vec(), links });
+    }
+    r.finish()?;
+    Ok(nodes)
+}
+
+fn decode_entry(p: &[u8]) -> Result<Option<(u32, usize)>> {
+    let mut r = Reader::new(p, "entry");
+    let entry = match r.u8()? {
+        0 => None,
+        1 => {
+            let node = r.u32()?;
+            let level = r.u8()? as usize;
+            Some((node, level))
+        }
+        x => return Err(PersistError::corrupt(format!("bad entry flag {x}"))),
+    };
+    r.finish()?;
+    Ok(entry)
+}
+
+// ----- files ---------------------------------------------------------------------------------------
+
+/// `path` with `.tmp` appended to its file name.
+pub(crate) fn temp_path(path: &Path) -> Result<PathBuf> {
+    let name = path.file_name().ok_or_else(|| PersistError::Io {
+        op: "save",
+        path: path.to_path_buf(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "path has no file name"),
+    })?;
+    let mut tmp = name.to_os_string();
+    tmp.push(".tmp");
+    Ok(path.with_file_name(tmp))
+}
+
+/// Directory holding `path` (`""` for a bare file name).
+pub(crate) fn parent_dir(path: &Path) -> &Path {
+    path.parent().unwrap_or(Path::new(""))
+}
+
+/// Replaces `path` with `bytes` atomically and durably: write a temporary file, sync it, rename
+/// it over `path`, sync the directory. A crash at any point leaves the old file or the new one.
+pub(crate) fn write_atomic(backend: &dyn Backend, path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = temp_path(path)?;
+    backend.write(&tmp, bytes).map_err(PersistError::io("write", &tmp))?;
+    backend.sync(&tmp).map_err(PersistError::io("sync", &tmp))?;
+    backend.rename(&tmp, path).map_err(PersistError::io("rename", &tmp))?;
+    let dir = parent_dir(path);
+    backend.sync_dir(dir).map_err(PersistError::io("sync_dir", dir))
+}
+
+impl Index {
+    /// Saves a snapshot to `path` on the real filesystem, atomically: a crash during the save
+    /// leaves either the previous file or the new one. See [`save_with`](Self::save_with).
+    ///
+    /// ```
+    /// use hnsw_batch::{Index, IndexConfig, Metric};
+    /// let dir = std::env::temp_dir().join(format!("hnsw-doc-save-{}", std::process::id()));
+    /// std::fs::create_dir_all(&dir).unwrap();
+    /// let path = dir.join("index.hnsw");
+    ///
+    /// let index = Index::new(IndexConfig::new(2, Metric::L2))?;
+    /// index.insert(7, &[1.0, 2.0])?;
+    /// index.save(&path)?;
+    ///
+    /// let loaded = Index::load(&path)?;
+    /// assert_eq!(loaded.search(&[1.0, 2.0], 1, 8)?[0].id, 7);
+    /// loaded.insert(8, &[3.0, 4.0])?; // a loaded index takes further inserts
+    /// # std::fs::remove_dir_all(&dir).unwrap();
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+        self.save_with(&FileBackend::new(), path.as_ref())
+    }
+
+    /// Loads a snapshot written by [`save`](Self::save) from the real filesystem.
+    pub fn load(path: impl AsRef<Path>) -> Result<Index> {
+        Self::load_with(&FileBackend::new(), path.as_ref())
+    }
+
+    /// Saves a snapshot through `backend`: writes `<path>.tmp`, syncs it, renames it over
+    /// `path` and syncs the directory. Meant for a quiescent index (see [`save_to_bytes`]).
+    pub fn save_with(&self, backend: &dyn Backend, path: &Path) -> Result<()> {
+        write_atomic(backend, path, &save_to_bytes(self))
+    }
+
+    /// Loads a snapshot through `backend`.
+    pub fn load_with(backend: &dyn Backend, path: &Path) -> Result<Index> {
+        let bytes = backend.read(path).map_err(PersistError::io("read", path))?;
+        load_from_bytes(&bytes)
+    }
+}

@@ -1,0 +1,173 @@
+//! A saved and loaded index is the same index: identical search results, identical bytes when
+//! saved again, and it keeps accepting writes.
+
+mod common;
+use common::*;
+use hnsw_batch::persist::{load_from_bytes, save_to_bytes, MemBackend};
+use hnsw_batch::{BatchInsertable, BatchOptions, Index, IndexConfig, Metric, Storage};
+use std::path::{Path, PathBuf};
+
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> Self {
+        let p = std::env::temp_dir().join(format!("hnsw-persist-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+    fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn build(cfg: IndexConfig, base: &[Vec<f32>]) -> Index {
+    let index = Index::new(cfg).unwrap();
+    let items: Vec<(u64, &[f32])> = base.iter().enumerate().map(|(i, v)| (i as u64, v.as_slice())).collect();
+    index.insert_batch(&items, &BatchOptions::new()).unwrap();
+    index
+}
+
+/// Everything observable must match: config, counts, graph, stored vectors, search results.
+fn assert_same(a: &Index, b: &Index, queries: &[Vec<f32>], k: usize, ef: usize) {
+    assert_eq!(a.config(), b.config());
+    assert_eq!(a.len(), b.len());
+    assert_eq!(a.allocated_nodes(), b.allocated_nodes());
+    assert_eq!(a.graph_fingerprint(), b.graph_fingerprint());
+    let mut ids = a.ids();
+    ids.sort_unstable();
+    let mut ids_b = b.ids();
+    ids_b.sort_unstable();
+    assert_eq!(ids, ids_b);
+    for &id in &ids {
+        assert_eq!(a.get(id), b.get(id), "vector of id {id}");
+    }
+    for (i, q) in queries.iter().enumerate() {
+        assert_eq!(a.search(q, k, ef).unwrap(), b.search(q, k, ef).unwrap(), "query {i}");
+    }
+    b.check_integrity().unwrap();
+}
+
+#[test]
+fn siftsmall_roundtrip_same_results_same_bytes_and_accepts_inserts() {
+    let d = sift();
+    let index = build(IndexConfig::new(128, Metric::L2).m(16).ef_construction(100).seed(3), &d.base);
+    for id in (0..10_000u64).step_by(97) {
+        index.delete(id).unwrap();
+    }
+    let dir = TempDir::new("sift");
+    let path = dir.path("sift.hnsw");
+    index.save(&path).unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    assert_eq!(bytes, save_to_bytes(&index), "save and save_to_bytes agree");
+    assert!(!dir.path("sift.hnsw.tmp").exists(), "temporary file left behind");
+
+    let loaded = Index::load(&path).unwrap();
+    assert_same(&index, &loaded, &d.queries, 10, 64);
+    // Deleted ids stay deleted.
+    assert!(!loaded.contains(97));
+    assert!(loaded.search(&d.base[97], 1, 64).unwrap()[0].id != 97);
+
+    // Saving the loaded index reproduces the file byte for byte.
+    let path2 = dir.path("again.hnsw");
+    loaded.save(&path2).unwrap();
+    assert_eq!(std::fs::read(&path2).unwrap(), bytes);
+
+    // The loaded index keeps working: new ids, a re-inserted deleted id, updates.
+    for (i, q) in d.queries.iter().enumerate() {
+        loaded.insert(20_000 + i as u64, q).unwrap();
+    }
+    loaded.insert(97, &d.base[97]).unwrap();
+    loaded.update(5, &d.base[6]).unwrap();
+    for (i, q) in d.queries.iter().enumerate() {
+        assert_eq!(loaded.search(q, 1, 64).unwrap()[0].id, 20_000 + i as u64);
+    }
+    assert_eq!(loaded.search(&d.base[97], 1, 64).unwrap()[0].distance, 0.0);
+    let stats = loaded.check_integrity().unwrap();
+    assert_eq!(stats.live, index.len() + 101);
+}
+
+#[test]
+fn u8_storage_roundtrip() {
+    let d = sift();
+    let base = &d.base[..2000];
+    let cfg = IndexConfig::new(128, Metric::L2).m(8).ef_construction(64).storage(Storage::U8);
+    let index = build(cfg, base);
+    let bytes = save_to_bytes(&index);
+    let loaded = load_from_bytes(&bytes).unwrap();
+    assert_eq!(loaded.config().storage, Storage::U8);
+    assert_same(&index, &loaded, &d.queries, 10, 64);
+    assert_eq!(save_to_bytes(&loaded), bytes);
+    loaded.insert(99_999, &d.base[5000]).unwrap();
+    assert_eq!(loaded.search(&d.base[5000], 1, 64).unwrap()[0].id, 99_999);
+}
+
+#[test]
+fn cosine_with_deletes_and_updates_roundtrip() {
+    let base = clustered(1500, 32, 11);
+    let queries = clustered(50, 32, 12);
+    let cfg = IndexConfig::new(32, Metric::Cosine).m(12).ef_construction(80).ef_search(40).seed(5);
+    let index = build(cfg, &base);
+    for id in (0..1500u64).step_by(7) {
+        index.delete(id).unwrap();
+    }
+    for id in (1..1500u64).step_by(11) {
+        if index.contains(id) {
+            index.update(id, &queries[(id % 50) as usize]).unwrap();
+        }
+    }
+    let fs = MemBackend::new();
+    let path = Path::new("db/cos.hnsw");
+    index.save_with(&fs, path).unwrap();
+    let loaded = Index::load_with(&fs, path).unwrap();
+    assert_same(&index, &loaded, &queries, 10, 40);
+    assert_eq!(save_to_bytes(&loaded), fs.file(path).unwrap());
+    assert_eq!(fs.paths(), vec![path.to_path_buf()], "only the snapshot remains");
+}
+
+#[test]
+fn inner_product_and_limits_roundtrip() {
+    let base = clustered(300, 8, 21);
+    let cfg = IndexConfig::new(8, Metric::InnerProduct).m(4).ef_construction(16).max_elements(300).seed(77);
+    let index = build(cfg, &base);
+    let loaded = load_from_bytes(&save_to_bytes(&index)).unwrap();
+    assert_same(&index, &loaded, &base[..20], 5, 16);
+    // max_elements survives the roundtrip.
+    assert!(loaded.insert(1000, &base[0]).is_err());
+    loaded.delete(3).unwrap();
+    loaded.insert(1000, &base[0]).unwrap();
+}
+
+#[test]
+fn empty_index_roundtrip() {
+    let index = Index::new(IndexConfig::new(3, Metric::L2)).unwrap();
+    let bytes = save_to_bytes(&index);
+    let loaded = load_from_bytes(&bytes).unwrap();
+    assert!(loaded.is_empty());
+    assert_eq!(save_to_bytes(&loaded), bytes);
+    assert!(loaded.search(&[1.0, 2.0, 3.0], 1, 4).unwrap().is_empty());
+    loaded.insert(1, &[1.0, 2.0, 3.0]).unwrap();
+    assert_eq!(loaded.search(&[1.0, 2.0, 3.0], 1, 4).unwrap()[0].id, 1);
+}
+
+#[test]
+fn save_replaces_an_existing_file_and_reports_io_errors() {
+    let dir = TempDir::new("replace");
+    let path = dir.path("x.hnsw");
+    let a = build(IndexConfig::new(4, Metric::L2).m(4).ef_construction(8), &clustered(50, 4, 1));
+    let b = build(IndexConfig::new(4, Metric::L2).m(4).ef_construction(8), &clustered(80, 4, 2));
+    a.save(&path).unwrap();
+    b.save(&path).unwrap();
+    assert_eq!(Index::load(&path).unwrap().len(), 80);
+    let missing = dir.path("no/such/dir/x.hnsw");
+    let err = b.save(&missing).unwrap_err();
+    assert!(err.to_string().contains("x.hnsw"), "{err}");
+    let err = Index::load(dir.path("absent.hnsw")).unwrap_err();
+    assert!(err.to_string().contains("absent.hnsw"), "{err}");
+}
