@@ -7,6 +7,7 @@
 //! costs about twice as much): the stored vector starts on a 64-byte boundary, as rows in the
 //! index arena do, and the query starts 16 bytes past one, as a `Vec<f32>` from the system
 //! allocator often does.
+#![allow(missing_docs)] // criterion_group! generates undocumented public items.
 
 use std::hint::black_box;
 use std::time::Duration;

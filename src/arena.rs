@@ -52,6 +52,9 @@ fn bucket_len(b: usize) -> usize {
 pub(crate) struct Arena<T: ZeroValid> {
     width: usize,
     dir: [AtomicPtr<T>; NUM_BUCKETS],
+    /// Serialises bucket allocation, so two threads never both allocate the same (possibly
+    /// large) bucket. Taken only when a bucket is missing.
+    grow: parking_lot::Mutex<()>,
 }
 
 // SAFETY: the arena owns its buckets; shared access hands out `&T` (for the atomic types, safe to
@@ -63,7 +66,11 @@ unsafe impl<T: ZeroValid + Sync> Sync for Arena<T> {}
 impl<T: ZeroValid> Arena<T> {
     /// An empty arena of rows of `width` elements. Allocates nothing.
     pub(crate) fn new(width: usize) -> Self {
-        Self { width: width.max(1), dir: std::array::from_fn(|_| AtomicPtr::new(std::ptr::null_mut())) }
+        Self {
+            width: width.max(1),
+            dir: std::array::from_fn(|_| AtomicPtr::new(std::ptr::null_mut())),
+            grow: parking_lot::Mutex::new(()),
+        }
     }
 
     fn layout(&self, b: usize) -> Option<Layout> {
@@ -85,6 +92,10 @@ impl<T: ZeroValid> Arena<T> {
         if !self.dir[b].load(Ordering::Acquire).is_null() {
             return true;
         }
+        let _g = self.grow.lock();
+        if !self.dir[b].load(Ordering::Acquire).is_null() {
+            return true;
+        }
         let Some(layout) = self.layout(b) else {
             return false;
         };
@@ -93,12 +104,7 @@ impl<T: ZeroValid> Arena<T> {
         if p.is_null() {
             return false;
         }
-        if self.dir[b].compare_exchange(std::ptr::null_mut(), p, Ordering::AcqRel, Ordering::Acquire).is_err()
-        {
-            // Another thread published this bucket first; ours was never shared.
-            // SAFETY: `p` was allocated just above with this layout.
-            unsafe { dealloc(p.cast(), layout) };
-        }
+        self.dir[b].store(p, Ordering::Release);
         true
     }
 

@@ -5,7 +5,6 @@ use crate::index::{Index, VectorError};
 use crate::progress::{CancelFn, ProgressFn, Tracker};
 use crate::scratch::with_scratch;
 use rayon::prelude::*;
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -273,6 +272,9 @@ pub trait BatchInsertable {
         V: AsRef<[f32]> + Sync;
 }
 
+/// Largest chunk linked in one go (positions inside a chunk are kept as `u32`).
+const MAX_CHUNK: usize = 1 << 30;
+
 /// Items below which a batch into a small index is linked one by one, so the graph is connected
 /// before threads start linking against it.
 fn serial_seed_len(index: &Index) -> usize {
@@ -295,7 +297,7 @@ impl BatchInsertable for Index {
             }
         }
         tracker.start();
-        let chunk = if opts.batch_size == 0 { items.len().max(1) } else { opts.batch_size };
+        let chunk = if opts.batch_size == 0 { items.len() } else { opts.batch_size }.clamp(1, MAX_CHUNK);
         let bad_positions: Vec<usize> = failures.iter().map(|f| f.index).collect();
         let mut bad = bad_positions.into_iter().peekable();
         let mut result = Ok(());
@@ -433,27 +435,36 @@ impl Index {
         // later valid item with the same id is not a duplicate.
         failures.sort_by_key(|f| f.index);
         let invalid: Vec<usize> = failures.iter().map(|f| f.index).collect();
-        let mut first: HashMap<u64, usize> = HashMap::with_capacity(items.len());
-        for (i, (id, _)) in items.iter().enumerate() {
-            if invalid.binary_search(&i).is_ok() {
-                continue;
-            }
-            if let Some(&j) = first.get(id) {
+        // Sorting (id, position) pairs finds duplicates in 16 bytes per item, less than a hash
+        // map, and the memory is gone before linking starts.
+        let mut keyed: Vec<(u64, usize)> = items
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| invalid.binary_search(i).is_err())
+            .map(|(i, (id, _))| (*id, i))
+            .collect();
+        keyed.par_sort_unstable();
+        let mut g = 0;
+        while g < keyed.len() {
+            let (id, first) = keyed[g];
+            let mut end = g + 1;
+            while end < keyed.len() && keyed[end].0 == id {
+                let i = keyed[end].1;
                 failures.push(BatchFailure {
                     index: i,
-                    id: *id,
-                    error: BatchError::DuplicateId { index: i, id: *id, first_index: Some(j) },
+                    id,
+                    error: BatchError::DuplicateId { index: i, id, first_index: Some(first) },
                 });
-            } else {
-                first.insert(*id, i);
-                if self.ids.is_taken(*id) {
-                    failures.push(BatchFailure {
-                        index: i,
-                        id: *id,
-                        error: BatchError::DuplicateId { index: i, id: *id, first_index: None },
-                    });
-                }
+                end += 1;
             }
+            if self.ids.is_taken(id) {
+                failures.push(BatchFailure {
+                    index: first,
+                    id,
+                    error: BatchError::DuplicateId { index: first, id, first_index: None },
+                });
+            }
+            g = end;
         }
         failures.sort_by_key(|f| f.index);
         failures.dedup_by_key(|f| f.index);
@@ -510,21 +521,23 @@ impl Index {
         if reserved.is_empty() {
             return Ok((0, failures));
         }
-        let mut levels = Vec::with_capacity(reserved.len());
+        let mut levels: Vec<u8> = Vec::with_capacity(reserved.len());
         self.draw_levels(&mut levels, reserved.len());
         // Highest levels first, so the top of the graph exists before the bulk links under it.
-        let mut order: Vec<usize> = (0..reserved.len()).collect();
-        order.sort_by_key(|&j| std::cmp::Reverse(levels[j]));
+        // Chunks are at most `MAX_CHUNK` items, so positions fit in u32.
+        let mut order: Vec<u32> = (0..reserved.len() as u32).collect();
+        order.sort_by_key(|&j| std::cmp::Reverse(levels[j as usize]));
 
         let inserted = AtomicUsize::new(0);
         let cursor = AtomicUsize::new(0);
-        let insert_one = |j: usize| {
+        let insert_one = |j: u32| {
+            let j = j as usize;
             let i = reserved[j];
             let (id, v) = (&items[i].0, items[i].1.as_ref());
             let ok = match self.alloc_nodes(1) {
                 Ok(node) => {
                     let q = self.query_form(v);
-                    with_scratch(|s| self.insert_prepared(node, *id, &q, levels[j], s))
+                    with_scratch(|s| self.insert_prepared(node, *id, &q, levels[j] as usize, s))
                 }
                 Err(_) => {
                     // Out of node space: give the item back (it is counted, not inserted).
@@ -565,7 +578,7 @@ impl Index {
         let started = cursor.load(Ordering::Acquire).min(order.len());
         if started < order.len() {
             // Cancelled: give back what was never started.
-            let left: Vec<usize> = order[started..].iter().map(|&j| reserved[j]).collect();
+            let left: Vec<usize> = order[started..].iter().map(|&j| reserved[j as usize]).collect();
             self.release_ids(items, &left);
             self.unclaim(left.len());
         }

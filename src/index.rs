@@ -22,6 +22,13 @@ pub struct Neighbour {
     pub distance: f32,
 }
 
+/// Work done by one search.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SearchStats {
+    /// Distance evaluations between the query and stored vectors.
+    pub distance_computations: u64,
+}
+
 const EMPTY: u64 = u64::MAX;
 
 #[inline]
@@ -253,12 +260,13 @@ impl Index {
 
     // ----- levels and capacity -----------------------------------------------------------------
 
-    pub(crate) fn draw_levels(&self, out: &mut Vec<usize>, count: usize) {
+    /// Draws `count` levels from the seeded generator: `floor(-ln(U) * ml)`, capped at `MAX_LEVEL`.
+    pub(crate) fn draw_levels(&self, out: &mut Vec<u8>, count: usize) {
         let mut rng = self.rng.lock();
         out.extend((0..count).map(|_| {
             let u: f64 = rng.random();
             let l = (-(1.0 - u).ln() * self.ml).floor();
-            (l as usize).min(MAX_LEVEL)
+            (l as usize).min(MAX_LEVEL) as u8
         }));
     }
 
@@ -345,7 +353,7 @@ impl Index {
         };
         let mut levels = Vec::with_capacity(1);
         self.draw_levels(&mut levels, 1);
-        if with_scratch(|s| self.insert_prepared(node, id, &q, levels[0], s)) {
+        if with_scratch(|s| self.insert_prepared(node, id, &q, levels[0] as usize, s)) {
             Ok(())
         } else {
             Err(IndexError::CapacityExceeded { limit: self.allocated_nodes() as u64 })
@@ -367,13 +375,16 @@ impl Index {
             self.unclaim(1);
             return false;
         }
+        // Map the id before the node can appear in results, so every result is gettable.
         self.ids.set(id, node);
+        self.store.mark_ready(node);
         self.live.fetch_add(1, Ordering::AcqRel);
         true
     }
 
-    /// Writes node `node` and links it into the graph; it is then searchable but not yet mapped
-    /// from its id. `false` if memory ran out (the node stays an unlinked hole).
+    /// Writes node `node` and links it into the graph; searches route through it but do not
+    /// return it until the caller marks it ready. `false` if memory ran out (the node stays an
+    /// unlinked hole).
     fn write_and_link(&self, node: u32, id: u64, q: &[f32], level: usize, s: &mut Scratch) -> bool {
         let mut bytes = std::mem::take(&mut s.bytes);
         self.encode(q, &mut bytes);
@@ -381,7 +392,6 @@ impl Index {
         s.bytes = bytes;
         if ok {
             self.link(node, q, level, s);
-            self.store.mark_ready(node);
         }
         ok
     }
@@ -399,9 +409,12 @@ impl Index {
         let node = self.alloc_nodes(1)?;
         let mut levels = Vec::with_capacity(1);
         self.draw_levels(&mut levels, 1);
-        if !with_scratch(|s| self.write_and_link(node, id, &q, levels[0], s)) {
+        if !with_scratch(|s| self.write_and_link(node, id, &q, levels[0] as usize, s)) {
             return Err(IndexError::CapacityExceeded { limit: self.allocated_nodes() as u64 });
         }
+        // New version visible first, old one hidden after: a search in between may meet both
+        // (results keep the closer, see `finish`), never neither.
+        self.store.mark_ready(node);
         match self.ids.replace(id, node) {
             Some(old) => self.store.mark_deleted(old),
             None => {
@@ -438,8 +451,17 @@ impl Index {
         seeds.push(cur);
         let ef = self.cfg.ef_construction;
         for l in (0..=top_link).rev() {
-            self.seed_search(s, &seeds, ef, |_| true);
-            self.search_layer(q, l, ef, s, |_| true);
+            // Tombstones route the search but are not linked to: otherwise they keep
+            // attracting links under update churn and live nodes end up reachable only
+            // through dead, detached pieces of the graph.
+            let live = |n: u32| !self.store.is_deleted(n);
+            self.seed_search(s, &seeds, ef, live);
+            self.search_layer(q, l, ef, s, live);
+            if s.results.is_empty() {
+                // Only tombstones around: link to them rather than to nothing.
+                self.seed_search(s, &seeds, ef, |_| true);
+                self.search_layer(q, l, ef, s, |_| true);
+            }
             s.sorted.clear();
             s.sorted.extend(s.results.drain());
             s.sorted.sort_unstable();
@@ -581,6 +603,7 @@ impl Index {
         loop {
             let mut moved = false;
             self.store.read_links(cur.n, level, &mut s.ids);
+            s.dists += s.ids.len() as u64;
             for &nb in &s.ids {
                 let d = self.dist(q, nb);
                 if d < cur.d {
@@ -641,6 +664,7 @@ impl Index {
                     s.ids.push(nb);
                 }
             }
+            s.dists += s.ids.len() as u64;
             for j in 0..s.ids.len() {
                 if let Some(&next) = s.ids.get(j + 1) {
                     self.store.prefetch_vector(next);
@@ -683,15 +707,36 @@ impl Index {
         ef: usize,
         filter: impl Fn(u64) -> bool,
     ) -> Result<Vec<Neighbour>> {
+        self.search_impl(query, k, ef, filter).map(|(r, _)| r)
+    }
+
+    /// Like [`search`](Self::search), also returning how much work the query took.
+    pub fn search_with_stats(
+        &self,
+        query: &[f32],
+        k: usize,
+        ef: usize,
+    ) -> Result<(Vec<Neighbour>, SearchStats)> {
+        self.search_impl(query, k, ef, |_| true)
+    }
+
+    fn search_impl(
+        &self,
+        query: &[f32],
+        k: usize,
+        ef: usize,
+        filter: impl Fn(u64) -> bool,
+    ) -> Result<(Vec<Neighbour>, SearchStats)> {
         check_search_params(k, ef)?;
         self.validate_query(query)?;
         let q = self.query_form(query);
         let e = self.entry.load(Ordering::Acquire);
         if e == EMPTY {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), SearchStats::default()));
         }
         Ok(with_scratch(|s| {
             let (ep, top) = unpack(e);
+            s.dists = 1;
             let mut cur = Cand { d: self.dist(&q, ep), n: ep };
             for l in (1..=top).rev() {
                 cur = self.greedy(&q, cur, l, s);
@@ -699,7 +744,8 @@ impl Index {
             let accept = |n: u32| self.store.is_live(n) && filter(self.store.id(n));
             self.seed_search(s, &[cur], ef, accept);
             self.search_layer(&q, 0, ef, s, accept);
-            self.finish(s, k)
+            let stats = SearchStats { distance_computations: s.dists };
+            (self.finish(s, k), stats)
         }))
     }
 
@@ -707,6 +753,15 @@ impl Index {
         let mut out: Vec<Neighbour> =
             s.results.drain().map(|c| Neighbour { id: self.store.id(c.n), distance: c.d }).collect();
         out.sort_unstable_by(|a, b| a.distance.total_cmp(&b.distance).then(a.id.cmp(&b.id)));
+        // An update in flight can leave two versions of one id live for an instant.
+        let mut i = 1;
+        while i < out.len().min(k + 1) {
+            if out[..i].iter().any(|n| n.id == out[i].id) {
+                out.remove(i);
+            } else {
+                i += 1;
+            }
+        }
         out.truncate(k);
         out
     }

@@ -1,4 +1,25 @@
 //! hnsw-batch: an HNSW approximate nearest-neighbour index built for bulk loads.
+//!
+//! - [`Index`]: the graph index. Every method takes `&self`; inserts, updates, deletes and
+//!   searches run concurrently from any number of threads, and a vector becomes visible to
+//!   searches only once it is fully linked.
+//! - [`BatchInsertable`]: one call inserts a whole batch in parallel on the caller's rayon pool,
+//!   validated first ([`BatchMode::AllOrNothing`]) or item by item ([`BatchMode::BestEffort`]),
+//!   with progress and cancellation. Errors are a five-variant [`BatchError`].
+//! - [`distance`]: SIMD kernels chosen at run time, with the scalar reference they are tested
+//!   against. [`Storage::U8`] keeps byte data (SIFT, pixels) in a quarter of the memory.
+//! - [`io`]: vector files (fvecs/bvecs/ivecs, `.npy`, CSV, JSON Lines with feature `formats`).
+//!
+//! ```
+//! use hnsw_batch::{BatchInsertable, BatchMode, BatchOptions, Index, IndexConfig, Metric};
+//!
+//! let index = Index::new(IndexConfig::new(2, Metric::Cosine))?;
+//! let items = vec![(1u64, vec![1.0, 0.0]), (2, vec![0.0, 1.0]), (3, vec![f32::NAN, 1.0])];
+//! let report = index.insert_batch(&items, &BatchOptions::new().mode(BatchMode::BestEffort)).unwrap();
+//! assert_eq!((report.inserted, report.failures[0].index), (2, 2));
+//! assert_eq!(index.search(&[0.9, 0.1], 1, 16)?[0].id, 1);
+//! # Ok::<(), hnsw_batch::IndexError>(())
+//! ```
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod arena;
@@ -23,7 +44,12 @@ pub use batch::{
 pub use config::{IndexConfig, Storage, MAX_DIM, MAX_EF, MAX_M};
 pub use distance::Metric;
 pub use error::{IndexError, Result};
-pub use index::{Index, Neighbour};
+pub use index::{Index, Neighbour, SearchStats};
 pub use integrity::{IntegrityError, IntegrityStats};
-pub use persist::PersistError;
+pub use persist::{DurableIndex, DurableOptions, PersistError, SyncPolicy};
 pub use progress::{BatchProgress, CancelFn, ProgressFn};
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -77,6 +77,8 @@ pub(crate) struct Scratch {
     pub(crate) decoded2: Vec<f32>,
     pub(crate) seeds: Vec<Cand>,
     pub(crate) bytes: Vec<u8>,
+    /// Distance evaluations since the counter was last reset.
+    pub(crate) dists: u64,
 }
 
 impl Scratch {
@@ -91,6 +93,7 @@ impl Scratch {
             decoded2: Vec::new(),
             seeds: Vec::new(),
             bytes: Vec::new(),
+            dists: 0,
         }
     }
 }

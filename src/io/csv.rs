@@ -52,7 +52,7 @@ impl Default for VectorColumns {
 /// Options of [`CsvReader`] and of the CSV writers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CsvOptions {
-    /// Field delimiter (default `,`); must not be `"`, `\r` or `\n`.
+    /// Field delimiter (default `,`): an ASCII character other than `"`, `\r` and `\n`.
     pub delimiter: char,
     /// Name of the id column (default `id`).
     pub id_column: String,
@@ -87,7 +87,7 @@ impl Default for CsvOptions {
 impl CsvOptions {
     /// Checks the option values that do not depend on the data.
     pub(crate) fn validate(&self) -> Result<()> {
-        if matches!(self.delimiter, '"' | '\r' | '\n') {
+        if !self.delimiter.is_ascii() || matches!(self.delimiter, '"' | '\r' | '\n') {
             return Err(FormatError::invalid(
                 "delimiter",
                 format!("{:?} cannot be a delimiter", self.delimiter),
@@ -209,6 +209,48 @@ pub(crate) fn infer_value(f: &Field) -> Option<MetaValue> {
     match t.parse::<f64>() {
         Ok(v) if looks_numeric && v.is_finite() => Some(MetaValue::Float(v)),
         _ => Some(MetaValue::Str(f.text.clone())),
+    }
+}
+
+/// Tracks whether a record continues on the next line (a quoted field is open),
+/// following the same rules as [`split_fields`]: a quote opens a quoted field
+/// only at the start of a field.
+struct QuoteScan {
+    delim: u8,
+    in_quotes: bool,
+    field_start: bool,
+    just_closed: bool,
+}
+
+impl QuoteScan {
+    fn new(delim: char) -> Self {
+        QuoteScan {
+            // Validated to be ASCII.
+            delim: u8::try_from(delim).unwrap_or(b','),
+            in_quotes: false,
+            field_start: true,
+            just_closed: false,
+        }
+    }
+
+    /// Feeds one physical line; returns whether a quoted field is still open.
+    fn feed(&mut self, bytes: &[u8]) -> bool {
+        for &b in bytes {
+            if self.in_quotes {
+                if b == b'"' {
+                    self.in_quotes = false;
+                    self.just_closed = true;
+                }
+                continue;
+            }
+            if b == b'"' && (self.field_start || self.just_closed) {
+                // Opens a field, or is the second half of a doubled quote.
+                self.in_quotes = true;
+            }
+            self.field_start = b == self.delim;
+            self.just_closed = false;
+        }
+        self.in_quotes
     }
 }
 
@@ -351,7 +393,7 @@ impl<R: BufRead> CsvReader<R> {
         loop {
             self.buf.clear();
             let start = self.line + 1;
-            let mut quotes = 0usize;
+            let mut scan = QuoteScan::new(self.delim);
             loop {
                 let seen = self.buf.len();
                 let room = self.max_bytes.saturating_sub(seen);
@@ -370,9 +412,7 @@ impl<R: BufRead> CsvReader<R> {
                     }
                     Ok(Line::Read) => {
                         self.line += 1;
-                        let new = self.buf.get(seen..).unwrap_or_default();
-                        quotes += new.iter().filter(|&&b| b == b'"').count();
-                        if quotes % 2 == 0 {
+                        if !scan.feed(self.buf.get(seen..).unwrap_or_default()) {
                             break;
                         }
                     }

@@ -44,7 +44,7 @@ impl VecSet {
         if dim > MAX_DIM || (dim == 0 && !data.is_empty()) {
             return Err(FormatError::bad_dim(0, dim));
         }
-        if dim != 0 && data.len() % dim != 0 {
+        if dim != 0 && !data.len().is_multiple_of(dim) {
             return Err(FormatError::invalid(
                 "data",
                 format!("length {} is not a multiple of dim {dim}", data.len()),

@@ -185,6 +185,11 @@ pub enum CrashMode {
     /// A file that only grew since its last sync keeps its synced contents plus the first `n`
     /// unsynced bytes (a torn append); any other unsynced change is dropped.
     KeepUnsyncedPrefix(usize),
+    /// Every directory change (creation, rename, removal) survives although no directory sync
+    /// made it durable, as a filesystem may persist them at any time; file contents revert to
+    /// their last sync. Together with [`CrashMode::DropUnsynced`] this brackets what a real
+    /// crash can leave of unsynced directory changes.
+    KeepDirectoryEntries,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -195,7 +200,7 @@ struct Inode {
     synced: Vec<u8>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct MemState {
     inodes: HashMap<u64, Inode>,
     next_inode: u64,
@@ -303,6 +308,12 @@ impl MemBackend {
         self.state.lock().fault = None;
     }
 
+    /// An independent copy of this filesystem (files, durable state, counters and faults), to
+    /// try several crash outcomes from one state.
+    pub fn fork(&self) -> MemBackend {
+        MemBackend { state: Mutex::new(self.state.lock().clone()) }
+    }
+
     /// Operations performed so far (failed ones included).
     pub fn op_count(&self) -> u64 {
         self.state.lock().ops
@@ -322,6 +333,9 @@ impl MemBackend {
     /// Simulates a crash, keeping what `mode` says of unsynced data.
     pub fn crash_with(&self, mode: CrashMode) {
         let mut s = self.state.lock();
+        if mode == CrashMode::KeepDirectoryEntries {
+            s.durable = s.visible.clone();
+        }
         s.visible = s.durable.clone();
         let live: BTreeSet<u64> = s.visible.values().copied().collect();
         s.inodes.retain(|i, _| live.contains(i));

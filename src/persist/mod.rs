@@ -1,4 +1,5 @@
-//! Persistence: snapshots behind a storage backend.
+//! Persistence: snapshots, a write-ahead log, and [`DurableIndex`], an index that survives
+//! crashes without losing an acknowledged write.
 //!
 //! - [`Index::save`](crate::Index::save) / [`Index::load`](crate::Index::load) write and read a
 //!   snapshot file (format in `docs/format.md`): checksummed sections, every count checked
@@ -11,9 +12,13 @@
 
 pub mod backend;
 mod codec;
+pub mod durable;
 mod error;
 pub mod snapshot;
+pub mod wal;
 
 pub use backend::{Backend, CrashMode, FailMode, FileBackend, MemBackend};
+pub use durable::{DurableIndex, DurableOptions, DurableStats, RecoveryReport, SyncPolicy};
 pub use error::{PersistError, Result};
 pub use snapshot::{load_from_bytes, save_to_bytes, SNAPSHOT_MAGIC, SNAPSHOT_VERSION};
+pub use wal::{read_records_from_bytes, WalContents, WalEntry, WalRecord, WalStop};
