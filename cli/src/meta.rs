@@ -60,20 +60,29 @@ fn from_json(v: &Value) -> Option<Metadata> {
     Some(out)
 }
 
-/// Writes the side file while an index is built: into `FILE.tmp`, renamed over `FILE` by
-/// [`MetaWriter::commit`] once the index itself is saved.
+/// Writes the side file while an index is built.
+///
+/// For a snapshot file the entries go to `FILE.tmp`, renamed over `FILE` by
+/// [`MetaWriter::commit`] once the index itself is saved. For a durable index, whose inserts are
+/// on disk as soon as they return, they are appended to the side file directly, after each batch.
 pub struct MetaWriter {
-    tmp: PathBuf,
+    path: PathBuf,
+    append: bool,
     out: Option<BufWriter<File>>,
     written: usize,
 }
 
 impl MetaWriter {
-    /// A writer whose file is created at the first entry.
-    pub fn new(final_path: &Path) -> Self {
-        let mut s = final_path.as_os_str().to_owned();
-        s.push(".tmp");
-        MetaWriter { tmp: PathBuf::from(s), out: None, written: 0 }
+    /// A writer for the side file `final_path`, created (or opened) at the first entry.
+    pub fn new(final_path: &Path, append: bool) -> Self {
+        let path = if append {
+            final_path.to_path_buf()
+        } else {
+            let mut s = final_path.as_os_str().to_owned();
+            s.push(".tmp");
+            PathBuf::from(s)
+        };
+        MetaWriter { path, append, out: None, written: 0 }
     }
 
     /// Records the metadata of `id` (nothing for empty metadata).
@@ -82,14 +91,27 @@ impl MetaWriter {
             return Ok(());
         }
         if self.out.is_none() {
-            let f =
-                File::create(&self.tmp).map_err(|e| CliError::index(io_message("create", &self.tmp, &e)))?;
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .write(true)
+                .append(self.append)
+                .truncate(!self.append)
+                .open(&self.path)
+                .map_err(|e| CliError::index(io_message("create", &self.path, &e)))?;
             self.out = Some(BufWriter::new(f));
         }
         let line = serde_json::json!({ "id": id, "metadata": to_json(m) });
         let w = self.out.as_mut().expect("created above");
-        writeln!(w, "{line}").map_err(|e| CliError::index(io_message("write", &self.tmp, &e)))?;
+        writeln!(w, "{line}").map_err(|e| CliError::index(io_message("write", &self.path, &e)))?;
         self.written += 1;
+        Ok(())
+    }
+
+    /// Pushes buffered entries to the file.
+    pub fn flush(&mut self) -> Result<()> {
+        if let Some(w) = self.out.as_mut() {
+            w.flush().map_err(|e| CliError::index(io_message("write", &self.path, &e)))?;
+        }
         Ok(())
     }
 
@@ -98,14 +120,17 @@ impl MetaWriter {
         self.written
     }
 
-    /// Moves the side file into place at `final_path`, or removes a stale one when no row had
-    /// metadata.
+    /// Finishes the side file at `final_path`: renames the temporary file into place, or removes
+    /// a stale side file when no row had metadata (appended side files are only flushed).
     pub fn commit(mut self, final_path: &Path) -> Result<()> {
+        self.flush()?;
+        if self.append {
+            return Ok(());
+        }
         match self.out.take() {
-            Some(mut w) => {
-                w.flush().map_err(|e| CliError::index(io_message("write", &self.tmp, &e)))?;
+            Some(w) => {
                 drop(w);
-                std::fs::rename(&self.tmp, final_path)
+                std::fs::rename(&self.path, final_path)
                     .map_err(|e| CliError::index(io_message("rename into", final_path, &e)))
             }
             None => {
@@ -118,10 +143,13 @@ impl MetaWriter {
         }
     }
 
-    /// Removes the temporary file (after a failed build).
+    /// Drops the temporary file after a failed build (appended entries stay: their vectors are
+    /// in the durable index).
     pub fn abandon(mut self) {
-        if self.out.take().is_some() {
-            let _ = std::fs::remove_file(&self.tmp);
+        if self.append {
+            let _ = self.flush();
+        } else if self.out.take().is_some() {
+            let _ = std::fs::remove_file(&self.path);
         }
     }
 }

@@ -220,6 +220,51 @@ fn bvecs_gets_u8_storage_and_npy_ids_are_used() {
 }
 
 #[test]
+fn durable_directory_build_search_export_and_append() {
+    let d = tmp();
+    let recs = records(100, 6, 15);
+    write_jsonl(p(d.path(), "in.jsonl"), &recs[..60], &JsonlOptions::default()).unwrap();
+    let o = run(d.path(), &["import", "in.jsonl", "--durable", "db"]);
+    expect_code(&o, 0);
+    assert!(d.path().join("db/metadata.jsonl").exists());
+    let o = run(d.path(), &["info", "db", "--json"]);
+    expect_code(&o, 0);
+    let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(v["format"], "hnsw-batch durable index");
+    assert_eq!(v["vectors"], 60);
+
+    // A second build adds to the durable index; rows already there are duplicates.
+    write_jsonl(p(d.path(), "more.jsonl"), &recs[50..], &JsonlOptions::default()).unwrap();
+    let o = run(d.path(), &["import", "more.jsonl", "--durable", "db", "--max-errors", "10"]);
+    expect_code(&o, 0);
+    assert!(stderr(&o).contains("already holds 60 vectors"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("duplicate id 1150 (already in the index)"), "{}", stderr(&o));
+    assert!(stdout(&o).contains("skipped 10 of 50 rows"), "{}", stdout(&o));
+    // A durable build that stops keeps what it inserted, and says so.
+    let o = run(d.path(), &["import", "more.jsonl", "--durable", "db"]);
+    expect_code(&o, 2);
+    assert!(stderr(&o).contains("now holds 100 vectors"), "{}", stderr(&o));
+
+    let q: Vec<String> = recs[77].vector.iter().map(|x| x.to_string()).collect();
+    let o = run(d.path(), &["search", "db", "--vector", &q.join(","), "-k", "1", "--format", "jsonl"]);
+    expect_code(&o, 0);
+    let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(v["results"][0]["id"], recs[77].id);
+
+    write_jsonl(p(d.path(), "all.jsonl"), &recs, &JsonlOptions::default()).unwrap();
+    expect_code(&run(d.path(), &["export", "db", "-o", "out.jsonl"]), 0);
+    assert_eq!(
+        std::fs::read_to_string(d.path().join("all.jsonl")).unwrap(),
+        std::fs::read_to_string(d.path().join("out.jsonl")).unwrap()
+    );
+
+    // Other parameters than the directory's are refused.
+    let o = run(d.path(), &["import", "more.jsonl", "--durable", "db", "--metric", "cosine"]);
+    expect_code(&o, 1);
+    assert!(stderr(&o).contains("metric"), "{}", stderr(&o));
+}
+
+#[test]
 fn durable_directory_or_snapshot_is_required() {
     let d = tmp();
     let o = run(d.path(), &["build", "in.jsonl"]);

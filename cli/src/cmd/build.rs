@@ -4,14 +4,14 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use clap::Args;
-use hnsw_batch::{BatchError, BatchFailure, BatchInsertable, BatchMode, BatchOptions, Index, InvalidReason};
+use hnsw_batch::{BatchError, BatchFailure, BatchMode, BatchOptions, Index, IndexConfig, InvalidReason};
 
 use crate::error::{CliError, Result};
 use crate::input::{InputArgs, Item, Loc, Row, Source};
 use crate::meta::{sidecar_path, MetaWriter};
 use crate::params::{pool, thread_count, IndexArgs};
 use crate::progress::Progress;
-use crate::store;
+use crate::store::{self, Handle};
 
 /// Arguments of `build` and `import`.
 #[derive(Debug, Clone, Args)]
@@ -40,10 +40,8 @@ pub struct BuildArgs {
     pub input_args: InputArgs,
 }
 
-/// What a build produced.
+/// What a build read.
 pub struct Built {
-    /// The index (`None` when the input held no good row).
-    pub index: Option<Index>,
     /// Rows skipped.
     pub skipped: usize,
     /// Rows read (good and bad).
@@ -86,7 +84,7 @@ fn failure_message(f: &BatchFailure, locs: &[Loc], storage_u8: bool) -> String {
             format!("{loc}: duplicate id {id} (first seen at {first})")
         }
         BatchError::DuplicateId { id, first_index: None, .. } => {
-            format!("{loc}: duplicate id {id} (already inserted from an earlier row)")
+            format!("{loc}: duplicate id {id} (already in the index)")
         }
         BatchError::InvalidVector { id, reason, .. } => {
             let hint = match reason {
@@ -104,9 +102,11 @@ fn failure_message(f: &BatchFailure, locs: &[Loc], storage_u8: bool) -> String {
     }
 }
 
-/// Streams `src` into a new index: chunks of good rows go to `insert_batch` (best effort, so a
-/// bad row costs only itself) on `threads` threads; bad rows are reported and counted against
-/// `max_errors`. Metadata of inserted rows goes to `meta`.
+/// Streams `src` into `target`, created by `make` from the first good row's dimension: chunks
+/// of good rows go to `insert_batch` (best effort, so a bad row costs only itself) on `threads`
+/// threads; bad rows are reported and counted against `max_errors`. Metadata of inserted rows
+/// goes to `meta`.
+#[allow(clippy::too_many_arguments)]
 pub fn ingest(
     src: &mut Source,
     params: &IndexArgs,
@@ -114,13 +114,14 @@ pub fn ingest(
     chunk_size: usize,
     max_errors: usize,
     progress: &Progress,
-    mut meta: Option<&mut MetaWriter>,
+    meta: &mut MetaWriter,
+    target: &mut Option<Handle>,
+    make: &dyn Fn(IndexConfig) -> Result<Handle>,
 ) -> Result<Built> {
     let pool = pool(threads)?;
     let chunk_size = chunk_size.max(1);
     let path = src.path.clone();
     let mut bad = BadRows { max: max_errors, count: 0, path: &path, progress };
-    let mut index: Option<Index> = None;
     let mut done = 0u64;
     let mut rows: Vec<Row> = Vec::with_capacity(chunk_size.min(1 << 16));
     let mut eof = false;
@@ -151,11 +152,11 @@ pub fn ingest(
             }
         };
         progress.set_len(estimate);
-        if index.is_none() {
+        if target.is_none() {
             let cfg = params.config(rows[0].vector.len(), src.is_byte_input())?;
-            index = Some(Index::new(cfg).map_err(|e| CliError::usage(e.to_string()))?);
+            *target = Some(make(cfg)?);
         }
-        let Some(index) = index.as_ref() else { unreachable!("created above") };
+        let Some(index) = target.as_ref() else { unreachable!("created above") };
         let mut locs = Vec::with_capacity(rows.len());
         let mut items: Vec<(u64, Vec<f32>)> = Vec::with_capacity(rows.len());
         let mut metas = Vec::with_capacity(rows.len());
@@ -165,9 +166,7 @@ pub fn ingest(
             metas.push(r.metadata);
         }
         let opts = BatchOptions::new().mode(BatchMode::BestEffort).on_progress(progress.batch_callback(done));
-        let report = pool
-            .install(|| index.insert_batch(&items, &opts))
-            .map_err(|e| CliError::index(format!("batch insert failed: {e}")))?;
+        let report = pool.install(|| index.insert_batch(&items, &opts))?;
         done += items.len() as u64;
         progress.set_pos(done);
         let u8_storage = index.config().storage == hnsw_batch::Storage::U8;
@@ -176,36 +175,52 @@ pub fn ingest(
             failed[f.index] = true;
             bad.skip(&failure_message(f, &locs, u8_storage))?;
         }
-        if let Some(m) = meta.as_deref_mut() {
-            for (i, md) in metas.iter().enumerate() {
-                if !failed[i] {
-                    m.write(items[i].0, md)?;
-                }
+        for (i, md) in metas.iter().enumerate() {
+            if !failed[i] {
+                meta.write(items[i].0, md)?;
             }
         }
+        meta.flush()?;
     }
-    Ok(Built { index, skipped: bad.count, rows: src.rows_read() })
+    Ok(Built { skipped: bad.count, rows: src.rows_read() })
 }
 
 /// Runs `build` (or `import`).
 pub fn run(args: &BuildArgs, verb: &str) -> Result<()> {
     args.index.check()?;
     let start = Instant::now();
-    let mut src = Source::open(&args.input, &args.input_args)?;
+    let durable = args.durable.is_some();
     let dest: &Path = match (&args.output, &args.durable) {
         (Some(o), _) => o,
         (None, Some(d)) => d,
         (None, None) => return Err(CliError::usage("give -o FILE or --durable DIR")),
     };
-    if args.output.is_some() && dest.is_dir() {
+    if !durable && dest.is_dir() {
         return Err(CliError::usage(format!(
             "-o {}: is a directory (use --durable DIR for a durable index)",
             dest.display()
         )));
     }
+    let mut src = Source::open(&args.input, &args.input_args)?;
     let progress = Progress::new(args.quiet, src.total_rows.unwrap_or(0), "vectors");
-    let meta_path = if args.durable.is_some() { dest.join("metadata.jsonl") } else { sidecar_path(dest) };
-    let mut meta = MetaWriter::new(&meta_path);
+    let meta_path = if durable { dest.join("metadata.jsonl") } else { sidecar_path(dest) };
+    let mut meta = MetaWriter::new(&meta_path, durable);
+    let mut target: Option<Handle> = None;
+    let make = |cfg: IndexConfig| -> Result<Handle> {
+        if durable {
+            let db = store::open_durable(dest, cfg)?;
+            if !db.is_empty() {
+                progress.warn(&format!(
+                    "`{}` already holds {} vectors: adding to them",
+                    dest.display(),
+                    db.len()
+                ));
+            }
+            Ok(Handle::Durable(db))
+        } else {
+            Ok(Handle::Plain(Index::new(cfg).map_err(|e| CliError::usage(e.to_string()))?))
+        }
+    };
     let built = ingest(
         &mut src,
         &args.index,
@@ -213,23 +228,35 @@ pub fn run(args: &BuildArgs, verb: &str) -> Result<()> {
         args.chunk_size,
         args.input_args.max_errors,
         &progress,
-        Some(&mut meta),
+        &mut meta,
+        &mut target,
+        &make,
     );
     progress.finish();
     let built = match built {
         Ok(b) => b,
-        Err(e) => {
+        Err(mut e) => {
             meta.abandon();
+            if let Some(Handle::Durable(db)) = &target {
+                e.msg.push_str(&format!(
+                    "\n(the durable index `{}` now holds {} vectors: the valid rows of the batches \
+                     inserted before the build stopped, that batch included, stay in it)",
+                    dest.display(),
+                    db.len()
+                ));
+            }
             return Err(e);
         }
     };
-    let Some(index) = built.index else {
+    let Some(handle) = target else {
         meta.abandon();
         return Err(CliError::input(format!("`{}` holds no vectors", args.input.display())));
     };
     let build_secs = start.elapsed().as_secs_f64();
-    let saved =
-        if args.durable.is_some() { store::save_durable(&index, dest) } else { store::save(&index, dest) };
+    let saved = match &handle {
+        Handle::Plain(index) => store::save(index, dest),
+        Handle::Durable(db) => store::checkpoint(db),
+    };
     if let Err(e) = saved {
         meta.abandon();
         return Err(e);
@@ -237,11 +264,11 @@ pub fn run(args: &BuildArgs, verb: &str) -> Result<()> {
     let with_meta = meta.written();
     meta.commit(&meta_path)?;
     if !args.quiet {
-        let c = index.config();
+        let c = handle.config();
         println!(
             "{verb} {} vectors (dim {}, {}, {} storage, M {}, ef_construction {}) from `{}` in {:.2} s \
              ({:.0} vectors/s, {} threads)",
-            index.len(),
+            handle.len(),
             c.dim,
             c.metric.name(),
             c.storage.name(),
@@ -249,7 +276,7 @@ pub fn run(args: &BuildArgs, verb: &str) -> Result<()> {
             c.ef_construction,
             args.input.display(),
             build_secs,
-            index.len() as f64 / build_secs.max(1e-9),
+            (built.rows as usize - built.skipped) as f64 / build_secs.max(1e-9),
             thread_count(args.threads),
         );
         if built.skipped > 0 {
@@ -258,10 +285,10 @@ pub fn run(args: &BuildArgs, verb: &str) -> Result<()> {
                 built.skipped, built.rows, args.input_args.max_errors
             );
         }
-        let size = std::fs::metadata(dest).map(|m| m.len()).unwrap_or(0);
-        if args.durable.is_some() {
-            println!("wrote durable index `{}`", dest.display());
+        if durable {
+            println!("wrote durable index `{}` (checkpointed)", dest.display());
         } else {
+            let size = std::fs::metadata(dest).map(|m| m.len()).unwrap_or(0);
             println!("wrote `{}` ({})", dest.display(), human_bytes(size as f64));
         }
         if with_meta > 0 {

@@ -9,12 +9,12 @@ use hnsw_batch::io::{
     write_bvecs_to, write_csv_to, write_fvecs_to, write_jsonl_to, write_npy_ids, write_npy_to, ElementKind,
     FormatError, Record, VecSet,
 };
-use hnsw_batch::{Index, Storage};
+use hnsw_batch::Storage;
 
 use crate::error::{io_message, CliError, Result};
 use crate::input::{detect_format, FieldArgs, InputFormat};
 use crate::meta::read_sidecar;
-use crate::store;
+use crate::store::{self, Handle};
 
 /// Records per write call: bounds the extra memory of text exports.
 const CHUNK: usize = 10_000;
@@ -22,7 +22,7 @@ const CHUNK: usize = 10_000;
 /// Arguments of `export`.
 #[derive(Debug, Clone, Args)]
 pub struct ExportArgs {
-    /// The index file.
+    /// The index file (or durable index directory).
     pub index: PathBuf,
     /// Output file.
     #[arg(short, long, value_name = "FILE")]
@@ -52,7 +52,7 @@ fn write_err(path: &Path, e: FormatError) -> CliError {
 }
 
 /// Every vector of `index`, ids ascending.
-fn sorted_ids(index: &Index) -> Vec<u64> {
+fn sorted_ids(index: &Handle) -> Vec<u64> {
     let mut ids = index.ids();
     ids.sort_unstable();
     ids
@@ -70,7 +70,7 @@ pub fn run(args: &ExportArgs) -> Result<()> {
             format.ext()
         )));
     }
-    let index = store::load(&args.index)?;
+    let index = store::load(&args.index)?.handle;
     let ids = sorted_ids(&index);
     let path = &args.output;
     let n = match format {

@@ -1,18 +1,18 @@
-//! `info`: what an index file holds.
+//! `info`: what an index file (or durable index directory) holds.
 
 use std::path::PathBuf;
 
 use clap::Args;
 
 use crate::cmd::build::human_bytes;
-use crate::error::Result;
+use crate::error::{CliError, Result};
 use crate::meta::{read_sidecar, sidecar_path};
-use crate::store;
+use crate::store::{self, Handle};
 
 /// Arguments of `info`.
 #[derive(Debug, Clone, Args)]
 pub struct InfoArgs {
-    /// The index file.
+    /// The index file (or durable index directory).
     pub index: PathBuf,
     /// Print one JSON object instead of text.
     #[arg(long)]
@@ -21,19 +21,55 @@ pub struct InfoArgs {
 
 /// Runs `info`.
 pub fn run(args: &InfoArgs) -> Result<()> {
-    let version = store::format_version(&args.index)?;
-    let index = store::load(&args.index)?;
-    let file_bytes = std::fs::metadata(&args.index).map(|m| m.len()).unwrap_or(0);
+    let durable = args.index.is_dir();
+    let snapshot = if durable {
+        store::newest_snapshot(&args.index)?.ok_or_else(|| {
+            CliError::index(format!(
+                "`{}` is a directory but not a durable hnsw-batch index",
+                args.index.display()
+            ))
+        })?
+    } else {
+        args.index.clone()
+    };
+    let version = store::format_version(&snapshot)?;
+    let loaded = store::load(&args.index)?;
+    let index = &loaded.handle;
+    let file_bytes = if durable {
+        std::fs::read_dir(&args.index)
+            .map(|d| d.filter_map(|e| e.ok()?.metadata().ok()).filter(|m| m.is_file()).map(|m| m.len()).sum())
+            .unwrap_or(0)
+    } else {
+        std::fs::metadata(&args.index).map(|m| m.len()).unwrap_or(0)
+    };
     let meta = read_sidecar(&args.index)?;
     let c = index.config();
     let side = sidecar_path(&args.index);
+    let node_slots = match index {
+        Handle::Plain(i) => Some(i.allocated_nodes()),
+        Handle::Durable(_) => None,
+    };
+    let durable_json = match (index, &loaded.recovery) {
+        (Handle::Durable(db), Some(r)) => {
+            let s = db.stats();
+            serde_json::json!({
+                "generation": s.generation,
+                "log_bytes": s.log_bytes,
+                "snapshot_generation_loaded": r.snapshot_generation,
+                "logs_replayed": r.logs_replayed,
+                "records_replayed": r.records_replayed,
+                "truncated_bytes": r.truncated_bytes,
+            })
+        }
+        _ => serde_json::Value::Null,
+    };
     let v = serde_json::json!({
         "path": args.index.display().to_string(),
-        "format": "hnsw-batch snapshot",
+        "format": if durable { "hnsw-batch durable index" } else { "hnsw-batch snapshot" },
         "format_version": version,
         "file_bytes": file_bytes,
         "vectors": index.len(),
-        "allocated_nodes": index.allocated_nodes(),
+        "allocated_nodes": node_slots,
         "dim": c.dim,
         "metric": c.metric.name(),
         "storage": c.storage.name(),
@@ -46,19 +82,27 @@ pub fn run(args: &InfoArgs) -> Result<()> {
         "memory_bytes": index.memory_bytes(),
         "metadata_entries": meta.len(),
         "metadata_file": if meta.is_empty() { serde_json::Value::Null } else { side.display().to_string().into() },
+        "durable": durable_json,
     });
     if args.json {
         println!("{v}");
         return Ok(());
     }
+    let current = store::current_version();
     println!("index           {}", args.index.display());
-    println!(
-        "format          hnsw-batch snapshot, version {version} (this build writes version {})",
-        store::current_version()
-    );
-    println!("file size       {} ({file_bytes} bytes)", human_bytes(file_bytes as f64));
+    if durable {
+        println!("format          hnsw-batch durable index, snapshot version {version} (this build writes version {current})");
+        println!("size on disk    {} ({file_bytes} bytes, all files)", human_bytes(file_bytes as f64));
+    } else {
+        println!(
+            "format          hnsw-batch snapshot, version {version} (this build writes version {current})"
+        );
+        println!("file size       {} ({file_bytes} bytes)", human_bytes(file_bytes as f64));
+    }
     println!("vectors         {}", index.len());
-    println!("node slots      {}", index.allocated_nodes());
+    if let Some(n) = node_slots {
+        println!("node slots      {n}");
+    }
     println!("dimension       {}", c.dim);
     println!("metric          {}", c.metric.name());
     println!("storage         {}", c.storage.name());
@@ -75,6 +119,14 @@ pub fn run(args: &InfoArgs) -> Result<()> {
         human_bytes(index.memory_bytes() as f64),
         index.memory_bytes()
     );
+    if let (Handle::Durable(db), Some(r)) = (index, &loaded.recovery) {
+        let s = db.stats();
+        println!("generation      {} (log {} bytes)", s.generation, s.log_bytes);
+        println!(
+            "recovery        snapshot {} + {} log(s), {} record(s) replayed, {} torn bytes cut",
+            r.snapshot_generation, r.logs_replayed, r.records_replayed, r.truncated_bytes
+        );
+    }
     if meta.is_empty() {
         println!("metadata        none");
     } else {

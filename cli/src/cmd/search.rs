@@ -26,7 +26,7 @@ pub enum OutFormat {
 #[derive(Debug, Clone, Args)]
 #[command(group(clap::ArgGroup::new("what").required(true).args(["queries", "vector"])))]
 pub struct SearchArgs {
-    /// The index file.
+    /// The index file (or durable index directory).
     pub index: PathBuf,
     /// Query vectors: .fvecs, .bvecs, .npy, .jsonl or .csv (each optionally .gz).
     pub queries: Option<PathBuf>,
@@ -100,7 +100,7 @@ pub fn run(args: &SearchArgs) -> Result<()> {
     if args.k == 0 {
         return Err(CliError::usage("-k must be at least 1"));
     }
-    let index = store::load(&args.index)?;
+    let index = store::load(&args.index)?.handle;
     let dim = index.dim();
     let ef = args.ef.unwrap_or(index.config().ef_search.max(args.k));
     if ef < args.k {
