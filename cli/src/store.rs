@@ -22,6 +22,8 @@ fn persist_error(action: &str, path: &Path, e: PersistError) -> CliError {
 }
 
 /// An index in memory, plain or durable.
+// One per process: the size of the variants does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum Handle {
     /// A plain index (from a snapshot file, or being built for one).
     Plain(Index),

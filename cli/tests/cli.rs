@@ -146,7 +146,7 @@ fn build_info_search_fvecs_with_recall() {
     let queries = vectors(20, 8, 2, false);
     write_fvecs(p(d.path(), "base.fvecs"), &base).unwrap();
     write_fvecs(p(d.path(), "query.fvecs"), &queries).unwrap();
-    write_ivecs(p(d.path(), "gt.ivecs"), &ground_truth(&base, &queries, 10)).unwrap();
+    write_ivecs(p(d.path(), "gt.ivecs"), ground_truth(&base, &queries, 10)).unwrap();
 
     let o = run(d.path(), &["build", "base.fvecs", "-o", "ix.hnsw", "--threads", "2"]);
     expect_code(&o, 0);
@@ -348,7 +348,7 @@ fn missing_unknown_and_malformed_inputs_exit_2() {
     assert!(stderr(&o).contains("really a fvecs file"), "{}", stderr(&o));
 
     // A truncated .fvecs file.
-    write_fvecs(p(d.path(), "t.fvecs"), &vectors(3, 4, 1, false)).unwrap();
+    write_fvecs(p(d.path(), "t.fvecs"), vectors(3, 4, 1, false)).unwrap();
     let bytes = std::fs::read(d.path().join("t.fvecs")).unwrap();
     std::fs::write(d.path().join("t.fvecs"), &bytes[..bytes.len() - 3]).unwrap();
     let o = run(d.path(), &["build", "t.fvecs", "-o", "x.hnsw"]);
@@ -356,7 +356,7 @@ fn missing_unknown_and_malformed_inputs_exit_2() {
     assert!(stderr(&o).contains("truncated record 2"), "{}", stderr(&o));
 
     // Non-byte values cannot go into u8 storage.
-    write_fvecs(p(d.path(), "f.fvecs"), &vectors(3, 4, 1, false)).unwrap();
+    write_fvecs(p(d.path(), "f.fvecs"), vectors(3, 4, 1, false)).unwrap();
     let o = run(d.path(), &["build", "f.fvecs", "-o", "x.hnsw", "--storage", "u8"]);
     expect_code(&o, 2);
     assert!(stderr(&o).contains("--storage f32"), "{}", stderr(&o));
@@ -375,14 +375,14 @@ fn index_errors_exit_3_and_query_errors_exit_2() {
     let o = run(d.path(), &["search", "junk.hnsw", "--vector", "1,2"]);
     expect_code(&o, 3);
 
-    write_fvecs(p(d.path(), "b.fvecs"), &vectors(50, 4, 9, false)).unwrap();
+    write_fvecs(p(d.path(), "b.fvecs"), vectors(50, 4, 9, false)).unwrap();
     expect_code(&run(d.path(), &["build", "b.fvecs", "-o", "b.hnsw"]), 0);
     let o = run(d.path(), &["search", "b.hnsw", "--vector", "1,2,3"]);
     expect_code(&o, 2);
     assert!(stderr(&o).contains("3 components") && stderr(&o).contains("dimension 4"), "{}", stderr(&o));
     let o = run(d.path(), &["search", "b.hnsw", "--vector", "1,2,x,4"]);
     expect_code(&o, 1);
-    write_fvecs(p(d.path(), "q.fvecs"), &vectors(5, 6, 9, false)).unwrap();
+    write_fvecs(p(d.path(), "q.fvecs"), vectors(5, 6, 9, false)).unwrap();
     let o = run(d.path(), &["search", "b.hnsw", "q.fvecs"]);
     expect_code(&o, 2);
     assert!(stderr(&o).contains("record 0") && stderr(&o).contains("dimension 6"), "{}", stderr(&o));
@@ -517,7 +517,7 @@ fn dataset(dir: &Path, compressed: bool) {
     let queries = vectors(30, 8, 22, true);
     write_bvecs(dir.join("base.bvecs"), &base).unwrap();
     write_bvecs(dir.join("query.bvecs"), &queries).unwrap();
-    write_ivecs(dir.join("gt.ivecs"), &ground_truth(&base, &queries, 10)).unwrap();
+    write_ivecs(dir.join("gt.ivecs"), ground_truth(&base, &queries, 10)).unwrap();
     std::fs::write(dir.join("meta.json"), r#"{"name": "tiny-8-euclidean", "metric": "euclidean"}"#).unwrap();
     if compressed {
         for f in ["base.bvecs", "query.bvecs", "gt.ivecs"] {
