@@ -3,7 +3,7 @@
 use std::io::IsTerminal;
 use std::time::Duration;
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 
 /// A progress bar counting vectors, hidden with `--quiet` or when stderr is not a terminal.
 #[derive(Clone)]
@@ -22,9 +22,12 @@ impl Progress {
         };
         let style = ProgressStyle::with_template(&format!(
             "{{spinner}} [{{elapsed_precise}}] {{wide_bar}} {{human_pos}}/{{human_len}} {what} \
-             ({{per_sec}}, ETA {{eta}})"
+             ({{rate}}, ETA {{eta}})"
         ))
         .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .with_key("rate", |s: &ProgressState, w: &mut dyn std::fmt::Write| {
+            let _ = write!(w, "{:.0}/s", s.per_sec());
+        })
         .progress_chars("=> ");
         pb.set_style(style);
         if visible {
