@@ -156,6 +156,11 @@ pub fn peak_rss_bytes() -> Option<u64> {
     Some(kb * 1024)
 }
 
+/// The 1-minute load average, where the system reports it: other work skews timings.
+fn load_average() -> Option<String> {
+    std::fs::read_to_string("/proc/loadavg").ok()?.split_whitespace().next().map(str::to_string)
+}
+
 fn machine() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
         .ok()
@@ -354,6 +359,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             eprintln!("{m}");
         }
     };
+    let load_at_start = load_average();
     // Read the comparison files first: a typo should not cost a whole run.
     let mut compares = Vec::new();
     for p in &args.compare {
@@ -487,13 +493,15 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     p(
         &mut text,
         format!(
-            "# {}: n={n} dim={dim} metric={} queries={nq} k={} M={} efc={} storage={} threads={all} cpus={cpus}",
+            "# {}: n={n} dim={dim} metric={} queries={nq} k={} M={} efc={} storage={} threads={all} cpus={cpus} \
+             load average at start={}",
             ds.name,
             ds.metric.name(),
             args.k,
             args.m,
             args.ef_construction,
-            storage.name()
+            storage.name(),
+            load_at_start.as_deref().unwrap_or("n/a")
         ),
     );
     p(&mut text, String::new());
@@ -678,7 +686,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             "threads": all,
             "machine": machine(),
             "cpus": cpus,
-            "load_average": std::fs::read_to_string("/proc/loadavg").ok().and_then(|s| s.split_whitespace().next().map(str::to_string)),
+            "load_average_at_start": load_at_start,
             "dist_comps": "not exposed by the library",
             "results": { NAME: r },
         });
