@@ -415,7 +415,6 @@ impl Source {
             return None;
         }
         let record = self.row;
-        let (path, format) = (self.path.clone(), self.format);
         let binary = |r: Option<hnsw_batch::io::Result<Vec<f32>>>, s: &mut Self| -> Option<Result<Item>> {
             match r? {
                 Ok(vector) => {
@@ -431,7 +430,7 @@ impl Source {
                 }
                 Err(e) => {
                     s.failed = true;
-                    Some(Err(fatal(&path, format, &e)))
+                    Some(Err(fatal(&s.path, s.format, &e)))
                 }
             }
         };
