@@ -9,6 +9,7 @@ use std::sync::Once;
 
 use plotters::coord::Shift;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 use plotters::style::{register_font, FontStyle};
 
 use crate::error::{CliError, Result};
@@ -74,6 +75,15 @@ pub fn write_plot(file: &Path, title: &str, x_label: &str, series: &[Series]) ->
     Ok((png, svg))
 }
 
+/// `20k`, `500`.
+fn qps_label(v: f64) -> String {
+    if v >= 1000.0 {
+        format!("{:.0}k", v / 1000.0)
+    } else {
+        format!("{v:.0}")
+    }
+}
+
 fn draw<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     title: &str,
@@ -105,19 +115,27 @@ fn draw<DB: DrawingBackend>(
         .x_labels(12)
         .y_labels(12)
         .x_label_formatter(&|x| format!("{x:.2}"))
-        .y_label_formatter(&|y| {
-            if *y >= 1000.0 {
-                format!("{:.0}k", y / 1000.0)
-            } else {
-                format!("{y:.0}")
-            }
-        })
+        .y_label_formatter(&|y| qps_label(*y))
         .label_style(("sans-serif", 18))
         .axis_desc_style(("sans-serif", 20))
         .light_line_style(RGBColor(235, 235, 235))
         .bold_line_style(RGBColor(205, 205, 205))
         .draw()
         .map_err(e)?;
+    // The mesh labels only the powers of ten of a log axis: label 2x and 5x too.
+    let label_style =
+        TextStyle::from(("sans-serif", 18).into_font()).pos(Pos::new(HPos::Right, VPos::Center));
+    let mut decade = 10f64.powf(y_lo.log10().floor());
+    while decade <= y_hi {
+        for m in [2.0, 5.0] {
+            let v = decade * m;
+            if v > y_lo && v < y_hi {
+                let (px, py) = chart.backend_coord(&(x_lo, v));
+                root.draw(&Text::new(qps_label(v), (px - 6, py), label_style.clone())).map_err(e)?;
+            }
+        }
+        decade *= 10.0;
+    }
 
     for (i, s) in series.iter().enumerate() {
         let color = COLORS[i % COLORS.len()];
