@@ -265,6 +265,30 @@ fn durable_directory_build_search_export_and_append() {
 }
 
 #[test]
+fn gzip_inputs_and_format_override() {
+    let d = tmp();
+    let recs = records(40, 3, 16);
+    write_jsonl(p(d.path(), "r.jsonl"), &recs, &JsonlOptions::default()).unwrap();
+    gz(&d.path().join("r.jsonl"));
+    let o = run(d.path(), &["build", "r.jsonl.gz", "-o", "r.hnsw"]);
+    expect_code(&o, 0);
+    assert!(stdout(&o).contains("40 vectors"), "{}", stdout(&o));
+    // A name that says nothing, and the format given explicitly.
+    write_fvecs(p(d.path(), "vectors.bin"), vectors(30, 4, 17, false)).unwrap();
+    let o = run(d.path(), &["build", "vectors.bin", "-o", "v.hnsw", "--input-format", "fvecs"]);
+    expect_code(&o, 0);
+    let o = run(
+        d.path(),
+        &["search", "v.hnsw", "vectors.bin", "--input-format", "fvecs", "--limit", "2", "-k", "1"],
+    );
+    expect_code(&o, 0);
+    let out = stdout(&o);
+    let rows: Vec<&str> = out.lines().skip(1).collect();
+    assert_eq!(rows.len(), 2, "{}", stdout(&o));
+    assert!(rows[1].split_whitespace().nth(2) == Some("1"), "query 1 finds itself: {}", stdout(&o));
+}
+
+#[test]
 fn durable_directory_or_snapshot_is_required() {
     let d = tmp();
     let o = run(d.path(), &["build", "in.jsonl"]);
