@@ -212,7 +212,7 @@ fn crash_during_recovery() {
     };
     let expected = model_after(&[a.clone(), Op::Update(3, 4)]);
     let fs = setup();
-    let steps = ops_of(&fs, || drop(open(&fs).unwrap()));
+    let steps = open_steps(&fs);
     for k in 0..steps {
         let fs = setup();
         fs.fail_after(k, FailMode::Forever);

@@ -167,7 +167,7 @@ fn open_fails_cleanly_at_every_step() {
     };
     let expected = model_after(&ops);
     let fs = setup();
-    let steps = ops_of(&fs, || drop(open(&fs).unwrap()));
+    let steps = open_steps(&fs);
     for k in 0..steps {
         let fs = setup();
         fs.fail_after(k, FailMode::Once);
@@ -180,7 +180,7 @@ fn open_fails_cleanly_at_every_step() {
     }
     // Opening a fresh directory fails cleanly at every step too.
     let fs = Arc::new(MemBackend::new());
-    let steps = ops_of(&fs, || drop(open(&fs).unwrap()));
+    let steps = open_steps(&fs);
     for k in 0..steps {
         let fs = Arc::new(MemBackend::new());
         fs.fail_after(k, FailMode::Once);

@@ -171,3 +171,40 @@ fn save_replaces_an_existing_file_and_reports_io_errors() {
     let err = Index::load(dir.path("absent.hnsw")).unwrap_err();
     assert!(err.to_string().contains("absent.hnsw"), "{err}");
 }
+
+#[test]
+fn snapshots_taken_during_inserts_load() {
+    let base = clustered(3000, 16, 31);
+    let index =
+        std::sync::Arc::new(Index::new(IndexConfig::new(16, Metric::L2).m(8).ef_construction(32)).unwrap());
+    let writer = {
+        let (index, base) = (index.clone(), base.clone());
+        std::thread::spawn(move || {
+            for chunk in base.chunks(100).enumerate() {
+                let items: Vec<(u64, &[f32])> = chunk
+                    .1
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| ((chunk.0 * 100 + i) as u64, v.as_slice()))
+                    .collect();
+                index.insert_batch(&items, &BatchOptions::new()).unwrap();
+                if chunk.0 % 3 == 0 {
+                    index.delete(chunk.0 as u64 * 100).unwrap();
+                }
+            }
+        })
+    };
+    let mut taken = 0;
+    while !writer.is_finished() || taken == 0 {
+        let bytes = save_to_bytes(&index);
+        let loaded =
+            load_from_bytes(&bytes).unwrap_or_else(|e| panic!("snapshot {taken} does not load: {e}"));
+        assert!(loaded.len() <= base.len());
+        assert_eq!(save_to_bytes(&loaded), bytes, "snapshot {taken} is not canonical");
+        loaded.search(&base[0], 5, 32).unwrap();
+        taken += 1;
+    }
+    writer.join().unwrap();
+    let loaded = load_from_bytes(&save_to_bytes(&index)).unwrap();
+    assert_same(&index, &loaded, &base[..50], 10, 32);
+}

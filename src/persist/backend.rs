@@ -51,6 +51,12 @@ pub trait Backend: Send + Sync {
     fn list(&self, dir: &Path) -> io::Result<Vec<PathBuf>>;
     /// Whether a file or directory exists at `path`.
     fn exists(&self, path: &Path) -> io::Result<bool>;
+    /// Takes the exclusive lock named by `path` (a lock file, created if needed): `Ok(false)`
+    /// if it is held already, by this process or another. Held until
+    /// [`unlock`](Self::unlock) or the end of the process.
+    fn try_lock(&self, path: &Path) -> io::Result<bool>;
+    /// Releases a lock taken by [`try_lock`](Self::try_lock).
+    fn unlock(&self, path: &Path) -> io::Result<()>;
 }
 
 /// The real filesystem through `std::fs`, with real `fsync`.
@@ -60,6 +66,8 @@ pub trait Backend: Send + Sync {
 #[derive(Debug, Default)]
 pub struct FileBackend {
     open: Mutex<Option<(PathBuf, File)>>,
+    /// Lock files held, each with the open handle that holds its lock.
+    locks: Mutex<HashMap<PathBuf, File>>,
 }
 
 impl FileBackend {
@@ -166,6 +174,30 @@ impl Backend for FileBackend {
     fn exists(&self, path: &Path) -> io::Result<bool> {
         path.try_exists()
     }
+
+    fn try_lock(&self, path: &Path) -> io::Result<bool> {
+        let mut locks = self.locks.lock();
+        if locks.contains_key(path) {
+            return Ok(false);
+        }
+        let f = OpenOptions::new().create(true).truncate(false).write(true).open(path)?;
+        match f.try_lock() {
+            Ok(()) => {
+                locks.insert(path.to_path_buf(), f);
+                Ok(true)
+            }
+            Err(std::fs::TryLockError::WouldBlock) => Ok(false),
+            Err(std::fs::TryLockError::Error(e)) => Err(e),
+        }
+    }
+
+    fn unlock(&self, path: &Path) -> io::Result<()> {
+        match self.locks.lock().remove(path) {
+            // Closing the handle releases the lock too; unlocking first reports errors.
+            Some(f) => f.unlock(),
+            None => Ok(()),
+        }
+    }
 }
 
 /// Whether an injected fault fires once or for every operation from then on.
@@ -210,6 +242,8 @@ struct MemState {
     durable: BTreeMap<PathBuf, u64>,
     /// Directories created (directories themselves are durable at once in this model).
     dirs: BTreeSet<PathBuf>,
+    /// Locks held (released by a crash, like a dead process's locks).
+    locks: BTreeSet<PathBuf>,
     ops: u64,
     fault: Option<(u64, FailMode)>,
     trace: Vec<String>,
@@ -267,7 +301,7 @@ fn not_found(path: &Path) -> io::Error {
 /// half of its bytes, as a short write on a full disk can.
 ///
 /// Directories are implicit: any path can hold files, and `create_dir_all` only records the
-/// directory for [`exists`](Backend::exists).
+/// directory for [`exists`](Backend::exists). Locks are not files; a crash releases them.
 ///
 /// ```
 /// use hnsw_batch::persist::{Backend, MemBackend};
@@ -333,6 +367,7 @@ impl MemBackend {
     /// Simulates a crash, keeping what `mode` says of unsynced data.
     pub fn crash_with(&self, mode: CrashMode) {
         let mut s = self.state.lock();
+        s.locks.clear();
         if mode == CrashMode::KeepDirectoryEntries {
             s.durable = s.visible.clone();
         }
@@ -492,5 +527,18 @@ impl Backend for MemBackend {
         Ok(s.visible.contains_key(path)
             || s.dirs.contains(path)
             || s.visible.keys().any(|p| p.starts_with(path)))
+    }
+
+    fn try_lock(&self, path: &Path) -> io::Result<bool> {
+        let mut s = self.state.lock();
+        s.tick("try_lock", path)?;
+        Ok(s.locks.insert(path.to_path_buf()))
+    }
+
+    fn unlock(&self, path: &Path) -> io::Result<()> {
+        let mut s = self.state.lock();
+        s.tick("unlock", path)?;
+        s.locks.remove(path);
+        Ok(())
     }
 }

@@ -5,7 +5,8 @@
 //! A durable index owns a directory holding `snapshot-<G>.hnsw` files (the snapshot format) and
 //! `wal-<G>.log` files (the log format), `G` being a 20-digit generation number. The state is
 //! the newest loadable snapshot `S` plus every log of generation `>= S`, replayed in order.
-//! Temporary files end in `.tmp`.
+//! Temporary files end in `.tmp`. A lock on the file `LOCK` keeps the directory open by one
+//! `DurableIndex` at a time ([`PersistError::Locked`] otherwise).
 //!
 //! # Protocol
 //! - A write is validated against the current state, then logged (one append and, under
@@ -203,6 +204,9 @@ impl std::fmt::Debug for DurableIndex {
     }
 }
 
+/// The lock file that keeps a directory open by one [`DurableIndex`] at a time.
+const LOCK_NAME: &str = "LOCK";
+
 fn snapshot_name(generation: u64) -> String {
     format!("snapshot-{generation:020}.hnsw")
 }
@@ -240,7 +244,8 @@ impl DurableIndex {
     ///
     /// A new index gets `config`. An existing one keeps the parameters it was created with;
     /// `config` must then agree on dimension, metric and storage
-    /// ([`PersistError::ConfigMismatch`] otherwise).
+    /// ([`PersistError::ConfigMismatch`] otherwise). A directory is open by one `DurableIndex` at
+    /// a time ([`PersistError::Locked`] otherwise); dropping it releases the directory.
     pub fn open(dir: impl AsRef<Path>, config: IndexConfig, options: DurableOptions) -> Result<Self> {
         Self::open_with(Arc::new(FileBackend::new()), dir, config, options)
     }
@@ -261,6 +266,26 @@ impl DurableIndex {
                 b.sync_dir(parent).map_err(PersistError::io("sync_dir", parent))?;
             }
         }
+        let lock = dir.join(LOCK_NAME);
+        if !b.try_lock(&lock).map_err(PersistError::io("lock", &lock))? {
+            return Err(PersistError::Locked { path: lock });
+        }
+        let opened = Self::open_locked(backend.clone(), dir, config, options);
+        if opened.is_err() {
+            // Nothing to do about a failure to unlock: the error being returned matters more.
+            let _ = backend.unlock(&lock);
+        }
+        opened
+    }
+
+    /// Recovery, with the directory locked.
+    fn open_locked(
+        backend: Arc<dyn Backend>,
+        dir: PathBuf,
+        config: IndexConfig,
+        options: DurableOptions,
+    ) -> Result<Self> {
+        let b = backend.as_ref();
         let mut snapshots = Vec::new();
         let mut logs = Vec::new();
         let mut temps = Vec::new();
@@ -292,7 +317,7 @@ impl DurableIndex {
             (index, 0)
         } else {
             let (index, g, skipped) = Self::load_newest(b, &dir, &snapshots, &logs)?;
-            report.skipped_from(skipped);
+            report.snapshots_skipped = skipped;
             let have = index.config();
             if have.dim != config.dim || have.metric != config.metric || have.storage != config.storage {
                 return Err(PersistError::ConfigMismatch {
@@ -936,12 +961,7 @@ impl Drop for DurableIndex {
             // under a policy that did not promise durability.
             let _ = self.backend.sync(&self.dir.join(log_name(w.generation)));
         }
-    }
-}
-
-impl RecoveryReport {
-    fn skipped_from(&mut self, skipped: usize) {
-        self.snapshots_skipped = skipped;
+        let _ = self.backend.unlock(&self.dir.join(LOCK_NAME));
     }
 }
 

@@ -62,6 +62,12 @@ pub enum PersistError {
         /// What is wrong.
         reason: String,
     },
+    /// The durable index directory is open already, in this process or another.
+    #[error("`{}` is already open (its lock is held)", path.display())]
+    Locked {
+        /// The lock file.
+        path: PathBuf,
+    },
     /// A durable index on disk was built with parameters that differ from the ones given.
     #[error("configuration mismatch: {reason}")]
     ConfigMismatch {

@@ -126,6 +126,15 @@ pub fn ops_of(fs: &MemBackend, f: impl FnOnce()) -> u64 {
     fs.op_count() - before
 }
 
+/// Backend operations of opening `fs` (closing it is not counted).
+pub fn open_steps(fs: &Arc<MemBackend>) -> u64 {
+    let before = fs.op_count();
+    let db = open(fs).unwrap();
+    let steps = fs.op_count() - before;
+    drop(db);
+    steps
+}
+
 fn recover_with(fs: &Arc<MemBackend>, mode: CrashMode) -> (DurableIndex, State) {
     fs.clear_faults();
     fs.crash_with(mode);
