@@ -75,6 +75,28 @@ pub fn write_plot(file: &Path, title: &str, x_label: &str, series: &[Series]) ->
     Ok((png, svg))
 }
 
+/// Label positions of a log axis over `lo..hi`: 1-2-5 steps, or 1 per decade over a wide range,
+/// or 1-2-3-5 steps over a narrow one.
+fn log_ticks(lo: f64, hi: f64) -> Vec<f64> {
+    let within = |mults: &[f64]| -> Vec<f64> {
+        let mut out = Vec::new();
+        let mut decade = 10f64.powf(lo.log10().floor());
+        while decade <= hi {
+            out.extend(mults.iter().map(|m| m * decade).filter(|v| *v >= lo && *v <= hi));
+            decade *= 10.0;
+        }
+        out
+    };
+    let ticks = within(&[1.0, 2.0, 5.0]);
+    if ticks.len() > 12 {
+        within(&[1.0])
+    } else if ticks.len() < 4 {
+        within(&[1.0, 2.0, 3.0, 5.0, 7.0])
+    } else {
+        ticks
+    }
+}
+
 /// `20k`, `500`.
 fn qps_label(v: f64) -> String {
     if v >= 1000.0 {
@@ -115,26 +137,28 @@ fn draw<DB: DrawingBackend>(
         .x_labels(12)
         .y_labels(12)
         .x_label_formatter(&|x| format!("{x:.2}"))
-        .y_label_formatter(&|y| qps_label(*y))
+        .y_label_formatter(&|_| String::new())
+        .disable_y_mesh()
         .label_style(("sans-serif", 18))
         .axis_desc_style(("sans-serif", 20))
         .light_line_style(RGBColor(235, 235, 235))
         .bold_line_style(RGBColor(205, 205, 205))
         .draw()
         .map_err(e)?;
-    // The mesh labels only the powers of ten of a log axis: label 2x and 5x too.
+    // The mesh labels a log axis inconsistently (powers of ten only, or every multiple once
+    // the range is narrow): the QPS labels are drawn here, at 1-2-5 steps.
     let label_style =
         TextStyle::from(("sans-serif", 18).into_font()).pos(Pos::new(HPos::Right, VPos::Center));
-    let mut decade = 10f64.powf(y_lo.log10().floor());
-    while decade <= y_hi {
-        for m in [2.0, 5.0] {
-            let v = decade * m;
-            if v > y_lo && v < y_hi {
-                let (px, py) = chart.backend_coord(&(x_lo, v));
-                root.draw(&Text::new(qps_label(v), (px - 6, py), label_style.clone())).map_err(e)?;
-            }
-        }
-        decade *= 10.0;
+    let ticks = log_ticks(y_lo, y_hi);
+    chart
+        .draw_series(
+            ticks.iter().map(|&v| PathElement::new(vec![(x_lo, v), (1.0, v)], RGBColor(215, 215, 215))),
+        )
+        .map_err(e)?;
+    for &v in &ticks {
+        let (px, py) = chart.backend_coord(&(x_lo, v));
+        root.draw(&PathElement::new(vec![(px - 5, py), (px, py)], BLACK)).map_err(e)?;
+        root.draw(&Text::new(qps_label(v), (px - 8, py), label_style.clone())).map_err(e)?;
     }
 
     for (i, s) in series.iter().enumerate() {
