@@ -1,0 +1,149 @@
+//! `export`: index contents to JSON Lines, CSV, `.npy`, `.fvecs` or `.bvecs`.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use hnsw_batch::io::{
+    write_bvecs_to, write_csv_to, write_fvecs_to, write_jsonl_to, write_npy_ids, write_npy_to, ElementKind,
+    FormatError, Record, VecSet,
+};
+use hnsw_batch::Storage;
+
+use crate::error::{io_message, CliError, Result};
+use crate::input::{detect_format, FieldArgs, InputFormat};
+use crate::meta::read_sidecar;
+use crate::store::{self, Handle};
+
+/// Records per write call: bounds the extra memory of text exports.
+const CHUNK: usize = 10_000;
+
+/// Arguments of `export`.
+#[derive(Debug, Clone, Args)]
+pub struct ExportArgs {
+    /// The index file (or durable index directory).
+    pub index: PathBuf,
+    /// Output file.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: PathBuf,
+    /// Output format (default: from the extension of -o).
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub format: Option<InputFormat>,
+    /// .npy/.fvecs/.bvecs: where to write the ids, as a 1-D uint64 .npy
+    /// (default: OUTPUT with its extension replaced by .ids.npy).
+    #[arg(long, value_name = "FILE.npy")]
+    pub ids: Option<PathBuf>,
+    #[command(flatten)]
+    pub fields: FieldArgs,
+}
+
+/// The default ids file beside a binary export: `x.npy` → `x.ids.npy`.
+pub fn default_ids_path(out: &Path) -> PathBuf {
+    let stem = out.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    out.with_file_name(format!("{stem}.ids.npy"))
+}
+
+fn write_err(path: &Path, e: FormatError) -> CliError {
+    match e {
+        FormatError::Io { source, .. } => CliError::index(io_message("write", path, &source)),
+        other => CliError::index(format!("cannot write `{}`: {other}", path.display())),
+    }
+}
+
+/// Every vector of `index`, ids ascending.
+fn sorted_ids(index: &Handle) -> Vec<u64> {
+    let mut ids = index.ids();
+    ids.sort_unstable();
+    ids
+}
+
+/// Runs `export`.
+pub fn run(args: &ExportArgs) -> Result<()> {
+    let (format, gz) = detect_format(&args.output, args.format)?;
+    if gz {
+        return Err(CliError::usage("export does not compress: drop the .gz from -o"));
+    }
+    if args.ids.is_some() && format.has_ids() {
+        return Err(CliError::usage(format!(
+            "--ids applies to .npy/.fvecs/.bvecs exports; {} rows carry their ids",
+            format.ext()
+        )));
+    }
+    let index = store::load(&args.index)?.handle;
+    let ids = sorted_ids(&index);
+    let path = &args.output;
+    let n = match format {
+        InputFormat::Jsonl | InputFormat::Csv => {
+            let meta = read_sidecar(&args.index)?;
+            let file = File::create(path).map_err(|e| CliError::index(io_message("create", path, &e)))?;
+            let mut w = BufWriter::new(file);
+            let records = |chunk: &[u64]| -> Vec<Record> {
+                chunk
+                    .iter()
+                    .filter_map(|&id| {
+                        let vector = index.get(id)?;
+                        Some(Record { id, vector, metadata: meta.get(&id).cloned().unwrap_or_default() })
+                    })
+                    .collect()
+            };
+            let mut n = 0;
+            if format == InputFormat::Jsonl {
+                let opts = args.fields.jsonl(false);
+                for chunk in ids.chunks(CHUNK) {
+                    n += write_jsonl_to(&mut w, &records(chunk), &opts).map_err(|e| write_err(path, e))?;
+                }
+            } else {
+                let mut opts = args.fields.csv(false);
+                opts.expected_dim = Some(index.dim());
+                if opts.metadata_columns.is_none() {
+                    // The same columns in every chunk: every key of the side file.
+                    let keys: std::collections::BTreeSet<&String> =
+                        meta.values().flat_map(|m| m.keys()).collect();
+                    opts.metadata_columns = Some(keys.into_iter().cloned().collect());
+                }
+                let mut header = Vec::new();
+                write_csv_to(&mut header, &[], &opts).map_err(|e| write_err(path, e))?;
+                w.write_all(&header).map_err(|e| CliError::index(io_message("write", path, &e)))?;
+                for chunk in ids.chunks(CHUNK) {
+                    let mut buf = Vec::new();
+                    n += write_csv_to(&mut buf, &records(chunk), &opts).map_err(|e| write_err(path, e))?;
+                    let body = buf.get(header.len()..).unwrap_or_default();
+                    w.write_all(body).map_err(|e| CliError::index(io_message("write", path, &e)))?;
+                }
+            }
+            let file = w.into_inner().map_err(|e| CliError::index(io_message("write", path, e.error())))?;
+            file.sync_all().map_err(|e| CliError::index(io_message("sync", path, &e)))?;
+            n
+        }
+        InputFormat::Npy | InputFormat::Fvecs | InputFormat::Bvecs => {
+            let element = match (format, index.config().storage) {
+                (InputFormat::Bvecs, _) | (InputFormat::Npy, Storage::U8) => ElementKind::U8,
+                _ => ElementKind::F32,
+            };
+            let mut data = Vec::with_capacity(ids.len() * index.dim());
+            for &id in &ids {
+                data.extend_from_slice(&index.get(id).unwrap_or_else(|| vec![0.0; index.dim()]));
+            }
+            let set = VecSet::new(index.dim(), data, element).map_err(|e| write_err(path, e))?;
+            let file = File::create(path).map_err(|e| CliError::index(io_message("create", path, &e)))?;
+            let mut w = BufWriter::new(file);
+            match format {
+                InputFormat::Npy => write_npy_to(&mut w, &set).map_err(|e| write_err(path, e))?,
+                InputFormat::Fvecs => {
+                    write_fvecs_to(&mut w, set.iter()).map_err(|e| write_err(path, e))?;
+                }
+                _ => {
+                    write_bvecs_to(&mut w, set.iter()).map_err(|e| write_err(path, e))?;
+                }
+            }
+            w.flush().map_err(|e| CliError::index(io_message("write", path, &e)))?;
+            let ids_path = args.ids.clone().unwrap_or_else(|| default_ids_path(path));
+            write_npy_ids(&ids_path, &ids).map_err(|e| write_err(&ids_path, e))?;
+            eprintln!("wrote ids to `{}`", ids_path.display());
+            ids.len()
+        }
+    };
+    eprintln!("exported {n} vectors (dim {}) to `{}`", index.dim(), path.display());
+    Ok(())
+}

@@ -1,0 +1,215 @@
+//! Saving and loading indexes: snapshot files ([`Index::save`] / [`Index::load`]) and durable
+//! index directories ([`DurableIndex`]).
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use hnsw_batch::persist::{
+    DurableIndex, DurableOptions, PersistError, RecoveryReport, SNAPSHOT_MAGIC, SNAPSHOT_VERSION,
+};
+use hnsw_batch::{BatchInsertable, BatchOptions, BatchReport, Index, IndexConfig, Neighbour};
+
+use crate::error::{io_message, CliError, Result};
+
+fn persist_error(action: &str, path: &Path, e: PersistError) -> CliError {
+    match e {
+        PersistError::Io { source, path: p, .. } => CliError::index(io_message(action, &p, &source)),
+        PersistError::ConfigMismatch { reason } => {
+            CliError::usage(format!("cannot {action} `{}`: {reason}", path.display()))
+        }
+        other => CliError::index(format!("cannot {action} `{}`: {other}", path.display())),
+    }
+}
+
+/// An index in memory, plain or durable.
+// One per process: the size of the variants does not matter.
+#[allow(clippy::large_enum_variant)]
+pub enum Handle {
+    /// A plain index (from a snapshot file, or being built for one).
+    Plain(Index),
+    /// A durable index directory.
+    Durable(DurableIndex),
+}
+
+impl Handle {
+    /// Its parameters.
+    pub fn config(&self) -> &IndexConfig {
+        match self {
+            Handle::Plain(i) => i.config(),
+            Handle::Durable(d) => d.config(),
+        }
+    }
+
+    /// Vector dimension.
+    pub fn dim(&self) -> usize {
+        self.config().dim
+    }
+
+    /// Live vectors.
+    pub fn len(&self) -> usize {
+        match self {
+            Handle::Plain(i) => i.len(),
+            Handle::Durable(d) => d.len(),
+        }
+    }
+
+    /// Every live id, in no particular order.
+    pub fn ids(&self) -> Vec<u64> {
+        match self {
+            Handle::Plain(i) => i.ids(),
+            Handle::Durable(d) => d.ids(),
+        }
+    }
+
+    /// The stored vector of `id`.
+    pub fn get(&self, id: u64) -> Option<Vec<f32>> {
+        match self {
+            Handle::Plain(i) => i.get(id),
+            Handle::Durable(d) => d.get(id),
+        }
+    }
+
+    /// Approximate bytes held in memory.
+    pub fn memory_bytes(&self) -> usize {
+        match self {
+            Handle::Plain(i) => i.memory_bytes(),
+            Handle::Durable(d) => d.memory_bytes(),
+        }
+    }
+
+    /// Searches many queries in parallel on the current rayon pool.
+    pub fn search_batch(
+        &self,
+        queries: &[Vec<f32>],
+        k: usize,
+        ef: usize,
+    ) -> hnsw_batch::Result<Vec<Vec<Neighbour>>> {
+        match self {
+            Handle::Plain(i) => i.search_batch(queries, k, ef),
+            Handle::Durable(d) => d.search_batch(queries, k, ef),
+        }
+    }
+
+    /// Batch insert on the current rayon pool (logged first for a durable index).
+    pub fn insert_batch(&self, items: &[(u64, Vec<f32>)], opts: &BatchOptions) -> Result<BatchReport> {
+        match self {
+            Handle::Plain(i) => {
+                i.insert_batch(items, opts).map_err(|e| CliError::index(format!("batch insert failed: {e}")))
+            }
+            Handle::Durable(d) => d
+                .insert_batch(items, opts)
+                .map_err(|e| persist_error("insert into the durable index", d.dir(), e)),
+        }
+    }
+}
+
+/// Saves `index` as a snapshot file (atomically: a temporary file renamed into place).
+pub fn save(index: &Index, path: &Path) -> Result<()> {
+    index.save(path).map_err(|e| persist_error("save the index to", path, e))
+}
+
+/// Opens (creating, or recovering and appending to) the durable index in `dir`.
+pub fn open_durable(dir: &Path, config: IndexConfig) -> Result<DurableIndex> {
+    if dir.is_file() {
+        return Err(CliError::usage(format!(
+            "--durable {}: is a file (use -o FILE for a snapshot file)",
+            dir.display()
+        )));
+    }
+    DurableIndex::open(dir, config, DurableOptions::new()).map_err(|e| persist_error("open", dir, e))
+}
+
+/// Writes a snapshot of a durable index and starts a fresh log, so it opens fast.
+pub fn checkpoint(db: &DurableIndex) -> Result<()> {
+    db.checkpoint().map_err(|e| persist_error("checkpoint", db.dir(), e))
+}
+
+/// The snapshots `snapshot-<generation>.hnsw` of a durable directory, newest first.
+fn dir_snapshots(dir: &Path) -> Result<Vec<PathBuf>> {
+    let entries = std::fs::read_dir(dir).map_err(|e| CliError::index(io_message("list", dir, &e)))?;
+    let mut snaps: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("snapshot-") && n.ends_with(".hnsw"))
+        })
+        .collect();
+    snaps.sort();
+    snaps.reverse();
+    Ok(snaps)
+}
+
+/// What [`load`] found.
+pub struct Loaded {
+    /// The index.
+    pub handle: Handle,
+    /// For a durable directory: what opening it recovered.
+    pub recovery: Option<RecoveryReport>,
+}
+
+/// Loads a snapshot file, or opens (recovering) a durable index directory.
+pub fn load(path: &Path) -> Result<Loaded> {
+    if path.is_dir() {
+        // `DurableIndex::open` needs the parameters, which the directory's snapshots hold.
+        let snaps = dir_snapshots(path)?;
+        if snaps.is_empty() {
+            return Err(CliError::index(format!(
+                "`{}` is a directory but not a durable hnsw-batch index",
+                path.display()
+            )));
+        }
+        let mut config = None;
+        let mut last_err = None;
+        for s in &snaps {
+            match Index::load(s) {
+                Ok(ix) => {
+                    config = Some(ix.config().clone());
+                    break;
+                }
+                Err(e) => last_err = Some(persist_error("load", s, e)),
+            }
+        }
+        let Some(config) = config else {
+            return Err(last_err.unwrap_or_else(|| CliError::index("no loadable snapshot")));
+        };
+        let db = DurableIndex::open(path, config, DurableOptions::new())
+            .map_err(|e| persist_error("open", path, e))?;
+        let recovery = Some(db.recovery_report().clone());
+        return Ok(Loaded { handle: Handle::Durable(db), recovery });
+    }
+    if !path.exists() {
+        return Err(CliError::index(format!(
+            "cannot open index `{}`: no such file or directory",
+            path.display()
+        )));
+    }
+    let ix = Index::load(path).map_err(|e| persist_error("load the index from", path, e))?;
+    Ok(Loaded { handle: Handle::Plain(ix), recovery: None })
+}
+
+/// The snapshot format version of the file at `path`, read from its header.
+pub fn format_version(path: &Path) -> Result<u32> {
+    let mut head = [0u8; 12];
+    let mut f = std::fs::File::open(path).map_err(|e| CliError::index(io_message("open", path, &e)))?;
+    f.read_exact(&mut head).map_err(|_| {
+        CliError::index(format!("`{}` is not a hnsw-batch index (file too short)", path.display()))
+    })?;
+    if head[..8] != SNAPSHOT_MAGIC {
+        return Err(CliError::index(format!(
+            "`{}` is not a hnsw-batch index (bad magic bytes)",
+            path.display()
+        )));
+    }
+    Ok(u32::from_le_bytes([head[8], head[9], head[10], head[11]]))
+}
+
+/// The newest snapshot of a durable directory (for its format version).
+pub fn newest_snapshot(dir: &Path) -> Result<Option<PathBuf>> {
+    Ok(dir_snapshots(dir)?.into_iter().next())
+}
+
+/// The snapshot format version this build writes.
+pub fn current_version() -> u32 {
+    SNAPSHOT_VERSION
+}

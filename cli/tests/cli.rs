@@ -1,0 +1,651 @@
+//! End-to-end tests of the `hnsw-batch` binary on small generated files.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use hnsw_batch::io::{
+    write_bvecs, write_csv, write_fvecs, write_ivecs, write_jsonl, write_npy, write_npy_ids, CsvOptions,
+    ElementKind, JsonlOptions, Record, VecSet, VectorColumns,
+};
+use hnsw_batch::metadata::{MetaValue, Metadata};
+
+const BIN: &str = env!("CARGO_BIN_EXE_hnsw-batch");
+
+/// Runs the binary with `args` in `dir`.
+fn run(dir: &Path, args: &[&str]) -> Output {
+    Command::new(BIN).args(args).current_dir(dir).output().expect("run hnsw-batch")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Asserts the exit code, showing the output on failure.
+#[track_caller]
+fn expect_code(o: &Output, code: i32) {
+    assert_eq!(
+        o.status.code(),
+        Some(code),
+        "exit code\n--- stdout:\n{}\n--- stderr:\n{}",
+        stdout(o),
+        stderr(o)
+    );
+}
+
+/// Deterministic pseudo-random numbers (fixed seed, no dependency).
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self) -> u32 {
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (self.0 >> 33) as u32
+    }
+    /// Uniform in [-1, 1), on a grid of 1/1024 so that text round trips are easy to read.
+    fn f(&mut self) -> f32 {
+        (self.next() % 2048) as f32 / 1024.0 - 1.0
+    }
+    fn byte(&mut self) -> f32 {
+        (self.next() % 256) as f32
+    }
+}
+
+fn vectors(n: usize, dim: usize, seed: u64, bytes: bool) -> Vec<Vec<f32>> {
+    let mut r = Lcg(seed);
+    (0..n).map(|_| (0..dim).map(|_| if bytes { r.byte() } else { r.f() }).collect()).collect()
+}
+
+/// Exact k nearest neighbours (squared L2, ties by id) of each query.
+fn ground_truth(base: &[Vec<f32>], queries: &[Vec<f32>], k: usize) -> Vec<Vec<i32>> {
+    queries
+        .iter()
+        .map(|q| {
+            let mut d: Vec<(f32, usize)> = base
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (v.iter().zip(q).map(|(a, b)| (a - b) * (a - b)).sum(), i))
+                .collect();
+            d.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+            d.iter().take(k).map(|&(_, i)| i as i32).collect()
+        })
+        .collect()
+}
+
+fn records(n: usize, dim: usize, seed: u64) -> Vec<Record> {
+    vectors(n, dim, seed, false)
+        .into_iter()
+        .enumerate()
+        .map(|(i, vector)| {
+            let mut metadata = Metadata::new();
+            if i % 3 != 0 {
+                metadata.insert("label".into(), MetaValue::Str(format!("item \"{i}\", ok")));
+                metadata.insert("rank".into(), MetaValue::Int(i as i64 - 5));
+            }
+            if i % 4 == 0 {
+                metadata.insert("score".into(), MetaValue::Float(i as f64 / 7.0));
+                metadata.insert("flag".into(), MetaValue::Bool(i % 8 == 0));
+            }
+            // Ascending but not contiguous ids: export writes ids in ascending order.
+            Record { id: 1000 + 3 * i as u64, vector, metadata }
+        })
+        .collect()
+}
+
+fn tmp() -> tempfile::TempDir {
+    tempfile::tempdir().expect("temp dir")
+}
+
+fn p(dir: &Path, name: &str) -> PathBuf {
+    dir.join(name)
+}
+
+// ----- help and usage ----------------------------------------------------------------------------
+
+#[test]
+fn help_lists_exit_codes_and_examples() {
+    let d = tmp();
+    let o = run(d.path(), &["--help"]);
+    expect_code(&o, 0);
+    assert!(stdout(&o).contains("Exit codes"));
+    for sub in ["build", "search", "bench", "import", "export", "info"] {
+        let o = run(d.path(), &[sub, "--help"]);
+        expect_code(&o, 0);
+        let s = stdout(&o);
+        assert!(s.contains("Examples:"), "{sub} --help has no examples");
+        assert!(s.contains("Exit codes"), "{sub} --help has no exit codes");
+    }
+}
+
+#[test]
+fn usage_errors_exit_1() {
+    let d = tmp();
+    let o = run(d.path(), &["build", "x.fvecs"]);
+    expect_code(&o, 1);
+    let o = run(d.path(), &["frobnicate"]);
+    expect_code(&o, 1);
+    let o = run(d.path(), &["build", "x.fvecs", "-o", "x.hnsw", "--no-such-flag"]);
+    expect_code(&o, 1);
+    // Parameters are checked before the input is opened.
+    let o = run(d.path(), &["build", "x.fvecs", "-o", "x.hnsw", "--m", "1"]);
+    expect_code(&o, 1);
+    assert!(stderr(&o).contains("--m"), "{}", stderr(&o));
+    let o = run(d.path(), &["build", "x.fvecs", "-o", "x.hnsw", "--storage", "u8", "--metric", "cosine"]);
+    expect_code(&o, 1);
+    assert!(stderr(&o).contains("storage"), "{}", stderr(&o));
+}
+
+// ----- build, info, search -----------------------------------------------------------------------
+
+#[test]
+fn build_info_search_fvecs_with_recall() {
+    let d = tmp();
+    let base = vectors(400, 8, 1, false);
+    let queries = vectors(20, 8, 2, false);
+    write_fvecs(p(d.path(), "base.fvecs"), &base).unwrap();
+    write_fvecs(p(d.path(), "query.fvecs"), &queries).unwrap();
+    write_ivecs(p(d.path(), "gt.ivecs"), ground_truth(&base, &queries, 10)).unwrap();
+
+    let o = run(d.path(), &["build", "base.fvecs", "-o", "ix.hnsw", "--threads", "2"]);
+    expect_code(&o, 0);
+    assert!(stdout(&o).contains("400 vectors"), "{}", stdout(&o));
+
+    let o = run(d.path(), &["info", "ix.hnsw"]);
+    expect_code(&o, 0);
+    let s = stdout(&o);
+    for want in ["vectors         400", "dimension       8", "storage         f32", "version 1", "memory"] {
+        assert!(s.contains(want), "info lacks `{want}`:\n{s}");
+    }
+    let o = run(d.path(), &["info", "ix.hnsw", "--json"]);
+    expect_code(&o, 0);
+    let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(v["vectors"], 400);
+    assert_eq!(v["dim"], 8);
+    assert_eq!(v["metric"], "l2");
+    assert_eq!(v["format_version"], 1);
+
+    let o =
+        run(d.path(), &["search", "ix.hnsw", "query.fvecs", "-k", "10", "--ef", "64", "--gt", "gt.ivecs"]);
+    expect_code(&o, 0);
+    let s = stdout(&o);
+    assert_eq!(s.lines().filter(|l| l.trim_start().starts_with(|c: char| c.is_ascii_digit())).count(), 200);
+    let recall: f64 =
+        s.lines().find_map(|l| l.strip_prefix("recall@10: ")).expect("recall line").trim().parse().unwrap();
+    assert!(recall >= 0.9, "recall {recall}");
+
+    // The nearest neighbour of a stored vector is itself.
+    let v: Vec<String> = base[17].iter().map(|x| x.to_string()).collect();
+    let o = run(d.path(), &["search", "ix.hnsw", "--vector", &v.join(","), "-k", "3", "--format", "jsonl"]);
+    expect_code(&o, 0);
+    let line: serde_json::Value = serde_json::from_str(stdout(&o).lines().next().unwrap()).unwrap();
+    assert_eq!(line["query"], 0);
+    assert_eq!(line["results"][0]["id"], 17);
+    assert_eq!(line["results"][0]["distance"], 0.0);
+    assert_eq!(line["results"].as_array().unwrap().len(), 3);
+}
+
+#[test]
+fn bvecs_gets_u8_storage_and_npy_ids_are_used() {
+    let d = tmp();
+    let base = vectors(200, 6, 3, true);
+    write_bvecs(p(d.path(), "b.bvecs"), &base).unwrap();
+    let o = run(d.path(), &["build", "b.bvecs", "-o", "b.hnsw", "--quiet"]);
+    expect_code(&o, 0);
+    assert!(stdout(&o).is_empty(), "--quiet printed: {}", stdout(&o));
+    let o = run(d.path(), &["info", "b.hnsw", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(v["storage"], "u8");
+
+    // f32 .npy with ids from an ids .npy.
+    let floats = vectors(150, 5, 4, false);
+    let set = VecSet::new(5, floats.concat(), ElementKind::F32).unwrap();
+    write_npy(p(d.path(), "v.npy"), &set).unwrap();
+    let ids: Vec<u64> = (0..150).map(|i| 10_000 + i * 2).collect();
+    write_npy_ids(p(d.path(), "ids.npy"), &ids).unwrap();
+    let o = run(d.path(), &["build", "v.npy", "--ids", "ids.npy", "-o", "v.hnsw"]);
+    expect_code(&o, 0);
+    let q: Vec<String> = floats[42].iter().map(|x| x.to_string()).collect();
+    let o = run(d.path(), &["search", "v.hnsw", "--vector", &q.join(" "), "-k", "1", "--format", "jsonl"]);
+    expect_code(&o, 0);
+    let line: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(line["results"][0]["id"], 10_084);
+
+    // An ids file of the wrong length is an input error.
+    write_npy_ids(p(d.path(), "short.npy"), &ids[..10]).unwrap();
+    let o = run(d.path(), &["build", "v.npy", "--ids", "short.npy", "-o", "w.hnsw"]);
+    expect_code(&o, 2);
+    assert!(stderr(&o).contains("10 ids"), "{}", stderr(&o));
+}
+
+#[test]
+fn durable_directory_build_search_export_and_append() {
+    let d = tmp();
+    let recs = records(100, 6, 15);
+    write_jsonl(p(d.path(), "in.jsonl"), &recs[..60], &JsonlOptions::default()).unwrap();
+    let o = run(d.path(), &["import", "in.jsonl", "--durable", "db"]);
+    expect_code(&o, 0);
+    assert!(d.path().join("db/metadata.jsonl").exists());
+    let o = run(d.path(), &["info", "db", "--json"]);
+    expect_code(&o, 0);
+    let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(v["format"], "hnsw-batch durable index");
+    assert_eq!(v["vectors"], 60);
+
+    // A second build adds to the durable index; rows already there are duplicates.
+    write_jsonl(p(d.path(), "more.jsonl"), &recs[50..], &JsonlOptions::default()).unwrap();
+    let o = run(d.path(), &["import", "more.jsonl", "--durable", "db", "--max-errors", "10"]);
+    expect_code(&o, 0);
+    assert!(stderr(&o).contains("already holds 60 vectors"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("duplicate id 1150 (already in the index)"), "{}", stderr(&o));
+    assert!(stdout(&o).contains("skipped 10 of 50 rows"), "{}", stdout(&o));
+    // A durable build that stops keeps what it inserted, and says so.
+    let o = run(d.path(), &["import", "more.jsonl", "--durable", "db"]);
+    expect_code(&o, 2);
+    assert!(stderr(&o).contains("now holds 100 vectors"), "{}", stderr(&o));
+
+    let q: Vec<String> = recs[77].vector.iter().map(|x| x.to_string()).collect();
+    let o = run(d.path(), &["search", "db", "--vector", &q.join(","), "-k", "1", "--format", "jsonl"]);
+    expect_code(&o, 0);
+    let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(v["results"][0]["id"], recs[77].id);
+
+    write_jsonl(p(d.path(), "all.jsonl"), &recs, &JsonlOptions::default()).unwrap();
+    expect_code(&run(d.path(), &["export", "db", "-o", "out.jsonl"]), 0);
+    assert_eq!(
+        std::fs::read_to_string(d.path().join("all.jsonl")).unwrap(),
+        std::fs::read_to_string(d.path().join("out.jsonl")).unwrap()
+    );
+
+    // Other parameters than the directory's are refused.
+    let o = run(d.path(), &["import", "more.jsonl", "--durable", "db", "--metric", "cosine"]);
+    expect_code(&o, 1);
+    assert!(stderr(&o).contains("metric"), "{}", stderr(&o));
+}
+
+#[test]
+fn gzip_inputs_and_format_override() {
+    let d = tmp();
+    let recs = records(40, 3, 16);
+    write_jsonl(p(d.path(), "r.jsonl"), &recs, &JsonlOptions::default()).unwrap();
+    gz(&d.path().join("r.jsonl"));
+    let o = run(d.path(), &["build", "r.jsonl.gz", "-o", "r.hnsw"]);
+    expect_code(&o, 0);
+    assert!(stdout(&o).contains("40 vectors"), "{}", stdout(&o));
+    // A name that says nothing, and the format given explicitly.
+    write_fvecs(p(d.path(), "vectors.bin"), vectors(30, 4, 17, false)).unwrap();
+    let o = run(d.path(), &["build", "vectors.bin", "-o", "v.hnsw", "--input-format", "fvecs"]);
+    expect_code(&o, 0);
+    let o = run(
+        d.path(),
+        &["search", "v.hnsw", "vectors.bin", "--input-format", "fvecs", "--limit", "2", "-k", "1"],
+    );
+    expect_code(&o, 0);
+    let out = stdout(&o);
+    let rows: Vec<&str> = out.lines().skip(1).collect();
+    assert_eq!(rows.len(), 2, "{}", stdout(&o));
+    assert!(rows[1].split_whitespace().nth(2) == Some("1"), "query 1 finds itself: {}", stdout(&o));
+}
+
+#[test]
+fn durable_directory_or_snapshot_is_required() {
+    let d = tmp();
+    let o = run(d.path(), &["build", "in.jsonl"]);
+    expect_code(&o, 1);
+    assert!(stderr(&o).contains("--output") || stderr(&o).contains("--durable"), "{}", stderr(&o));
+}
+
+// ----- bad inputs --------------------------------------------------------------------------------
+
+fn bad_jsonl(dir: &Path) {
+    let mut text = String::new();
+    for i in 0..50 {
+        text.push_str(&format!("{{\"id\": {i}, \"vector\": [{}, 1.5, -2]}}\n", i as f32 / 10.0));
+    }
+    text.push_str("{\"id\": 50, \"vector\": [1, 2]}\n"); // line 51: wrong dimension
+    text.push_str("{\"id\": 51, \"vector\": [1, 2, \"x\"]}\n"); // line 52: not a number
+    text.push_str("{\"id\": 3, \"vector\": [1, 2, 3]}\n"); // line 53: duplicate id
+    text.push_str("{\"id\": 54, \"vector\": [4, 5, 6]}\n");
+    std::fs::write(dir.join("bad.jsonl"), text).unwrap();
+}
+
+#[test]
+fn bad_rows_fail_by_default_with_their_line() {
+    let d = tmp();
+    bad_jsonl(d.path());
+    let o = run(d.path(), &["build", "bad.jsonl", "-o", "x.hnsw"]);
+    expect_code(&o, 2);
+    let e = stderr(&o);
+    assert!(e.contains("line 51") && e.contains("dimension"), "{e}");
+    assert!(e.contains("--max-errors"), "{e}");
+    assert!(!d.path().join("x.hnsw").exists());
+}
+
+#[test]
+fn max_errors_skips_and_reports_bad_rows() {
+    let d = tmp();
+    bad_jsonl(d.path());
+    let o = run(d.path(), &["build", "bad.jsonl", "-o", "x.hnsw", "--max-errors", "3"]);
+    expect_code(&o, 0);
+    let e = stderr(&o);
+    assert!(e.contains("line 51"), "{e}");
+    assert!(e.contains("line 52"), "{e}");
+    assert!(e.contains("line 53") && e.contains("duplicate id 3"), "{e}");
+    assert!(stdout(&o).contains("skipped 3 of 54 rows"), "{}", stdout(&o));
+    let o = run(d.path(), &["info", "x.hnsw", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(v["vectors"], 51);
+
+    let o = run(d.path(), &["build", "bad.jsonl", "-o", "y.hnsw", "--max-errors", "2"]);
+    expect_code(&o, 2);
+    assert!(stderr(&o).contains("more than 2 bad rows"), "{}", stderr(&o));
+    assert!(!d.path().join("y.hnsw").exists());
+}
+
+#[test]
+fn csv_dimension_mismatch_names_the_line() {
+    let d = tmp();
+    std::fs::write(d.path().join("x.csv"), "id,vector,tag\n1,1;2;3,a\n2,4;5;6,b\n3,7;8,c\n").unwrap();
+    let o = run(d.path(), &["build", "x.csv", "-o", "x.hnsw"]);
+    expect_code(&o, 2);
+    let e = stderr(&o);
+    assert!(e.contains("line 4") && e.contains("expected 3, got 2"), "{e}");
+}
+
+#[test]
+fn missing_unknown_and_malformed_inputs_exit_2() {
+    let d = tmp();
+    let o = run(d.path(), &["build", "nope.fvecs", "-o", "x.hnsw"]);
+    expect_code(&o, 2);
+    assert!(stderr(&o).contains("no such file"), "{}", stderr(&o));
+
+    std::fs::write(d.path().join("data.txt"), "1 2 3\n").unwrap();
+    let o = run(d.path(), &["build", "data.txt", "-o", "x.hnsw"]);
+    expect_code(&o, 2);
+    assert!(stderr(&o).contains("--input-format"), "{}", stderr(&o));
+
+    // Text in an .fvecs file: the first "dimension" is absurd.
+    std::fs::write(d.path().join("text.fvecs"), "hello, this is not binary data at all\n").unwrap();
+    let o = run(d.path(), &["build", "text.fvecs", "-o", "x.hnsw"]);
+    expect_code(&o, 2);
+    assert!(stderr(&o).contains("really a fvecs file"), "{}", stderr(&o));
+
+    // A truncated .fvecs file.
+    write_fvecs(p(d.path(), "t.fvecs"), vectors(3, 4, 1, false)).unwrap();
+    let bytes = std::fs::read(d.path().join("t.fvecs")).unwrap();
+    std::fs::write(d.path().join("t.fvecs"), &bytes[..bytes.len() - 3]).unwrap();
+    let o = run(d.path(), &["build", "t.fvecs", "-o", "x.hnsw"]);
+    expect_code(&o, 2);
+    assert!(stderr(&o).contains("truncated record 2"), "{}", stderr(&o));
+
+    // Non-byte values cannot go into u8 storage.
+    write_fvecs(p(d.path(), "f.fvecs"), vectors(3, 4, 1, false)).unwrap();
+    let o = run(d.path(), &["build", "f.fvecs", "-o", "x.hnsw", "--storage", "u8"]);
+    expect_code(&o, 2);
+    assert!(stderr(&o).contains("--storage f32"), "{}", stderr(&o));
+}
+
+#[test]
+fn index_errors_exit_3_and_query_errors_exit_2() {
+    let d = tmp();
+    let o = run(d.path(), &["search", "missing.hnsw", "--vector", "1,2"]);
+    expect_code(&o, 3);
+    assert!(stderr(&o).contains("missing.hnsw"), "{}", stderr(&o));
+    std::fs::write(d.path().join("junk.hnsw"), b"this is not an index file at all").unwrap();
+    let o = run(d.path(), &["info", "junk.hnsw"]);
+    expect_code(&o, 3);
+    assert!(stderr(&o).contains("not a hnsw-batch index"), "{}", stderr(&o));
+    let o = run(d.path(), &["search", "junk.hnsw", "--vector", "1,2"]);
+    expect_code(&o, 3);
+
+    write_fvecs(p(d.path(), "b.fvecs"), vectors(50, 4, 9, false)).unwrap();
+    expect_code(&run(d.path(), &["build", "b.fvecs", "-o", "b.hnsw"]), 0);
+    let o = run(d.path(), &["search", "b.hnsw", "--vector", "1,2,3"]);
+    expect_code(&o, 2);
+    assert!(stderr(&o).contains("3 components") && stderr(&o).contains("dimension 4"), "{}", stderr(&o));
+    let o = run(d.path(), &["search", "b.hnsw", "--vector", "1,2,x,4"]);
+    expect_code(&o, 1);
+    write_fvecs(p(d.path(), "q.fvecs"), vectors(5, 6, 9, false)).unwrap();
+    let o = run(d.path(), &["search", "b.hnsw", "q.fvecs"]);
+    expect_code(&o, 2);
+    assert!(stderr(&o).contains("record 0") && stderr(&o).contains("dimension 6"), "{}", stderr(&o));
+    let o = run(d.path(), &["search", "b.hnsw", "--vector", "1,2,3,4", "-k", "5", "--ef", "2"]);
+    expect_code(&o, 1);
+    // An output that cannot be written.
+    let o = run(d.path(), &["build", "b.fvecs", "-o", "no/such/dir/x.hnsw"]);
+    expect_code(&o, 3);
+}
+
+// ----- import / export round trips ---------------------------------------------------------------
+
+#[test]
+fn jsonl_round_trip_is_exact() {
+    let d = tmp();
+    let recs = records(120, 6, 11);
+    write_jsonl(p(d.path(), "in.jsonl"), &recs, &JsonlOptions::default()).unwrap();
+    expect_code(&run(d.path(), &["import", "in.jsonl", "-o", "ix.hnsw"]), 0);
+    assert!(d.path().join("ix.hnsw.meta.jsonl").exists());
+    expect_code(&run(d.path(), &["export", "ix.hnsw", "-o", "out.jsonl"]), 0);
+    assert_eq!(
+        std::fs::read_to_string(d.path().join("in.jsonl")).unwrap(),
+        std::fs::read_to_string(d.path().join("out.jsonl")).unwrap()
+    );
+
+    // Field mapping both ways.
+    let opts = JsonlOptions {
+        id_field: "key".into(),
+        vector_field: "emb".into(),
+        metadata_field: "attrs".into(),
+        ..JsonlOptions::default()
+    };
+    write_jsonl(p(d.path(), "mapped.jsonl"), &recs, &opts).unwrap();
+    let mapping = ["--id-field", "key", "--vector-field", "emb", "--metadata-field", "attrs"];
+    let mut args = vec!["import", "mapped.jsonl", "-o", "m.hnsw"];
+    args.extend(mapping);
+    expect_code(&run(d.path(), &args), 0);
+    let mut args = vec!["export", "m.hnsw", "-o", "m.jsonl"];
+    args.extend(mapping);
+    expect_code(&run(d.path(), &args), 0);
+    assert_eq!(
+        std::fs::read_to_string(d.path().join("mapped.jsonl")).unwrap(),
+        std::fs::read_to_string(d.path().join("m.jsonl")).unwrap()
+    );
+}
+
+#[test]
+fn csv_round_trip_is_exact() {
+    let d = tmp();
+    let recs = records(90, 5, 12);
+    write_csv(p(d.path(), "in.csv"), &recs, &CsvOptions::default()).unwrap();
+    expect_code(&run(d.path(), &["import", "in.csv", "-o", "ix.hnsw"]), 0);
+    expect_code(&run(d.path(), &["export", "ix.hnsw", "-o", "out.csv"]), 0);
+    assert_eq!(
+        std::fs::read_to_string(d.path().join("in.csv")).unwrap(),
+        std::fs::read_to_string(d.path().join("out.csv")).unwrap()
+    );
+
+    // One column per component, another delimiter.
+    let opts =
+        CsvOptions { delimiter: ';', vector: VectorColumns::Prefix("v".into()), ..CsvOptions::default() };
+    write_csv(p(d.path(), "cols.csv"), &recs, &opts).unwrap();
+    let mapping = ["--vector-prefix", "v", "--delimiter", ";"];
+    let mut args = vec!["import", "cols.csv", "-o", "c.hnsw"];
+    args.extend(mapping);
+    expect_code(&run(d.path(), &args), 0);
+    let mut args = vec!["export", "c.hnsw", "-o", "c.csv"];
+    args.extend(mapping);
+    expect_code(&run(d.path(), &args), 0);
+    assert_eq!(
+        std::fs::read_to_string(d.path().join("cols.csv")).unwrap(),
+        std::fs::read_to_string(d.path().join("c.csv")).unwrap()
+    );
+}
+
+#[test]
+fn npy_round_trip_is_exact() {
+    let d = tmp();
+    for (element, bytes) in [(ElementKind::F32, false), (ElementKind::U8, true)] {
+        let name = element.name();
+        let rows = vectors(80, 7, 13, bytes);
+        let set = VecSet::new(7, rows.concat(), element).unwrap();
+        let ids: Vec<u64> = (0..80).map(|i| 5 + 7 * i).collect();
+        let (vin, iin) = (format!("{name}.npy"), format!("{name}-ids.npy"));
+        write_npy(p(d.path(), &vin), &set).unwrap();
+        write_npy_ids(p(d.path(), &iin), &ids).unwrap();
+        let ix = format!("{name}.hnsw");
+        expect_code(&run(d.path(), &["import", &vin, "--ids", &iin, "-o", &ix]), 0);
+        let (vout, iout) = (format!("{name}-out.npy"), format!("{name}-out-ids.npy"));
+        expect_code(&run(d.path(), &["export", &ix, "-o", &vout, "--ids", &iout]), 0);
+        assert_eq!(std::fs::read(d.path().join(&vin)).unwrap(), std::fs::read(d.path().join(&vout)).unwrap());
+        assert_eq!(std::fs::read(d.path().join(&iin)).unwrap(), std::fs::read(d.path().join(&iout)).unwrap());
+    }
+    // Without --ids the ids go beside the output.
+    expect_code(&run(d.path(), &["export", "f32.hnsw", "-o", "plain.npy"]), 0);
+    assert!(d.path().join("plain.ids.npy").exists());
+}
+
+#[test]
+fn search_shows_metadata_from_the_side_file() {
+    let d = tmp();
+    let recs = records(30, 4, 14);
+    write_jsonl(p(d.path(), "in.jsonl"), &recs, &JsonlOptions::default()).unwrap();
+    expect_code(&run(d.path(), &["import", "in.jsonl", "-o", "ix.hnsw"]), 0);
+    let q: Vec<String> = recs[4].vector.iter().map(|x| x.to_string()).collect();
+    let o = run(
+        d.path(),
+        &["search", "ix.hnsw", "--vector", &q.join(","), "-k", "1", "--format", "jsonl", "--with-metadata"],
+    );
+    expect_code(&o, 0);
+    let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(v["results"][0]["id"], recs[4].id);
+    assert_eq!(v["results"][0]["metadata"]["rank"], -1);
+}
+
+// ----- bench -------------------------------------------------------------------------------------
+
+fn gz(path: &Path) {
+    use std::io::Write;
+    let data = std::fs::read(path).unwrap();
+    let mut out = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    out.write_all(&data).unwrap();
+    let mut name = path.as_os_str().to_owned();
+    name.push(".gz");
+    std::fs::write(PathBuf::from(name), out.finish().unwrap()).unwrap();
+    std::fs::remove_file(path).unwrap();
+}
+
+fn dataset(dir: &Path, compressed: bool) {
+    std::fs::create_dir_all(dir).unwrap();
+    let base = vectors(600, 8, 21, true);
+    let queries = vectors(30, 8, 22, true);
+    write_bvecs(dir.join("base.bvecs"), &base).unwrap();
+    write_bvecs(dir.join("query.bvecs"), &queries).unwrap();
+    write_ivecs(dir.join("gt.ivecs"), ground_truth(&base, &queries, 10)).unwrap();
+    std::fs::write(dir.join("meta.json"), r#"{"name": "tiny-8-euclidean", "metric": "euclidean"}"#).unwrap();
+    if compressed {
+        for f in ["base.bvecs", "query.bvecs", "gt.ivecs"] {
+            gz(&dir.join(f));
+        }
+    }
+}
+
+#[test]
+fn bench_writes_table_json_plot_and_compares() {
+    let d = tmp();
+    dataset(&d.path().join("tiny"), true);
+    // A bench_peers.py --json file with two libraries.
+    let peers = r#"{"dataset": "tiny-8-euclidean", "n": 600, "dim": 8, "metric": "l2", "M": 16, "efc": 200,
+      "threads": 2, "machine": "x86_64", "cpus": 2, "results": {
+        "hnswlib": {"build_s_1thread": 0.5, "build_s_threads": 0.3, "sweep": [
+          {"ef": 10, "recall": 0.91, "qps": 90000.0}, {"ef": 20, "recall": 0.99, "qps": 50000.0}],
+          "at_0.90": {"ef": 10, "recall": 0.91, "qps": 90000.0}, "at_0.95": null, "at_0.99": null},
+        "faiss": {"build_s_1thread": 0.7, "build_s_threads": 0.4, "sweep": [
+          {"ef": 10, "recall": 0.85, "qps": 70000.0}, {"ef": 20, "recall": 0.96, "qps": 40000.0}]}}}"#;
+    std::fs::write(d.path().join("peers.json"), peers).unwrap();
+    let o = run(
+        d.path(),
+        &[
+            "bench",
+            "tiny",
+            "--ef",
+            "10,20,40",
+            "--queries",
+            "20",
+            "--min-time",
+            "0",
+            "--json",
+            "out/run.json",
+            "--plot",
+            "out/plot.png",
+            "--compare",
+            "peers.json",
+            "--quiet",
+        ],
+    );
+    expect_code(&o, 0);
+    let s = stdout(&o);
+    for want in [
+        "one at a time",
+        "insert_batch",
+        "recall@10",
+        "QPS (1 thread)",
+        "peak RSS",
+        "hnswlib",
+        "faiss",
+        "0.99",
+    ] {
+        assert!(s.contains(want), "bench output lacks `{want}`:\n{s}");
+    }
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.path().join("out/run.json")).unwrap()).unwrap();
+    assert_eq!(v["n"], 600);
+    assert_eq!(v["queries"], 20);
+    assert_eq!(v["storage"], "u8");
+    let r = &v["results"]["hnsw-batch"];
+    assert_eq!(r["sweep"].as_array().unwrap().len(), 3);
+    assert!(r["sweep"][2]["recall"].as_f64().unwrap() > 0.9, "{r}");
+    assert!(r["build_s_one_at_a_time"].as_f64().unwrap() > 0.0);
+    assert!(r["memory_bytes"].as_u64().unwrap() > 600 * 8);
+    let png = std::fs::read(d.path().join("out/plot.png")).unwrap();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    let svg = std::fs::read_to_string(d.path().join("out/plot.svg")).unwrap();
+    assert!(svg.contains("<svg") && svg.contains("hnswlib"), "svg lacks the compared series");
+
+    // Our own JSON can be compared too.
+    let o = run(
+        d.path(),
+        &[
+            "bench",
+            "tiny",
+            "--ef",
+            "10",
+            "--min-time",
+            "0",
+            "--skip-sequential",
+            "--compare",
+            "out/run.json",
+            "--quiet",
+        ],
+    );
+    expect_code(&o, 0);
+    assert!(stdout(&o).contains("hnsw-batch (run.json)"), "{}", stdout(&o));
+}
+
+#[test]
+fn bench_reports_bad_dataset_folders() {
+    let d = tmp();
+    let o = run(d.path(), &["bench", "nowhere"]);
+    expect_code(&o, 2);
+    assert!(stderr(&o).contains("does not exist"), "{}", stderr(&o));
+    dataset(&d.path().join("t"), false);
+    std::fs::remove_file(d.path().join("t/gt.ivecs")).unwrap();
+    let o = run(d.path(), &["bench", "t"]);
+    expect_code(&o, 2);
+    assert!(stderr(&o).contains("gt.ivecs"), "{}", stderr(&o));
+    std::fs::write(d.path().join("junk.json"), "{\"x\": 1}").unwrap();
+    dataset(&d.path().join("u"), false);
+    let o = run(d.path(), &["bench", "u", "--compare", "junk.json"]);
+    expect_code(&o, 2);
+    assert!(stderr(&o).contains("results"), "{}", stderr(&o));
+}
