@@ -760,9 +760,9 @@ impl Index {
             return Ok((Vec::new(), SearchStats::default()));
         }
         let nodes = self.store.allocated();
-        if nodes as usize <= ef {
-            // A beam as wide as the index: an exact scan costs no more than the walk and
-            // cannot miss anything.
+        if nodes as usize <= ef || self.len() <= ef {
+            // A beam as wide as the index: an exact scan cannot miss anything, and costs no
+            // more than the walk unless tombstones far outnumber live vectors.
             let all = self.scan(&q, k, nodes, filter);
             return Ok((all, SearchStats { distance_computations: nodes as u64 }));
         }
