@@ -418,10 +418,9 @@ fn shift_index(e: BatchError, by: usize) -> BatchError {
 }
 
 impl Index {
-    /// Checks every item without changing anything: vector validity (in parallel), duplicates
-    /// inside the batch and against the index. Failures come back in input order.
-    pub(crate) fn validate_batch<V: AsRef<[f32]> + Sync>(&self, items: &[(u64, V)]) -> Vec<BatchFailure> {
-        let mut failures: Vec<BatchFailure> = items
+    /// Vector checks of every item, in parallel, in input order.
+    pub(crate) fn validate_vectors<V: AsRef<[f32]> + Sync>(&self, items: &[(u64, V)]) -> Vec<BatchFailure> {
+        items
             .par_iter()
             .enumerate()
             .filter_map(|(i, (id, v))| {
@@ -431,7 +430,13 @@ impl Index {
                     error: BatchError::from_vector_error(e, i, *id),
                 })
             })
-            .collect();
+            .collect()
+    }
+
+    /// Checks every item without changing anything: vector validity (in parallel), duplicates
+    /// inside the batch and against the index. Failures come back in input order.
+    pub(crate) fn validate_batch<V: AsRef<[f32]> + Sync>(&self, items: &[(u64, V)]) -> Vec<BatchFailure> {
+        let mut failures = self.validate_vectors(items);
         // Only valid items claim an id: an item rejected for its vector is never inserted, so a
         // later valid item with the same id is not a duplicate.
         failures.sort_by_key(|f| f.index);

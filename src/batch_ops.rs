@@ -121,17 +121,7 @@ impl Index {
         mode: BatchMode,
     ) -> Result<BatchReport, BatchError> {
         let start = Instant::now();
-        let mut failures: Vec<BatchFailure> = items
-            .par_iter()
-            .enumerate()
-            .filter_map(|(i, (id, v))| {
-                self.validate_vector(v.as_ref()).err().map(|e| BatchFailure {
-                    index: i,
-                    id: *id,
-                    error: BatchError::from_vector_error(e, i, *id),
-                })
-            })
-            .collect();
+        let mut failures = self.validate_vectors(items);
         let mut first = std::collections::HashMap::with_capacity(items.len());
         for (i, (id, _)) in items.iter().enumerate() {
             if let Some(&j) = first.get(id) {
