@@ -57,7 +57,7 @@ Examples:
 
 The folder holds base.fvecs|bvecs, query.fvecs|bvecs and gt.ivecs (each optionally .gz) and
 meta.json with the \"metric\" (l2/euclidean, cosine/angular, ip/dot). QPS on one thread is a
-query loop on one thread; QPS on all threads is search_batch on --threads threads. Mean
+query loop on one thread; QPS on all threads is search_batch on --threads threads. The mean
 distance computations per query come from Index::search_with_stats.";
 
 const EXPORT_HELP: &str = "\

@@ -605,6 +605,10 @@ fn bench_writes_table_json_plot_and_compares() {
     let r = &v["results"]["hnsw-batch"];
     assert_eq!(r["sweep"].as_array().unwrap().len(), 3);
     assert!(r["sweep"][2]["recall"].as_f64().unwrap() > 0.9, "{r}");
+    assert!(
+        r["sweep"][2]["dist_comps"].as_f64().unwrap() > r["sweep"][0]["dist_comps"].as_f64().unwrap(),
+        "{r}"
+    );
     assert!(r["build_s_one_at_a_time"].as_f64().unwrap() > 0.0);
     assert!(r["memory_bytes"].as_u64().unwrap() > 600 * 8);
     let png = std::fs::read(d.path().join("out/plot.png")).unwrap();
