@@ -115,6 +115,15 @@ pub trait BatchSink: Send + Sync + 'static {
     }
 }
 
+/// The failures of a best-effort batch report, as per-item sink failures.
+fn item_failures(report: crate::BatchReport) -> Vec<ItemFailure> {
+    report
+        .failures
+        .into_iter()
+        .map(|f| ItemFailure { position: f.index, error: ItemError::Batch(f.error) })
+        .collect()
+}
+
 /// In-memory writes through [`BatchInsertable::insert_batch`] in [`BatchMode::BestEffort`]: bad
 /// items are reported one by one as [`ItemError::Batch`], and the rest are inserted.
 impl BatchSink for Index {
@@ -122,11 +131,7 @@ impl BatchSink for Index {
 
     fn write_batch(&self, items: &[(u64, Vec<f32>)]) -> Result<Vec<ItemFailure>, BatchError> {
         let report = self.insert_batch(items, &BatchOptions::new().mode(BatchMode::BestEffort))?;
-        Ok(report
-            .failures
-            .into_iter()
-            .map(|f| ItemFailure { position: f.index, error: ItemError::Batch(f.error) })
-            .collect())
+        Ok(item_failures(report))
     }
 
     fn is_transient(&self, error: &BatchError) -> bool {
@@ -151,11 +156,7 @@ impl BatchSink for DurableIndex {
 
     fn write_batch(&self, items: &[(u64, Vec<f32>)]) -> Result<Vec<ItemFailure>, PersistError> {
         let report = self.insert_batch(items, &BatchOptions::new().mode(BatchMode::BestEffort))?;
-        Ok(report
-            .failures
-            .into_iter()
-            .map(|f| ItemFailure { position: f.index, error: ItemError::Batch(f.error) })
-            .collect())
+        Ok(item_failures(report))
     }
 
     fn is_transient(&self, error: &PersistError) -> bool {
