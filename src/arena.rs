@@ -34,6 +34,23 @@ unsafe impl ZeroValid for AtomicU32 {}
 unsafe impl ZeroValid for AtomicU64 {}
 // SAFETY: a plain integer; zero is a valid value.
 unsafe impl ZeroValid for u8 {}
+// SAFETY: a null pointer is the all-zero pattern and a valid `AtomicPtr`.
+unsafe impl<T> ZeroValid for AtomicPtr<T> {}
+
+/// Element types that are only ever changed through their own interior mutability (atomics),
+/// so shared slices of them may be handed out while other threads write.
+///
+/// # Safety
+/// Implementors must be `Sync` and mutated only through `&self` methods that are data-race free.
+pub(crate) unsafe trait AtomicElem: ZeroValid + Sync {}
+// SAFETY: atomics are mutated only through their atomic `&self` methods.
+unsafe impl AtomicElem for AtomicU8 {}
+// SAFETY: as above.
+unsafe impl AtomicElem for AtomicU32 {}
+// SAFETY: as above.
+unsafe impl AtomicElem for AtomicU64 {}
+// SAFETY: as above.
+unsafe impl<T> AtomicElem for AtomicPtr<T> {}
 
 /// Bucket index and offset of element `i`.
 #[inline(always)]
@@ -108,30 +125,35 @@ impl<T: ZeroValid> Arena<T> {
         true
     }
 
-    /// Pointer to the first element of row `i`.
+    /// Pointer to the first element of row `i`, or `None` if no thread has
+    /// [`ensure`](Self::ensure)d that row yet (no happens-before edge to such a call).
     ///
-    /// Row `i` must have been [`ensure`](Self::ensure)d (by any thread, with a happens-before
-    /// edge to this call); otherwise this returns a dangling pointer in release builds.
+    /// The pointer stays valid for `width` elements until the arena drops; what may be done
+    /// through it is up to the caller's own protocol.
     #[inline(always)]
-    pub(crate) fn row_ptr(&self, i: usize) -> NonNull<T> {
+    pub(crate) fn row_ptr(&self, i: usize) -> Option<NonNull<T>> {
         let (b, off) = locate(i);
-        let base = self.dir[b].load(Ordering::Acquire);
-        debug_assert!(!base.is_null(), "row {i} not ensured");
-        // SAFETY: `off * width` is inside bucket `b` by construction of `locate`; the caller
-        // guarantees the bucket is allocated (checked in debug builds).
-        unsafe { NonNull::new_unchecked(base.add(off * self.width)) }
+        let base = self.dir.get(b)?.load(Ordering::Acquire);
+        // `off * width` is inside bucket `b` by construction of `locate`, so for a non-null base
+        // the offset pointer stays inside the allocation.
+        if base.is_null() {
+            return None;
+        }
+        NonNull::new(base.wrapping_add(off * self.width))
     }
 }
 
-impl<T: ZeroValid + Sync> Arena<T> {
-    /// Row `i` as a shared slice. Only for interior-mutable `T` (the atomics).
+impl<T: AtomicElem> Arena<T> {
+    /// Row `i` as a shared slice of atomics, or `None` if the row has no memory yet.
     #[inline(always)]
-    pub(crate) fn row(&self, i: usize) -> &[T] {
-        let p = self.row_ptr(i);
-        // SAFETY: the row lies in a live bucket (caller ensured it) that is neither freed nor
-        // moved before `self` drops; `T` is zero-valid, so the row is initialised; it is only
-        // mutated through `T`'s own interior mutability (atomics).
-        unsafe { std::slice::from_raw_parts(p.as_ptr(), self.width) }
+    pub(crate) fn row(&self, i: usize) -> Option<&[T]> {
+        let p = self.row_ptr(i)?;
+        // SAFETY: the row lies in a live bucket (its directory entry was published with release
+        // after `alloc_zeroed`, and we loaded it with acquire) that is neither freed nor moved
+        // before `self` drops; `T` is zero-valid, so the row is initialised; `T` is only mutated
+        // through its own atomic operations (`AtomicElem`), so shared references never alias a
+        // non-atomic write.
+        Some(unsafe { std::slice::from_raw_parts(p.as_ptr(), self.width) })
     }
 }
 
@@ -171,16 +193,16 @@ mod tests {
     fn rows_keep_their_address_when_growing() {
         let a: Arena<AtomicU32> = Arena::new(3);
         assert!(a.ensure(0));
-        a.row(0)[2].store(7, Ordering::Relaxed);
+        a.row(0).unwrap()[2].store(7, Ordering::Relaxed);
         let p = a.row_ptr(0);
         for i in 0..5000 {
             assert!(a.ensure(i));
-            a.row(i)[0].store(i as u32, Ordering::Relaxed);
+            a.row(i).unwrap()[0].store(i as u32, Ordering::Relaxed);
         }
         assert_eq!(p, a.row_ptr(0));
-        assert_eq!(a.row(0)[2].load(Ordering::Relaxed), 7);
+        assert_eq!(a.row(0).unwrap()[2].load(Ordering::Relaxed), 7);
         for i in 0..5000 {
-            assert_eq!(a.row(i)[0].load(Ordering::Relaxed), i as u32);
+            assert_eq!(a.row(i).unwrap()[0].load(Ordering::Relaxed), i as u32);
         }
     }
 }

@@ -331,7 +331,11 @@ impl BatchInsertable for Index {
             Err(BatchError::Cancelled { .. }) => Err(BatchError::Cancelled { inserted: report.inserted }),
             Err(e) => Err(e),
             Ok(()) => {
-                self.note_mutations(report.inserted);
+                if self.duplicates_seen.swap(false, std::sync::atomic::Ordering::Relaxed) {
+                    // Exact duplicates can form groups that only link among themselves; this is
+                    // the one case where a batch pays for a whole-graph pass (`repair.rs`).
+                    self.repair();
+                }
                 failures.sort_by_key(|f| f.index);
                 report.failures = failures;
                 report.elapsed = start.elapsed();
@@ -540,7 +544,7 @@ impl Index {
             let j = j as usize;
             let i = reserved[j];
             let (id, v) = (&items[i].0, items[i].1.as_ref());
-            let ok = match self.alloc_nodes(1) {
+            let ok = match self.alloc_node() {
                 Ok(node) => {
                     let q = self.query_form(v);
                     with_scratch(|s| self.insert_prepared(node, *id, &q, levels[j] as usize, s))
@@ -597,7 +601,7 @@ impl Index {
     /// Undoes the id reservations of items never inserted.
     fn release_ids<V>(&self, items: &[(u64, V)], which: &[usize]) {
         for &i in which {
-            self.ids.remove_if(items[i].0, crate::idmap::RESERVED);
+            self.ids.release(items[i].0);
         }
     }
 }

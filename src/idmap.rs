@@ -72,36 +72,68 @@ impl IdMap {
         true
     }
 
-    /// Sets the node of a reserved or present id.
-    pub(crate) fn set(&self, id: u64, node: u32) {
-        self.shards[shard_of(id)].write().insert(id, node);
-    }
-
-    /// Maps `id` to `node`, returning the published node it replaced.
-    pub(crate) fn replace(&self, id: u64, node: u32) -> Option<u32> {
-        match self.shards[shard_of(id)].write().insert(id, node) {
-            Some(n) if n != RESERVED => Some(n),
-            _ => None,
-        }
-    }
-
-    /// Removes `id`, returning its node if it was published.
-    pub(crate) fn remove(&self, id: u64) -> Option<u32> {
-        match self.shards[shard_of(id)].write().remove(&id) {
-            Some(n) if n != RESERVED => Some(n),
-            _ => None,
-        }
-    }
-
-    /// Removes `id` only if it maps to `node` (used to undo a reservation or a replaced mapping).
-    pub(crate) fn remove_if(&self, id: u64, node: u32) -> bool {
+    /// Gives back a reservation that was never published. A published mapping is left alone.
+    pub(crate) fn release(&self, id: u64) {
         let mut s = self.shards[shard_of(id)].write();
-        if s.get(&id) == Some(&node) {
+        if s.get(&id) == Some(&RESERVED) {
             s.remove(&id);
-            true
-        } else {
-            false
         }
+    }
+
+    /// Publishes a reserved id as `node`, running `publish` under the id's shard lock.
+    ///
+    /// Every change of one id's state (publish, delete, replace) runs under that lock, so the
+    /// changes of one id are totally ordered and the bookkeeping done in the closures (flags,
+    /// live count) is ordered with them: a delete cannot overtake the publication it removes.
+    pub(crate) fn publish(&self, id: u64, node: u32, publish: impl FnOnce()) {
+        let mut s = self.shards[shard_of(id)].write();
+        debug_assert_eq!(s.get(&id), Some(&RESERVED), "publishing an id that is not reserved");
+        s.insert(id, node);
+        publish();
+    }
+
+    /// Removes a published id, running `removed(node)` under the shard lock. A reservation (an
+    /// insert still in flight) is not a published id: it stays, and this returns `None`.
+    pub(crate) fn remove_published(&self, id: u64, removed: impl FnOnce(u32)) -> Option<u32> {
+        let mut s = self.shards[shard_of(id)].write();
+        match s.get(&id) {
+            Some(&n) if n != RESERVED => {
+                s.remove(&id);
+                removed(n);
+                Some(n)
+            }
+            _ => None,
+        }
+    }
+
+    /// Points a published id at `node`, running `replaced(old)` under the shard lock. Returns the
+    /// old node, or `None` (changing nothing) when the id is absent or only reserved.
+    pub(crate) fn replace_published(&self, id: u64, node: u32, replaced: impl FnOnce(u32)) -> Option<u32> {
+        let mut s = self.shards[shard_of(id)].write();
+        match s.get_mut(&id) {
+            Some(n) if *n != RESERVED => {
+                let old = std::mem::replace(n, node);
+                replaced(old);
+                Some(old)
+            }
+            _ => None,
+        }
+    }
+
+    /// Maps `id` to `node` while an index is rebuilt from a snapshot (single-threaded);
+    /// `false` if the id is already mapped.
+    pub(crate) fn restore(&self, id: u64, node: u32) -> bool {
+        let mut s = self.shards[shard_of(id)].write();
+        if s.contains_key(&id) {
+            return false;
+        }
+        s.insert(id, node);
+        true
+    }
+
+    /// Some published node, if any id is published (used to move the entry point).
+    pub(crate) fn any_node(&self) -> Option<u32> {
+        self.shards.iter().find_map(|s| s.read().values().copied().find(|&n| n != RESERVED))
     }
 
     /// Heap bytes held by the map (approximate: buckets of hashbrown with one control byte each).

@@ -3,9 +3,10 @@
 use crate::config::{check_search_params, IndexConfig, Storage};
 use crate::distance::{kernels, Kernels, Metric};
 use crate::error::{IndexError, Result};
-use crate::idmap::{IdMap, RESERVED};
+use crate::idmap::IdMap;
 use crate::scratch::{with_scratch, Cand, Scratch};
-use crate::store::{NodeStore, MAX_LEVEL};
+use crate::store::{NodeStore, Release, MAX_LEVEL};
+use crossbeam_epoch as epoch;
 use parking_lot::Mutex;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -30,6 +31,10 @@ pub struct SearchStats {
 }
 
 const EMPTY: u64 = u64::MAX;
+
+/// Distances at or below this count as exact duplicates (cosine distances of identical
+/// directions come out of the float arithmetic near 1e-7, not 0).
+const DUPLICATE_DIST: f32 = 1e-6;
 
 #[inline]
 fn pack(node: u32, level: usize) -> u64 {
@@ -75,15 +80,18 @@ pub struct Index {
     pub(crate) ids: IdMap,
     /// `pack(node, level)` of the entry point, or `EMPTY`.
     entry: AtomicU64,
-    entry_lock: Mutex<()>,
+    pub(crate) entry_lock: Mutex<()>,
+    /// Retired slots and tombstones waiting to be retired (see `reuse.rs`).
+    pub(crate) slots: crate::reuse::Slots,
     rng: Mutex<StdRng>,
     /// Published, undeleted vectors.
     live: AtomicUsize,
     /// Live plus reserved by inserts in progress: what `max_elements` bounds.
     claimed: AtomicUsize,
-    /// Mutations since the last reachability repair (see `repair.rs`).
-    pub(crate) mutations: AtomicUsize,
     pub(crate) repair_lock: Mutex<()>,
+    /// Set when neighbour selection turned away an exact duplicate of a kept neighbour: groups
+    /// of duplicates can then close in on themselves, so the batch ends with a repair pass.
+    pub(crate) duplicates_seen: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Index {
@@ -115,11 +123,12 @@ impl Index {
             ids: IdMap::new(),
             entry: AtomicU64::new(EMPTY),
             entry_lock: Mutex::new(()),
+            slots: crate::reuse::Slots::default(),
             rng: Mutex::new(StdRng::seed_from_u64(config.seed)),
             live: AtomicUsize::new(0),
             claimed: AtomicUsize::new(0),
-            mutations: AtomicUsize::new(0),
             repair_lock: Mutex::new(()),
+            duplicates_seen: std::sync::atomic::AtomicBool::new(false),
             cfg: config,
         })
     }
@@ -231,31 +240,50 @@ impl Index {
         }
     }
 
+    /// The stored vector of node `n`, decoded to `f32`.
     pub(crate) fn decode_into(&self, n: u32, out: &mut Vec<f32>) {
         out.clear();
+        let _pin = epoch::pin();
         match self.cfg.storage {
-            Storage::F32 => out.extend_from_slice(self.store.vector_f32(n)),
-            Storage::U8 => out.extend(self.store.vector_bytes(n).iter().map(|&b| b as f32)),
+            // SAFETY: the crate's reader invariant (`store.rs`, "Slot reuse"): node numbers come
+            // from published sources, and the thread is pinned (here) while it reads.
+            Storage::F32 => out.extend_from_slice(unsafe { self.store.vector_f32(n) }),
+            // SAFETY: as above.
+            Storage::U8 => out.extend(unsafe { self.store.vector_bytes(n) }.iter().map(|&b| b as f32)),
         }
     }
 
     // ----- distances ---------------------------------------------------------------------------
 
+    /// Distance from a query-form vector to node `n`.
+    ///
+    /// The crate's reader invariant makes this sound: every node number the graph code holds
+    /// comes from a published source (a neighbour slot, the entry point, the id map, or a scan
+    /// that saw the node ready), and every path that reads vectors runs pinned in the epoch
+    /// (`with_scratch` pins; so do the scans), so the slot cannot be reused and rewritten while
+    /// it is read (`store.rs`, "Slot reuse"). Debug builds check the pin.
     #[inline(always)]
     pub(crate) fn dist(&self, q: &[f32], n: u32) -> f32 {
-        match self.kind {
-            DistKind::L2F32 => (self.k.l2_f32)(q, self.store.vector_f32(n)),
-            DistKind::DotF32 => 1.0 - (self.k.dot_f32)(q, self.store.vector_f32(n)),
-            DistKind::L2U8 => (self.k.l2_u8)(q, self.store.vector_bytes(n)),
-            DistKind::DotU8 => 1.0 - (self.k.dot_u8)(q, self.store.vector_bytes(n)),
+        debug_assert!(epoch::is_pinned(), "vector read outside an epoch pin");
+        // SAFETY: see above.
+        unsafe {
+            match self.kind {
+                DistKind::L2F32 => (self.k.l2_f32)(q, self.store.vector_f32(n)),
+                DistKind::DotF32 => 1.0 - (self.k.dot_f32)(q, self.store.vector_f32(n)),
+                DistKind::L2U8 => (self.k.l2_u8)(q, self.store.vector_bytes(n)),
+                DistKind::DotU8 => 1.0 - (self.k.dot_u8)(q, self.store.vector_bytes(n)),
+            }
         }
     }
 
-    /// Node `n` as a query: borrowed for `f32` storage, decoded into `buf` otherwise.
+    /// Node `n` as a query: borrowed for `f32` storage, decoded into `buf` otherwise. The
+    /// caller is pinned (see [`dist`](Self::dist)).
     #[inline]
-    fn node_query<'a>(&'a self, n: u32, buf: &'a mut Vec<f32>) -> &'a [f32] {
+    pub(crate) fn node_query<'a>(&'a self, n: u32, buf: &'a mut Vec<f32>) -> &'a [f32] {
+        debug_assert!(epoch::is_pinned(), "vector read outside an epoch pin");
         match self.cfg.storage {
-            Storage::F32 => self.store.vector_f32(n),
+            // SAFETY: the reader invariant, as in `dist`.
+            Storage::F32 => unsafe { self.store.vector_f32(n) },
             Storage::U8 => {
                 self.decode_into(n, buf);
                 buf
@@ -322,7 +350,16 @@ impl Index {
         self.claimed.fetch_sub(count, Ordering::AcqRel);
     }
 
-    /// Node slots for `count` vectors, or `CapacityExceeded` when the `u32` node space is used up.
+    /// A node slot for one vector: a retired slot whose grace period has passed if there is
+    /// one, else a fresh one; `CapacityExceeded` when the `u32` node space is used up.
+    pub(crate) fn alloc_node(&self) -> Result<u32> {
+        match self.pop_free_slot() {
+            Some(n) => Ok(n),
+            None => self.alloc_nodes(1),
+        }
+    }
+
+    /// Fresh node slots for `count` vectors, or `CapacityExceeded` when the `u32` node space is used up.
     pub(crate) fn alloc_nodes(&self, count: usize) -> Result<u32> {
         u32::try_from(count)
             .ok()
@@ -343,7 +380,7 @@ impl Index {
         if !self.ids.reserve(id) {
             return Err(IndexError::DuplicateId { id });
         }
-        let node = match self.claim(1).and_then(|_| match self.alloc_nodes(1) {
+        let node = match self.claim(1).and_then(|_| match self.alloc_node() {
             Ok(n) => Ok(n),
             Err(e) => {
                 self.unclaim(1);
@@ -352,14 +389,13 @@ impl Index {
         }) {
             Ok(n) => n,
             Err(e) => {
-                self.ids.remove_if(id, RESERVED);
+                self.ids.release(id);
                 return Err(e);
             }
         };
         let mut levels = Vec::with_capacity(1);
         self.draw_levels(&mut levels, 1);
         if with_scratch(|s| self.insert_prepared(node, id, &q, levels[0] as usize, s)) {
-            self.note_mutations(1);
             Ok(())
         } else {
             Err(IndexError::CapacityExceeded { limit: self.allocated_nodes() as u64 })
@@ -377,14 +413,17 @@ impl Index {
         s: &mut Scratch,
     ) -> bool {
         if !self.write_and_link(node, id, q, level, s) {
-            self.ids.remove_if(id, RESERVED);
+            self.ids.release(id);
             self.unclaim(1);
+            self.give_back_unpublished(node);
             return false;
         }
-        // Map the id before the node can appear in results, so every result is gettable.
-        self.ids.set(id, node);
-        self.store.mark_ready(node);
-        self.live.fetch_add(1, Ordering::AcqRel);
+        // Map the id before the node can appear in results, so every result is gettable; the
+        // flag and the count change under the id's lock, ordered with any delete of the id.
+        self.ids.publish(id, node, || {
+            self.store.mark_ready(node);
+            self.live.fetch_add(1, Ordering::AcqRel);
+        });
         true
     }
 
@@ -394,7 +433,9 @@ impl Index {
     fn write_and_link(&self, node: u32, id: u64, q: &[f32], level: usize, s: &mut Scratch) -> bool {
         let mut bytes = std::mem::take(&mut s.bytes);
         self.encode(q, &mut bytes);
-        let ok = self.store.init_node(node, id, level, &bytes);
+        // SAFETY: `node` came from `alloc_node` to this thread (fresh, or reused after its grace
+        // period) and is published only after linking.
+        let ok = unsafe { self.store.init_node(node, id, level, &bytes) };
         s.bytes = bytes;
         if ok {
             self.link(node, q, level, s);
@@ -412,24 +453,28 @@ impl Index {
             return Err(IndexError::NotFound { id });
         }
         let q = self.query_form(vector);
-        let node = self.alloc_nodes(1)?;
+        let node = self.alloc_node()?;
         let mut levels = Vec::with_capacity(1);
         self.draw_levels(&mut levels, 1);
         if !with_scratch(|s| self.write_and_link(node, id, &q, levels[0] as usize, s)) {
+            self.give_back_unpublished(node);
             return Err(IndexError::CapacityExceeded { limit: self.allocated_nodes() as u64 });
         }
-        // New version visible first, old one hidden after: a search in between may meet both
-        // (results keep the closer, see `finish`), never neither.
-        self.store.mark_ready(node);
-        match self.ids.replace(id, node) {
-            Some(old) => self.store.mark_deleted(old),
-            None => {
-                // Deleted meanwhile: the update brings the id back.
-                self.live.fetch_add(1, Ordering::AcqRel);
-                self.claimed.fetch_add(1, Ordering::AcqRel);
-            }
-        }
-        self.note_mutations(1);
+        // New version visible first, old one hidden after, both under the id's lock: a search
+        // in between may meet both (results keep the closer, see `finish`), never neither.
+        let replaced = self.ids.replace_published(id, node, |old| {
+            self.store.mark_ready(node);
+            self.store.mark_deleted(old);
+        });
+        let Some(old) = replaced else {
+            // Deleted while the new version was being linked: the delete wins (an update never
+            // resurrects an id), and the linked node becomes a tombstone like any deleted one.
+            self.store.mark_ready(node);
+            self.store.mark_deleted(node);
+            self.unlink_deleted(node);
+            return Err(IndexError::NotFound { id });
+        };
+        self.unlink_deleted(old);
         Ok(())
     }
 
@@ -461,13 +506,12 @@ impl Index {
             // Tombstones route the search but are not linked to: otherwise they keep
             // attracting links under update churn and live nodes end up reachable only
             // through dead, detached pieces of the graph.
-            let live = |n: u32| !self.store.is_deleted(n);
-            self.seed_search(s, &seeds, ef, live);
-            self.search_layer(q, l, ef, s, live);
+            let live = |n: u32| self.store.is_linkable(n);
+            self.layer_search(q, &seeds, l, ef, s, live);
             if s.results.is_empty() {
-                // Only tombstones around: link to them rather than to nothing.
-                self.seed_search(s, &seeds, ef, |_| true);
-                self.search_layer(q, l, ef, s, |_| true);
+                // Only tombstones around: link to them rather than to nothing (never to a
+                // retired slot, which may be reused).
+                self.layer_search(q, &seeds, l, ef, s, |n| self.store.is_ready(n));
             }
             s.sorted.clear();
             s.sorted.extend(s.results.drain());
@@ -480,19 +524,23 @@ impl Index {
         {
             let _g = self.store.lock(node);
             for (l, c) in chosen.iter().enumerate() {
-                self.store.write_links(node, l, c);
+                self.store.set_links(node, l, c);
             }
         }
-        for &nb in &chosen[0] {
-            self.store.inc_indeg(nb);
-        }
+        let mut orphans = Vec::new();
         for (l, c) in chosen.iter().enumerate() {
             for &nb in c {
-                self.add_link(nb, node, l, s);
+                orphans.extend(self.add_link(nb, node, l, s));
             }
         }
         if self.store.indeg(node) == 0 {
             self.force_in_link(node, &chosen[0]);
+        }
+        for x in orphans {
+            let mut around = Vec::new();
+            self.store.read_links(x, 0, &mut around);
+            around.retain(|&y| self.store.is_linkable(y));
+            self.force_in_link(x, &around);
         }
         if level > top {
             let _g = self.entry_lock.lock();
@@ -505,18 +553,23 @@ impl Index {
 
     /// Adds `new` to `nb`'s list on `level`, pruning with the heuristic when the list is full.
     ///
-    /// On level 0 a pruned node whose last in-link this was is kept instead of the kept node
-    /// with the most other in-links: without it, vectors that are never anyone's close
-    /// neighbour (small norms under inner product, outliers) end up unreachable.
-    fn add_link(&self, nb: u32, new: u32, level: usize, s: &mut Scratch) {
-        let _g = self.store.lock(nb);
-        if self.store.try_push_link(nb, level, new) {
-            if level == 0 {
-                self.store.inc_indeg(new);
-            }
-            return;
+    /// On level 0 a pruned node whose last in-link this was is kept instead of a kept node that
+    /// has other in-links: without it, vectors that are never anyone's close neighbour (small
+    /// norms under inner product, outliers) end up unreachable. Each drop is decided together
+    /// with its in-degree decrement (`try_release0`), so two threads pruning different lists
+    /// cannot both drop a node's last two links. Returns a node that lost its last in-link
+    /// anyway (every kept node depended on this list too), for the caller to re-home.
+    fn add_link(&self, nb: u32, new: u32, level: usize, s: &mut Scratch) -> Option<u32> {
+        if !self.store.is_linkable(nb) {
+            // Deleted since it was chosen: a link from a tombstone would only route searches
+            // into a node that is being unlinked.
+            return None;
         }
+        let _g = self.store.lock(nb);
         self.store.read_links(nb, level, &mut s.ids);
+        if s.ids.contains(&new) || self.store.try_push_link(nb, level, new) {
+            return None;
+        }
         s.ids.push(new);
         let mut buf = std::mem::take(&mut s.decoded2);
         let nq = self.node_query(nb, &mut buf);
@@ -526,61 +579,66 @@ impl Index {
         }
         s.decoded2 = buf;
         s.sorted.sort_unstable();
-        let mut keep = self.select(&s.sorted, self.store.cap(level), &mut s.decoded);
-        if level == 0 {
-            self.guard_orphans(&mut keep, &s.ids, new);
-        }
-        self.store.write_links(nb, level, &keep);
-    }
-
-    /// Gives `node`, which every neighbour pruned away, one level-0 in-link: it replaces the
-    /// best-connected entry in the list of its nearest neighbour that has one to spare.
-    fn force_in_link(&self, node: u32, nbrs: &[u32]) {
-        for &nb in nbrs {
-            let _g = self.store.lock(nb);
-            let mut list = Vec::new();
-            self.store.read_links(nb, 0, &mut list);
-            let victim = (0..list.len()).max_by_key(|&i| self.store.indeg(list[i]));
-            if let Some(i) = victim.filter(|&i| self.store.indeg(list[i]) > 1) {
-                self.store.dec_indeg(list[i]);
-                list[i] = node;
-                self.store.inc_indeg(node);
-                self.store.write_links(nb, 0, &list);
-                return;
-            }
-        }
-    }
-
-    /// Updates level-0 in-degrees for a pruned list `keep` chosen from `old` (whose last item is
-    /// the `new` link), swapping back any node that would lose its last in-link.
-    fn guard_orphans(&self, keep: &mut Vec<u32>, old: &[u32], new: u32) {
-        let cap = self.store.cap(0);
-        if keep.contains(&new) {
-            self.store.inc_indeg(new);
-        }
-        for &x in &old[..old.len() - 1] {
-            if keep.contains(&x) || self.store.dec_indeg(x) > 0 {
+        let cap = self.store.cap(level);
+        let mut keep = self.select(&s.sorted, cap, &mut s.decoded);
+        let old = &s.ids[..s.ids.len() - 1];
+        // Fixed before any swap below, so a node swapped out as a victim (and uncounted there)
+        // is not uncounted a second time as a drop.
+        let dropped: Vec<u32> = old.iter().copied().filter(|x| !keep.contains(x)).collect();
+        let mut orphan = None;
+        for x in dropped {
+            if level > 0 {
+                self.store.dec_indeg(x, level);
                 continue;
             }
-            // `x` would be orphaned: give it a slot back.
-            self.store.inc_indeg(x);
+            if self.store.try_release0(x) == Release::Done {
+                continue;
+            }
+            // `x` would lose its last in-link: keep it, in place of the farthest kept node
+            // that can spare this link, else of `new` (which gets in-links elsewhere).
             if keep.len() < cap {
                 keep.push(x);
-                continue;
-            }
-            let victim =
-                (0..keep.len()).filter(|&i| keep[i] != new).max_by_key(|&i| self.store.indeg(keep[i]));
-            match victim {
-                Some(i) if self.store.indeg(keep[i]) > 1 => {
-                    self.store.dec_indeg(keep[i]);
-                    keep[i] = x;
-                }
-                // Every kept node depends on this link too: keep the heuristic's choice.
-                _ => {
-                    self.store.dec_indeg(x);
-                }
+            } else if let Some(i) = keep
+                .iter()
+                .rposition(|&v| v != new && old.contains(&v) && self.store.try_release0(v) == Release::Done)
+            {
+                keep[i] = x;
+            } else if let Some(i) = keep.iter().position(|&v| v == new) {
+                keep[i] = x;
+            } else {
+                self.store.dec_indeg(x, 0);
+                orphan = Some(x);
             }
         }
+        if keep.contains(&new) {
+            self.store.inc_indeg(new, level);
+        }
+        self.store.set_links_counted(nb, level, &keep);
+        orphan
+    }
+
+    /// Gives `node` one level-0 in-link from the first of `nbrs` that can take it: appended
+    /// where there is room, else replacing an entry that has other in-links. `false` if none
+    /// could.
+    pub(crate) fn force_in_link(&self, node: u32, nbrs: &[u32]) -> bool {
+        let mut list = Vec::new();
+        for &nb in nbrs {
+            if nb == node || !self.store.is_linkable(nb) {
+                continue;
+            }
+            let _g = self.store.lock(nb);
+            self.store.read_links(nb, 0, &mut list);
+            if list.contains(&node) || self.store.try_push_link(nb, 0, node) {
+                return true;
+            }
+            if let Some(i) = (0..list.len()).rev().find(|&i| self.store.try_release0(list[i]) == Release::Done) {
+                list[i] = node;
+                self.store.inc_indeg(node, 0);
+                self.store.set_links_counted(nb, 0, &list);
+                return true;
+            }
+        }
+        false
     }
 
     /// Neighbour-selection heuristic (HNSW paper, algorithm 4, without candidate extension):
@@ -597,8 +655,18 @@ impl Index {
             }
             let cq = self.node_query(c.n, buf);
             // Strict, as in the paper: an exact duplicate of a kept neighbour adds no direction.
-            if kept.iter().all(|&r| self.dist(cq, r) > c.d) {
-                kept.push(c.n);
+            let mut blocker = None;
+            for &r in &kept {
+                let d = self.dist(cq, r);
+                if d <= c.d {
+                    blocker = Some(d);
+                    break;
+                }
+            }
+            match blocker {
+                None => kept.push(c.n),
+                Some(d) if d <= DUPLICATE_DIST => self.duplicates_seen.store(true, Ordering::Relaxed),
+                Some(_) => {}
             }
         }
         kept
@@ -607,7 +675,7 @@ impl Index {
     // ----- search ------------------------------------------------------------------------------
 
     /// Greedy walk on one upper level towards the query.
-    fn greedy(&self, q: &[f32], mut cur: Cand, level: usize, s: &mut Scratch) -> Cand {
+    pub(crate) fn greedy(&self, q: &[f32], mut cur: Cand, level: usize, s: &mut Scratch) -> Cand {
         loop {
             let mut moved = false;
             self.store.read_links(cur.n, level, &mut s.ids);
@@ -625,21 +693,19 @@ impl Index {
         }
     }
 
-    pub(crate) fn greedy_pub(&self, q: &[f32], cur: Cand, level: usize, s: &mut Scratch) -> Cand {
-        self.greedy(q, cur, level, s)
-    }
-
-    /// Level-0 beam search from `start`; `s.results` ends with the accepted nodes found.
-    pub(crate) fn search_from(
+    /// Beam search on `level` from `seeds` (distances known); `s.results` ends with the `ef`
+    /// nearest nodes found that pass `accept` (the others are walked through, not returned).
+    pub(crate) fn layer_search(
         &self,
         q: &[f32],
-        start: Cand,
+        seeds: &[Cand],
+        level: usize,
         ef: usize,
         s: &mut Scratch,
         accept: impl Fn(u32) -> bool,
     ) {
-        self.seed_search(s, &[start], ef, &accept);
-        self.search_layer(q, 0, ef, s, &accept);
+        self.seed_search(s, seeds, ef, &accept);
+        self.search_layer(q, level, ef, s, &accept);
     }
 
     /// Starts a layer search from `seeds` (distances already known).
@@ -774,8 +840,7 @@ impl Index {
                 cur = self.greedy(&q, cur, l, s);
             }
             let accept = |n: u32| self.store.is_live(n) && filter(self.store.id(n));
-            self.seed_search(s, &[cur], ef, accept);
-            self.search_layer(&q, 0, ef, s, accept);
+            self.layer_search(&q, &[cur], 0, ef, s, accept);
             let stats = SearchStats { distance_computations: s.dists };
             (self.finish(s, k), stats)
         }))
@@ -813,6 +878,7 @@ impl Index {
 
     /// Exact top-`k` over nodes `0..nodes` that are live and pass `filter` (ties by id).
     fn scan(&self, q: &[f32], k: usize, nodes: u32, filter: impl Fn(u64) -> bool) -> Vec<Neighbour> {
+        let _pin = epoch::pin();
         let mut all: Vec<Neighbour> = (0..nodes)
             .filter(|&n| self.store.is_live(n) && filter(self.store.id(n)))
             .map(|n| Neighbour { id: self.store.id(n), distance: self.dist(q, n) })
@@ -834,12 +900,21 @@ impl Index {
 
     /// Removes `id` from results (a tombstone: the node keeps routing searches).
     pub fn delete(&self, id: u64) -> Result<()> {
-        let n = self.ids.remove(id).ok_or(IndexError::NotFound { id })?;
-        self.store.mark_deleted(n);
-        self.live.fetch_sub(1, Ordering::AcqRel);
-        self.unclaim(1);
-        self.note_mutations(1);
-        Ok(())
+        self.ids
+            .remove_published(id, |n| {
+                self.store.mark_deleted(n);
+                self.live.fetch_sub(1, Ordering::AcqRel);
+            })
+            .ok_or(IndexError::NotFound { id })
+            .map(|n| {
+                self.unclaim(1);
+                self.unlink_deleted(n);
+            })
+    }
+
+    /// Forgets the entry point (the index has no live vector left).
+    pub(crate) fn clear_entry(&self) {
+        self.entry.store(EMPTY, Ordering::Release);
     }
 
     pub(crate) fn set_entry(&self, node: u32, level: usize) {

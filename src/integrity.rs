@@ -61,6 +61,28 @@ pub enum IntegrityError {
     /// The id map and the node table disagree.
     #[error("id map inconsistent: {0}")]
     IdMap(String),
+    /// A node's in-degree counter differs from the links that name it (slot reuse relies on it).
+    #[error("node {node} is named by {actual} links on levels {levels} but its counter says {counted}")]
+    InDegree {
+        /// Node number.
+        node: u32,
+        /// `"0"` or `"above 0"`.
+        levels: &'static str,
+        /// Links found.
+        actual: u32,
+        /// The counter.
+        counted: u32,
+    },
+    /// A list names a retired slot that is marked reusable.
+    #[error("node {node} on level {level} links to retired slot {target}")]
+    LinkToRetired {
+        /// Node number.
+        node: u32,
+        /// Level.
+        level: usize,
+        /// The retired slot.
+        target: u32,
+    },
 }
 
 /// Counts gathered by a successful [`Index::check_integrity`].
@@ -92,8 +114,22 @@ impl Index {
         let n = store.allocated();
         let mut stats = IntegrityStats::default();
         let mut links = Vec::new();
+        let mut in0 = vec![0u32; n as usize];
+        let mut in_up = vec![0u32; n as usize];
         for node in 0..n {
             if !store.is_ready(node) {
+                // Retired or in flight: its lists may still count (an in-flight insert's), so
+                // count them too; a quiescent index has no node in flight.
+                if store.is_free(node) {
+                    for level in 0..=store.level(node) {
+                        store.read_links(node, level, &mut links);
+                        for &t in &links {
+                            if let Some(c) = if level == 0 { in0.get_mut(t as usize) } else { in_up.get_mut(t as usize) } {
+                                *c += 1;
+                            }
+                        }
+                    }
+                }
                 continue;
             }
             stats.nodes += 1;
@@ -126,7 +162,31 @@ impl Index {
                     if t >= n || store.level(t) < level {
                         return Err(IntegrityError::DanglingLink { node, level, target: t });
                     }
+                    // A retired slot may regain a link from an insert that chose it before it
+                    // was deleted (it is then flagged and never reused); a reusable one may not.
+                    if store.is_reusable(t) {
+                        return Err(IntegrityError::LinkToRetired { node, level, target: t });
+                    }
+                    if level == 0 {
+                        in0[t as usize] += 1;
+                    } else {
+                        in_up[t as usize] += 1;
+                    }
                 }
+            }
+        }
+        for node in 0..n {
+            let (c0, cu) = (store.indeg(node), store.indeg_upper(node));
+            if c0 != in0[node as usize] {
+                return Err(IntegrityError::InDegree { node, levels: "0", actual: in0[node as usize], counted: c0 });
+            }
+            if store.level(node) > 0 && cu != in_up[node as usize] {
+                return Err(IntegrityError::InDegree {
+                    node,
+                    levels: "above 0",
+                    actual: in_up[node as usize],
+                    counted: cu,
+                });
             }
         }
         if stats.live != self.len() {
@@ -152,15 +212,17 @@ impl Index {
             }
         }
         let Some((ep, top)) = self.entry_point() else {
-            if stats.nodes > 0 {
-                return Err(IntegrityError::EntryPoint("no entry point but nodes exist".into()));
+            if stats.live > 0 {
+                return Err(IntegrityError::EntryPoint("no entry point but live nodes exist".into()));
             }
             return Ok(stats);
         };
         if ep >= n || !store.is_ready(ep) {
             return Err(IntegrityError::EntryPoint(format!("entry node {ep} is not a linked node")));
         }
-        if store.level(ep) != top || top != stats.max_level {
+        // Deletes can move the entry point below the highest level (when the highest nodes are
+        // gone or out of reach); searches and inserts start from the entry's own level.
+        if store.level(ep) != top {
             return Err(IntegrityError::EntryPoint(format!(
                 "entry level {top}, node level {}, highest level {}",
                 store.level(ep),

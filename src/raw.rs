@@ -40,7 +40,12 @@ impl Index {
             id: self.store.id(n),
             level,
             deleted: self.store.is_deleted(n),
-            vector: self.store.vector_bytes(n).to_vec(),
+            vector: {
+                let _pin = crossbeam_epoch::pin();
+                // SAFETY: `n` was seen ready (a published node) and the thread is pinned while
+                // it copies the vector (`store.rs`, "Slot reuse").
+                unsafe { self.store.vector_bytes(n) }.to_vec()
+            },
             links,
         })
     }
@@ -82,27 +87,33 @@ impl Index {
         if count > 0 && index.store.alloc(count).is_none() {
             return Err("out of memory for nodes".into());
         }
+        // Nodes first, links second: counting a link needs its target's upper-level block.
+        for (n, node) in nodes.iter().enumerate() {
+            let Some(node) = node else { continue };
+            // SAFETY: the index is new and not shared yet: no other thread can read any node.
+            if !unsafe { index.store.init_node(n as u32, node.id, node.level, &node.vector) } {
+                return Err("out of memory for links".into());
+            }
+        }
         let mut live = 0usize;
         for (n, node) in nodes.iter().enumerate() {
             let n = n as u32;
             let Some(node) = node else { continue };
-            if !index.store.init_node(n, node.id, node.level, &node.vector) {
-                return Err("out of memory for links".into());
-            }
-            for (l, list) in node.links.iter().enumerate() {
-                index.store.write_links(n, l, list);
-                if l == 0 {
-                    list.iter().for_each(|&t| index.store.inc_indeg(t));
+            {
+                let _g = index.store.lock(n);
+                for (l, list) in node.links.iter().enumerate() {
+                    index.store.set_links(n, l, list);
                 }
             }
             index.store.mark_ready(n);
             if node.deleted {
+                // Snapshots of earlier versions kept tombstones: unlink them like any delete.
                 index.store.mark_deleted(n);
+                index.slots.push_pending(n);
             } else {
-                if index.ids.get(node.id).is_some() {
+                if !index.ids.restore(node.id, n) {
                     return Err(format!("id {} appears twice", node.id));
                 }
-                index.ids.set(node.id, n);
                 live += 1;
             }
         }

@@ -1,11 +1,16 @@
-//! Reachability repair: every live vector stays reachable from the entry point on level 0.
+//! Reachability repair: every live vector reachable from the entry point on level 0.
 //!
-//! Pruning keeps a node's last in-link (the orphan guard in `index.rs`), but in degenerate
-//! data (many duplicates, small `M`, heavy update churn) a group of nodes can still end up
-//! linked only among themselves. A breadth-first walk from the entry point finds such nodes;
-//! each gets an in-link from its nearest reachable node. The walk costs `O(nodes · M0)`, so it
-//! runs once every `max(1, len / 32)` mutations (amortised `O(M0)` per insert, update or
-//! delete) and at the end of every batch operation.
+//! Local mechanisms keep the graph connected as it changes: pruning never drops a node's last
+//! in-link (`Index::add_link`), a new node that every neighbour pruned away gets one
+//! (`force_in_link`), and a delete re-homes the neighbours it would orphan (`reuse.rs`). In
+//! degenerate data (many exact duplicates, tiny `M`) a node can still end up cut off when every
+//! list it could join depends on its own links. The pass here finds such nodes by a walk from the
+//! entry point and links each from its nearest reachable node with a free slot.
+//!
+//! The pass costs `O(nodes · M0)` list reads, plus a graph search per cut-off node (and a scan
+//! of the reachable nodes when the search finds none with room), so no mutation runs it: it runs
+//! when asked ([`Index::repair`]), in [`Index::compact`], and after loading or recovering an
+//! index.
 
 use crate::index::Index;
 use crate::scratch::{with_scratch, Cand};
@@ -16,16 +21,12 @@ const MAX_PASSES: usize = 4;
 
 impl Index {
     /// Re-links live vectors that a walk from the entry point on level 0 cannot reach, and
-    /// returns how many links it added. Runs automatically; call it directly after an unusual
-    /// workload if you want the guarantee at once. Safe to call concurrently with anything.
+    /// returns how many links it added. Walks the whole graph: call it after an unusual
+    /// workload (see `check_integrity`); loading and `compact` call it. Safe to call
+    /// concurrently with anything.
     pub fn repair(&self) -> usize {
         let _g = self.repair_lock.lock();
-        self.repair_locked()
-    }
-
-    /// The repair itself; the caller holds `repair_lock`.
-    fn repair_locked(&self) -> usize {
-        self.mutations.store(0, Ordering::Relaxed);
+        let _pin = crossbeam_epoch::pin();
         let mut fixed = 0;
         for _ in 0..MAX_PASSES {
             let added = self.repair_pass();
@@ -35,17 +36,6 @@ impl Index {
             }
         }
         fixed
-    }
-
-    /// Counts `n` mutations and repairs when enough have accumulated since the last repair.
-    pub(crate) fn note_mutations(&self, n: usize) {
-        let total = self.mutations.fetch_add(n, Ordering::Relaxed) + n;
-        if total >= (self.len() / 32).max(1) {
-            // A caller that finds a repair already running skips: that one covers it.
-            if let Some(_g) = self.repair_lock.try_lock() {
-                self.repair_locked();
-            }
-        }
     }
 
     fn repair_pass(&self) -> usize {
@@ -109,9 +99,9 @@ impl Index {
             let (ep, top) = self.entry_point()?;
             let mut cur = Cand { d: self.dist(&q, ep), n: ep };
             for l in (1..=top).rev() {
-                cur = self.greedy_pub(&q, cur, l, s);
+                cur = self.greedy(&q, cur, l, s);
             }
-            self.search_from(&q, cur, ef, s, ok);
+            self.layer_search(&q, &[cur], 0, ef, s, ok);
             let mut found: Vec<Cand> = s.results.drain().collect();
             found.sort_unstable();
             found.iter().find(|c| self.store.is_live(c.n) && self.has_room(c.n)).map(|c| c.n)
@@ -139,10 +129,6 @@ impl Index {
             // Appeared since the walk (a concurrent insert): reachable already.
             return true;
         }
-        if self.store.try_push_link(r, 0, u) {
-            self.store.inc_indeg(u);
-            return true;
-        }
-        false
+        self.store.try_push_link(r, 0, u)
     }
 }

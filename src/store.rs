@@ -1,30 +1,44 @@
-//! Per-node storage: vectors, level-0 links, upper-level links, ids, flags and locks.
+//! Per-node storage: vectors, level-0 links, upper-level links, ids, flags, locks and in-degrees.
 //!
-//! Every array is an [`Arena`], so growth never moves a node's data.
+//! Every per-node array is an [`Arena`], so growth never moves a node's data.
 //!
 //! # Publication protocol
-//! A node's vector, id, level and upper-link block are written exactly once, by the thread that
-//! allocated the node number, before anything else can learn that number. Other threads learn it
-//! only through release stores that happen after those writes (a neighbour slot, the entry point,
-//! the `READY` flag) and read it with acquire loads, so they see the finished writes. Code that
-//! scans node numbers directly (integrity checks, snapshots) must first check [`NodeStore::is_ready`].
+//! A node's vector, id and level are written by the thread that allocated (or re-allocated) its
+//! number, before anything else can learn that number. Other threads learn it only through
+//! release stores that happen after those writes (a neighbour slot, the entry point, the id map,
+//! the `READY` flag) and read it with acquire loads, so they see the finished writes.
+//!
+//! # Slot reuse
+//! A deleted node's number is handed out again only once (a) no neighbour list names it (its
+//! in-degree counters, kept exact by [`NodeStore::set_links`] and the other list writers, are
+//! zero), (b) it is neither the entry point nor mapped by an id, (c) it was flagged `FREE`
+//! (neither ready nor live, so scans skip it), and (d) a full epoch grace period has passed since
+//! then, so every reader that could still hold the number has finished. Rewriting its vector then
+//! races with no reader. See `docs/architecture.md`.
 //!
 //! Neighbour lists are `[count, slot_1, …, slot_cap]` of atomics. Writers hold the node's lock
 //! (one node at a time, never two) and store slots before the count; readers take no lock and may
 //! see a mix of an old and a new list, which is harmless for a greedy search: every slot always
-//! holds some valid, published node.
+//! holds some valid node number.
 
-use crate::arena::{Arena, ZeroValid};
+use crate::arena::Arena;
+use std::alloc::{alloc_zeroed, dealloc, Layout};
 use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicU8, Ordering};
 
 /// Highest level a node can get; the level shares its byte with the flags.
 pub(crate) const MAX_LEVEL: usize = 31;
-const LEVEL_MASK: u8 = 0x3F;
+const LEVEL_MASK: u8 = 0x1F;
+/// Retired: waiting for its grace period or in the free list. Not ready, not live.
+const FREE: u8 = 0x20;
 const READY: u8 = 0x40;
 const DELETED: u8 = 0x80;
 
-// SAFETY: a null pointer is the all-zero pattern and a valid `AtomicPtr`.
-unsafe impl<T> ZeroValid for AtomicPtr<T> {}
+/// Words before the lists in an upper-level block: the block's level count, the in-degree on
+/// levels above 0.
+const BLOCK_HEADER: usize = 2;
+
+/// The list every missing row reads as: no neighbours.
+static EMPTY_LIST: [AtomicU32; 1] = [AtomicU32::new(0)];
 
 /// Guard of a node's spin lock; unlocks on drop.
 pub(crate) struct NodeGuard<'a>(&'a AtomicU8);
@@ -33,6 +47,13 @@ impl Drop for NodeGuard<'_> {
     fn drop(&mut self) {
         self.0.store(0, Ordering::Release);
     }
+}
+
+/// Pools of upper-level blocks by level count. Blocks are never freed before the store drops:
+/// a reader that still holds a block of a re-allocated node reads valid atomics of the right
+/// length, so [`NodeStore::links`] is sound without any reader protocol.
+struct BlockPool {
+    free: parking_lot::Mutex<Vec<Vec<usize>>>,
 }
 
 pub(crate) struct NodeStore {
@@ -44,14 +65,23 @@ pub(crate) struct NodeStore {
     ids: Arena<AtomicU64>,
     meta: Arena<AtomicU8>,
     locks: Arena<AtomicU8>,
-    /// Level-0 in-degree: pruning never drops a node's last in-link, so no node is orphaned.
+    /// Level-0 in-degree: pruning never drops a node's last in-link, so no node is orphaned;
+    /// zero (with the upper in-degree) is also what lets a deleted slot be reused.
     indeg: Arena<AtomicU32>,
-    /// 0: no upper levels; `k + 1`: the node's block is `upper_blocks[k]`.
-    upper_ref: Arena<AtomicU32>,
-    upper_blocks: Arena<AtomicPtr<AtomicU32>>,
-    upper_count: AtomicU32,
+    /// Upper-level block of each node, or null: `[levels, indeg_up, levels × (m + 1)]`.
+    upper: Arena<AtomicPtr<AtomicU32>>,
+    pool: BlockPool,
     /// Node numbers handed out so far.
     allocated: AtomicU32,
+}
+
+/// Why an in-degree could not be lowered.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Release {
+    /// Lowered by one.
+    Done,
+    /// The link is the node's last one on level 0; nothing changed.
+    Last,
 }
 
 impl NodeStore {
@@ -67,9 +97,8 @@ impl NodeStore {
             meta: Arena::new(1),
             locks: Arena::new(1),
             indeg: Arena::new(1),
-            upper_ref: Arena::new(1),
-            upper_blocks: Arena::new(1),
-            upper_count: AtomicU32::new(0),
+            upper: Arena::new(1),
+            pool: BlockPool { free: parking_lot::Mutex::new(vec![Vec::new(); MAX_LEVEL + 1]) },
             allocated: AtomicU32::new(0),
         }
     }
@@ -80,8 +109,8 @@ impl NodeStore {
         self.allocated.load(Ordering::Acquire)
     }
 
-    /// Hands out `count` consecutive node numbers with backing memory, or `None` when the `u32`
-    /// node space or memory is exhausted (then nothing is handed out).
+    /// Hands out `count` consecutive fresh node numbers with backing memory, or `None` when the
+    /// `u32` node space or memory is exhausted (then nothing is handed out).
     pub(crate) fn alloc(&self, count: u32) -> Option<u32> {
         let mut cur = self.allocated.load(Ordering::Relaxed);
         loop {
@@ -104,47 +133,107 @@ impl NodeStore {
             && self.meta.ensure(last)
             && self.locks.ensure(last)
             && self.indeg.ensure(last)
-            && self.upper_ref.ensure(last)
+            && self.upper.ensure(last)
     }
 
-    /// Writes a freshly allocated node. Must be called exactly once per node, by the thread that
-    /// allocated it, before the node number is shared.
-    pub(crate) fn init_node(&self, n: u32, id: u64, level: usize, vector: &[u8]) -> bool {
-        debug_assert_eq!(vector.len(), self.vec_bytes);
-        debug_assert!(level <= MAX_LEVEL);
-        let dst = self.vectors.row_ptr(n as usize);
-        // SAFETY: row `n` is allocated (alloc ensured it) and `vec_bytes` long; no other thread
-        // reads or writes it until `n` is published (module protocol), and `vector` cannot
-        // overlap it because the row has never been handed out.
-        unsafe { std::ptr::copy_nonoverlapping(vector.as_ptr(), dst.as_ptr(), self.vec_bytes) };
-        self.ids.row(n as usize)[0].store(id, Ordering::Relaxed);
-        if level > 0 {
-            let block: Box<[AtomicU32]> = (0..level * (self.m + 1)).map(|_| AtomicU32::new(0)).collect();
-            let k = self.upper_count.fetch_add(1, Ordering::Relaxed);
-            if k == u32::MAX || !self.upper_blocks.ensure(k as usize) {
-                return false;
-            }
-            let raw = Box::into_raw(block) as *mut AtomicU32;
-            self.upper_blocks.row(k as usize)[0].store(raw, Ordering::Release);
-            self.upper_ref.row(n as usize)[0].store(k + 1, Ordering::Release);
+    /// Writes node `n`: vector, id, level, empty lists. Returns `false` (changing nothing
+    /// visible) if memory for its upper-level block ran out.
+    ///
+    /// # Safety
+    /// `n` was handed out by [`alloc`](Self::alloc) to the calling thread, or taken from the
+    /// free list after its grace period (module docs, "Slot reuse"); no other thread reads
+    /// its vector until the caller publishes `n`.
+    pub(crate) unsafe fn init_node(&self, n: u32, id: u64, level: usize, vector: &[u8]) -> bool {
+        if vector.len() != self.vec_bytes || level > MAX_LEVEL {
+            return false;
         }
-        self.meta.row(n as usize)[0].store(level as u8, Ordering::Release);
+        let (Some(dst), Some(up)) = (self.vectors.row_ptr(n as usize), self.upper.row(n as usize)) else {
+            return false;
+        };
+        let old = up[0].load(Ordering::Acquire);
+        let old_levels = block_levels(old);
+        let block = if old_levels == level {
+            old
+        } else if level == 0 {
+            std::ptr::null_mut()
+        } else {
+            match self.take_block(level) {
+                Some(b) => b,
+                None => return false,
+            }
+        };
+        if !block.is_null() {
+            // SAFETY: `block` is a live pool block of `level` levels (header included).
+            let words = unsafe { std::slice::from_raw_parts(block, block_len(level, self.m)) };
+            words[1].store(0, Ordering::Relaxed);
+            for l in 0..level {
+                words[BLOCK_HEADER + l * (self.m + 1)].store(0, Ordering::Relaxed);
+            }
+        }
+        // SAFETY: row `n` is allocated and `vec_bytes` long; the caller guarantees that no
+        // other thread reads or writes it until `n` is published, and `vector` cannot overlap it
+        // because the row is not handed out to anyone else.
+        unsafe { std::ptr::copy_nonoverlapping(vector.as_ptr(), dst.as_ptr(), self.vec_bytes) };
+        if let Some(r) = self.ids.row(n as usize) {
+            r[0].store(id, Ordering::Relaxed);
+        }
+        if let Some(r) = self.links0.row(n as usize) {
+            r[0].store(0, Ordering::Relaxed);
+        }
+        if let Some(r) = self.indeg.row(n as usize) {
+            r[0].store(0, Ordering::Relaxed);
+        }
+        up[0].store(block, Ordering::Release);
+        if block != old && !old.is_null() {
+            self.pool.free.lock()[old_levels].push(old as usize);
+        }
+        if let Some(r) = self.meta.row(n as usize) {
+            r[0].store(level as u8, Ordering::Release);
+        }
         true
     }
 
-    /// The stored bytes of node `n` (see the module's publication protocol).
+    /// A zeroed block of `levels` levels with its header set, from the pool or the allocator.
+    fn take_block(&self, levels: usize) -> Option<*mut AtomicU32> {
+        if let Some(b) = self.pool.free.lock()[levels].pop() {
+            return Some(b as *mut AtomicU32);
+        }
+        let layout = Layout::array::<AtomicU32>(block_len(levels, self.m)).ok()?;
+        // SAFETY: the layout has non-zero size (the header alone is two words).
+        let p = unsafe { alloc_zeroed(layout) }.cast::<AtomicU32>();
+        if p.is_null() {
+            return None;
+        }
+        // SAFETY: `p` points to `block_len` zeroed (valid) atomics that nobody else knows yet.
+        unsafe { (*p).store(levels as u32, Ordering::Relaxed) };
+        Some(p)
+    }
+
+    /// The stored bytes of node `n`.
+    ///
+    /// # Safety
+    /// `n` must be published (learned through a neighbour slot, the entry point or the id map,
+    /// or seen `READY`, with acquire) and the caller must be pinned in the current epoch
+    /// (`crossbeam_epoch::pin`) from before it learned `n` until it drops the slice, so `n`
+    /// cannot be re-allocated and rewritten meanwhile (module docs, "Slot reuse").
     #[inline(always)]
-    pub(crate) fn vector_bytes(&self, n: u32) -> &[u8] {
-        let p = self.vectors.row_ptr(n as usize);
-        // SAFETY: `n` was published after `init_node` wrote its row (module protocol), the row is
-        // never written again, and its bucket lives as long as `self`.
-        unsafe { std::slice::from_raw_parts(p.as_ptr(), self.vec_bytes) }
+    pub(crate) unsafe fn vector_bytes(&self, n: u32) -> &[u8] {
+        match self.vectors.row_ptr(n as usize) {
+            // SAFETY: the row is allocated and `vec_bytes` long, its bucket lives as long as
+            // `self`, and by the caller's contract nobody writes it while the slice lives.
+            Some(p) => unsafe { std::slice::from_raw_parts(p.as_ptr(), self.vec_bytes) },
+            None => &[],
+        }
     }
 
     /// The stored vector of node `n` when storage is `f32`.
+    ///
+    /// # Safety
+    /// As for [`vector_bytes`](Self::vector_bytes).
     #[inline(always)]
-    pub(crate) fn vector_f32(&self, n: u32) -> &[f32] {
-        let b = self.vector_bytes(n);
+    pub(crate) unsafe fn vector_f32(&self, n: u32) -> &[f32] {
+        // SAFETY: the caller upholds `vector_bytes`'s contract.
+        let b = unsafe { self.vector_bytes(n) };
         debug_assert!(b.as_ptr().align_offset(4) == 0 && b.len().is_multiple_of(4));
         // SAFETY: only called for f32 storage, where rows are `4 * dim` bytes and start at
         // multiples of that from a 64-byte aligned bucket, so the pointer is 4-aligned and the
@@ -157,14 +246,14 @@ impl NodeStore {
     #[inline(always)]
     pub(crate) fn prefetch_vector(&self, n: u32) {
         #[cfg(target_arch = "x86_64")]
-        {
+        if let Some(p) = self.vectors.row_ptr(n as usize) {
             use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-            let p = self.vectors.row_ptr(n as usize).as_ptr() as *const i8;
+            let p = p.as_ptr() as *const i8;
             let lines = self.vec_bytes.div_ceil(64).min(8);
             for i in 0..lines {
                 // SAFETY: prefetch never faults and reads nothing architecturally; the address
                 // is inside the (allocated) row anyway.
-                unsafe { _mm_prefetch::<_MM_HINT_T0>(p.add(i * 64)) };
+                unsafe { _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(i * 64)) };
             }
         }
         #[cfg(not(target_arch = "x86_64"))]
@@ -173,12 +262,12 @@ impl NodeStore {
 
     #[inline(always)]
     pub(crate) fn id(&self, n: u32) -> u64 {
-        self.ids.row(n as usize)[0].load(Ordering::Relaxed)
+        self.ids.row(n as usize).map_or(0, |r| r[0].load(Ordering::Relaxed))
     }
 
     #[inline(always)]
     fn meta(&self, n: u32) -> u8 {
-        self.meta.row(n as usize)[0].load(Ordering::Acquire)
+        self.meta.row(n as usize).map_or(0, |r| r[0].load(Ordering::Acquire))
     }
 
     #[inline(always)]
@@ -192,6 +281,7 @@ impl NodeStore {
         self.meta(n) & (READY | DELETED) == READY
     }
 
+    /// Fully linked (live or a tombstone); not retired.
     #[inline(always)]
     pub(crate) fn is_ready(&self, n: u32) -> bool {
         self.meta(n) & READY != 0
@@ -202,12 +292,64 @@ impl NodeStore {
         self.meta(n) & DELETED != 0
     }
 
+    /// Retired: flagged for reuse (in its grace period or in the free list).
+    #[inline(always)]
+    pub(crate) fn is_free(&self, n: u32) -> bool {
+        self.meta(n) & FREE != 0
+    }
+
+    /// Retired, and no link to it was added since: its slot may be reused once its grace
+    /// period has passed and its in-degrees are zero.
+    #[inline(always)]
+    pub(crate) fn is_reusable(&self, n: u32) -> bool {
+        self.meta(n) & (FREE | DELETED | READY) == FREE
+    }
+
+    /// Neither deleted nor retired: a node new links may point to (live, or still being
+    /// inserted by another thread).
+    #[inline(always)]
+    pub(crate) fn is_linkable(&self, n: u32) -> bool {
+        self.meta(n) & (FREE | DELETED) == 0
+    }
+
     pub(crate) fn mark_ready(&self, n: u32) {
-        self.meta.row(n as usize)[0].fetch_or(READY, Ordering::Release);
+        if let Some(r) = self.meta.row(n as usize) {
+            r[0].fetch_or(READY, Ordering::Release);
+        }
     }
 
     pub(crate) fn mark_deleted(&self, n: u32) {
-        self.meta.row(n as usize)[0].fetch_or(DELETED, Ordering::Release);
+        if let Some(r) = self.meta.row(n as usize) {
+            r[0].fetch_or(DELETED, Ordering::Release);
+        }
+    }
+
+    /// Flags a tombstone (ready and deleted) as retired, so scans and integrity checks skip it
+    /// from now on. One atomic step: of several threads retiring the same tombstone, exactly
+    /// one gets `true`, so a slot can never enter the free list twice.
+    pub(crate) fn try_mark_free(&self, n: u32) -> bool {
+        let Some(r) = self.meta.row(n as usize) else { return false };
+        let cur = r[0].load(Ordering::Acquire);
+        if cur & (READY | DELETED | FREE) != READY | DELETED {
+            return false;
+        }
+        r[0].compare_exchange(cur, (cur & LEVEL_MASK) | FREE, Ordering::AcqRel, Ordering::Acquire).is_ok()
+    }
+
+    /// Flags a slot that was never published as retired (its insert failed before linking).
+    pub(crate) fn mark_unpublished_free(&self, n: u32) {
+        if let Some(r) = self.meta.row(n as usize) {
+            let level = r[0].load(Ordering::Relaxed) & LEVEL_MASK;
+            r[0].store(level | FREE, Ordering::Release);
+        }
+    }
+
+    /// Takes a retired node back as an ordinary tombstone (it turned out to be still linked).
+    pub(crate) fn unmark_free(&self, n: u32) {
+        if let Some(r) = self.meta.row(n as usize) {
+            let level = r[0].load(Ordering::Relaxed) & LEVEL_MASK;
+            r[0].store(level | READY | DELETED, Ordering::Release);
+        }
     }
 
     /// Capacity of node lists on `level`.
@@ -220,20 +362,27 @@ impl NodeStore {
         }
     }
 
-    /// `[count, slots…]` of node `n` on `level` (which must be `<= level(n)`).
+    /// `[count, slots…]` of node `n` on `level`; an empty list when `n` has no such level.
     #[inline(always)]
     pub(crate) fn links(&self, n: u32, level: usize) -> &[AtomicU32] {
         if level == 0 {
-            return self.links0.row(n as usize);
+            return self.links0.row(n as usize).unwrap_or(&EMPTY_LIST);
         }
-        let k = self.upper_ref.row(n as usize)[0].load(Ordering::Acquire);
-        debug_assert!(k > 0 && level <= self.level(n));
-        let block = self.upper_blocks.row(k as usize - 1)[0].load(Ordering::Acquire);
+        let block = self.block(n);
+        if level > block_levels(block) {
+            return &EMPTY_LIST;
+        }
         let w = self.m + 1;
-        // SAFETY: the block was leaked from a `Box<[AtomicU32]>` of `level(n) * (m + 1)` elements
-        // in `init_node`, published before `n`, and is freed only when the store drops;
-        // `level <= level(n)`, so the row `[(level - 1) * w, level * w)` is inside it.
-        unsafe { std::slice::from_raw_parts(block.add((level - 1) * w), w) }
+        // SAFETY: a non-null block holds `block_levels(block)` levels after its header (its
+        // header never changes), `level` is at most that, and blocks are freed only when the
+        // store drops, so the row `[header + (level - 1) * w, header + level * w)` is valid
+        // atomics for the life of `&self`.
+        unsafe { std::slice::from_raw_parts(block.add(BLOCK_HEADER + (level - 1) * w), w) }
+    }
+
+    #[inline(always)]
+    fn block(&self, n: u32) -> *mut AtomicU32 {
+        self.upper.row(n as usize).map_or(std::ptr::null_mut(), |r| r[0].load(Ordering::Acquire))
     }
 
     /// Reads a neighbour list into `out` (cleared first).
@@ -245,50 +394,126 @@ impl NodeStore {
         out.extend(l[1..=cnt].iter().map(|s| s.load(Ordering::Acquire)));
     }
 
-    /// Overwrites a neighbour list; the caller holds `n`'s lock.
-    pub(crate) fn write_links(&self, n: u32, level: usize, nbrs: &[u32]) {
+    /// Overwrites a neighbour list without touching in-degrees; the caller holds `n`'s lock and
+    /// has already counted the difference.
+    fn write_slots(&self, n: u32, level: usize, nbrs: &[u32]) {
         let l = self.links(n, level);
         debug_assert!(nbrs.len() < l.len());
         for (slot, &v) in l[1..].iter().zip(nbrs) {
             slot.store(v, Ordering::Release);
         }
-        l[0].store(nbrs.len() as u32, Ordering::Release);
+        l[0].store(nbrs.len().min(l.len() - 1) as u32, Ordering::Release);
     }
 
-    /// Appends to a neighbour list if there is room; the caller holds `n`'s lock.
+    /// Overwrites a neighbour list, counting every added and removed link in the targets'
+    /// in-degrees, so the counters stay exact whatever the lists become. The caller holds `n`'s
+    /// lock.
+    pub(crate) fn set_links(&self, n: u32, level: usize, nbrs: &[u32]) {
+        let mut old = Vec::new();
+        self.read_links(n, level, &mut old);
+        for &t in &old {
+            if !nbrs.contains(&t) {
+                self.dec_indeg(t, level);
+            }
+        }
+        for &t in nbrs {
+            if !old.contains(&t) {
+                self.inc_indeg(t, level);
+            }
+        }
+        self.write_slots(n, level, nbrs);
+    }
+
+    /// Writes a list whose changes the caller already counted (the pruning path, which decides
+    /// each removal atomically with [`try_release0`](Self::try_release0)).
+    pub(crate) fn set_links_counted(&self, n: u32, level: usize, nbrs: &[u32]) {
+        self.write_slots(n, level, nbrs);
+    }
+
+    /// Appends to a neighbour list if there is room (counting the link); the caller holds `n`'s
+    /// lock.
     pub(crate) fn try_push_link(&self, n: u32, level: usize, v: u32) -> bool {
         let l = self.links(n, level);
         let cnt = l[0].load(Ordering::Relaxed) as usize;
         if cnt + 1 >= l.len() {
             return false;
         }
+        self.inc_indeg(v, level);
         l[cnt + 1].store(v, Ordering::Release);
         l[0].store(cnt as u32 + 1, Ordering::Release);
         true
     }
 
-    /// Counts a new level-0 link to `n`.
-    #[inline]
-    pub(crate) fn inc_indeg(&self, n: u32) {
-        self.indeg.row(n as usize)[0].fetch_add(1, Ordering::Relaxed);
+    fn indeg_cell(&self, n: u32, level: usize) -> Option<&AtomicU32> {
+        if level == 0 {
+            return self.indeg.row(n as usize).map(|r| &r[0]);
+        }
+        let block = self.block(n);
+        if block.is_null() {
+            return None;
+        }
+        // SAFETY: word 1 of a live block is its upper in-degree (blocks live as long as `self`).
+        Some(unsafe { &*block.add(1) })
     }
 
-    /// Uncounts a level-0 link to `n`; returns the in-degree left.
+    /// Counts a new link to `n` on `level`.
     #[inline]
-    pub(crate) fn dec_indeg(&self, n: u32) -> u32 {
-        self.indeg.row(n as usize)[0].fetch_sub(1, Ordering::Relaxed).saturating_sub(1)
+    pub(crate) fn inc_indeg(&self, n: u32, level: usize) {
+        if let Some(c) = self.indeg_cell(n, level) {
+            c.fetch_add(1, Ordering::AcqRel);
+        }
+        // A link to a retired node can only come from an insert that chose it before it was
+        // deleted; searches may follow that link from now on, so the slot must not be reused
+        // even if the link goes away again. `DELETED` on a `FREE` node records it.
+        if let Some(r) = self.meta.row(n as usize) {
+            if r[0].load(Ordering::Acquire) & FREE != 0 {
+                r[0].fetch_or(DELETED, Ordering::AcqRel);
+            }
+        }
+    }
+
+    /// Uncounts a link to `n` on `level`. Saturates at zero instead of wrapping (an exact
+    /// count never needs it; a wrapped count would make the slot look linked for ever).
+    #[inline]
+    pub(crate) fn dec_indeg(&self, n: u32, level: usize) {
+        if let Some(c) = self.indeg_cell(n, level) {
+            let r = c.fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| v.checked_sub(1));
+            debug_assert!(r.is_ok(), "in-degree of node {n} on level {level} went below zero");
+        }
+    }
+
+    /// Uncounts a level-0 link to `n` unless it is `n`'s last: the check and the decrement are
+    /// one atomic step, so two pruners cannot both drop a node's last two links.
+    #[inline]
+    pub(crate) fn try_release0(&self, n: u32) -> Release {
+        match self.indeg_cell(n, 0) {
+            Some(c) => match c.fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| (v > 1).then(|| v - 1)) {
+                Ok(_) => Release::Done,
+                Err(_) => Release::Last,
+            },
+            None => Release::Done,
+        }
     }
 
     /// Level-0 in-degree of `n`.
     #[inline]
     pub(crate) fn indeg(&self, n: u32) -> u32 {
-        self.indeg.row(n as usize)[0].load(Ordering::Relaxed)
+        self.indeg_cell(n, 0).map_or(0, |c| c.load(Ordering::Acquire))
+    }
+
+    /// In-degree of `n` on every level above 0 together.
+    #[inline]
+    pub(crate) fn indeg_upper(&self, n: u32) -> u32 {
+        self.indeg_cell(n, 1).map_or(0, |c| c.load(Ordering::Acquire))
     }
 
     /// Takes node `n`'s lock, spinning then yielding. Never hold two.
     #[inline]
     pub(crate) fn lock(&self, n: u32) -> NodeGuard<'_> {
-        let l = &self.locks.row(n as usize)[0];
+        static NO_LOCK: AtomicU8 = AtomicU8::new(0);
+        // A node without memory cannot be written by anyone; lock a dummy so callers need no
+        // special case (they find its lists empty).
+        let l = self.locks.row(n as usize).map_or(&NO_LOCK, |r| &r[0]);
         let mut spins = 0u32;
         while l.compare_exchange_weak(0, 1, Ordering::Acquire, Ordering::Relaxed).is_err() {
             spins += 1;
@@ -301,42 +526,60 @@ impl NodeStore {
         NodeGuard(l)
     }
 
-    /// Approximate resident bytes of `n` nodes' data (vectors, links, per-node fields, upper blocks).
+    /// Approximate resident bytes of the node data (vectors, links, per-node fields, blocks).
     pub(crate) fn memory_bytes(&self) -> usize {
         let n = self.allocated() as usize;
-        let uc = self.upper_count.load(Ordering::Relaxed) as usize;
         let mut upper = 0;
-        for k in 0..uc {
-            let p = self.upper_blocks.row(k)[0].load(Ordering::Acquire);
-            if !p.is_null() {
-                // Blocks hold level * (m + 1) u32; the level is not stored with the block, so
-                // count the common case of one level plus the allocator's header.
-                upper += (self.m + 1) * 4 + 16;
+        for node in 0..n as u32 {
+            let levels = block_levels(self.block(node));
+            if levels > 0 {
+                // The allocator's header on top of the block.
+                upper += block_len(levels, self.m) * 4 + 16;
             }
         }
-        n * (self.vec_bytes + (self.m0 + 1) * 4 + 8 + 1 + 1 + 4 + 4) + uc * 8 + upper
+        let pooled: usize = self
+            .pool
+            .free
+            .lock()
+            .iter()
+            .enumerate()
+            .map(|(levels, v)| v.len() * (block_len(levels, self.m) * 4 + 16))
+            .sum();
+        n * (self.vec_bytes + (self.m0 + 1) * 4 + 8 + 1 + 1 + 4 + 8) + upper + pooled
     }
+}
+
+/// Level count of an upper-level block (0 for none).
+#[inline(always)]
+fn block_levels(block: *mut AtomicU32) -> usize {
+    if block.is_null() {
+        0
+    } else {
+        // SAFETY: a non-null block pointer always points to a live block (blocks are freed only
+        // when the store drops), whose first word is its level count, set before publication.
+        unsafe { (*block).load(Ordering::Relaxed) as usize }
+    }
+}
+
+fn block_len(levels: usize, m: usize) -> usize {
+    BLOCK_HEADER + levels * (m + 1)
 }
 
 impl Drop for NodeStore {
     fn drop(&mut self) {
-        let uc = *self.upper_count.get_mut() as usize;
         let n = *self.allocated.get_mut() as usize;
-        // Rebuild each block's length from its owner's level to free it with the right layout.
-        let mut lens = vec![0usize; uc];
-        for node in 0..n {
-            let k = self.upper_ref.row(node)[0].load(Ordering::Relaxed) as usize;
-            if k > 0 && k <= uc {
-                lens[k - 1] = self.level(node as u32) * (self.m + 1);
-            }
+        let mut blocks: Vec<usize> = (0..n as u32).map(|x| self.block(x) as usize).filter(|&b| b != 0).collect();
+        for v in self.pool.free.get_mut().iter_mut() {
+            blocks.append(v);
         }
-        for (k, &len) in lens.iter().enumerate() {
-            let p = self.upper_blocks.row(k)[0].load(Ordering::Relaxed);
-            if !p.is_null() && len > 0 {
-                let slice = std::ptr::slice_from_raw_parts_mut(p, len);
-                // SAFETY: `p` came from `Box::into_raw` of a boxed slice of exactly `len`
-                // elements (its owner's level times m + 1) and is freed only here.
-                drop(unsafe { Box::from_raw(slice) });
+        for b in blocks {
+            let p = b as *mut AtomicU32;
+            let levels = block_levels(p);
+            if let Ok(layout) = Layout::array::<AtomicU32>(block_len(levels, self.m)) {
+                // SAFETY: every block was allocated in `take_block` with exactly this layout
+                // (its level count never changes), is owned by one node or the pool (never
+                // both), and is freed only here.
+                unsafe { dealloc(p.cast(), layout) };
             }
         }
     }

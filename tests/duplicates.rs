@@ -30,8 +30,8 @@ fn thousands_of_copies_of_few_vectors() {
     }
     let batched = Index::new(IndexConfig::new(16, Metric::L2)).unwrap();
     batched.insert_batch(&items, &BatchOptions::new()).unwrap();
-    // Batches end with a repair; single inserts repair every len/32 mutations, so the serial
-    // build gets the documented explicit call.
+    // A batch that meets exact duplicates ends with a repair pass; a build by single inserts
+    // gets the documented explicit call.
     serial.repair();
     for idx in [&serial, &batched] {
         let stats = idx.check_integrity().unwrap();

@@ -156,8 +156,15 @@ fn export(index: &Index) -> (Vec<RawNode>, Option<(u32, usize)>) {
     let count = index.raw_node_count();
     let mut nodes: Vec<RawNode> = Vec::with_capacity(count as usize);
     let mut renumber: Vec<u32> = Vec::with_capacity(count as usize);
+    // Tombstones are left out (a snapshot holds no deleted vector); a link to one is replaced by
+    // the tombstone's own neighbours, so paths through it survive the save.
+    let mut tombstones: HashMap<u32, Vec<Vec<u32>>> = HashMap::new();
     for n in 0..count {
         match index.raw_node(n) {
+            Some(node) if node.deleted => {
+                tombstones.insert(n, node.links);
+                renumber.push(u32::MAX);
+            }
             Some(node) => {
                 renumber.push(nodes.len() as u32);
                 nodes.push(node);
@@ -166,13 +173,27 @@ fn export(index: &Index) -> (Vec<RawNode>, Option<(u32, usize)>) {
         }
     }
     let level_of: Vec<usize> = nodes.iter().map(|n| n.level).collect();
+    let cfg = index.config();
     for (new, node) in nodes.iter_mut().enumerate() {
         for (l, list) in node.links.iter_mut().enumerate() {
+            let cap = if l == 0 { cfg.m0 } else { cfg.m };
             let mut out: Vec<u32> = Vec::with_capacity(list.len());
-            for &t in list.iter() {
-                let Some(&m) = renumber.get(t as usize) else { continue };
+            let keep = |t: u32, out: &mut Vec<u32>| {
+                let Some(&m) = renumber.get(t as usize) else { return };
                 if m != u32::MAX && m as usize != new && level_of[m as usize] >= l && !out.contains(&m) {
                     out.push(m);
+                }
+            };
+            for &t in list.iter() {
+                keep(t, &mut out);
+            }
+            for &t in list.iter() {
+                if let Some(via) = tombstones.get(&t).and_then(|lists| lists.get(l)) {
+                    for &u in via {
+                        if out.len() < cap {
+                            keep(u, &mut out);
+                        }
+                    }
                 }
             }
             *list = out;
@@ -236,7 +257,10 @@ pub fn load_from_bytes(bytes: &[u8]) -> Result<Index> {
         }
     }
     let nodes: Vec<Option<RawNode>> = nodes.into_iter().map(Some).collect();
-    Index::from_raw(cfg, nodes, entry).map_err(PersistError::corrupt)
+    let index = Index::from_raw(cfg, nodes, entry).map_err(PersistError::corrupt)?;
+    // A snapshot of an index with tombstones drops them; re-link anything that only they reached.
+    index.repair();
+    Ok(index)
 }
 
 fn check_header(bytes: &[u8]) -> Result<()> {
