@@ -83,9 +83,6 @@ fn failure_message(f: &BatchFailure, locs: &[Loc], storage_u8: bool) -> String {
             let first = locs.get(*j).map_or_else(|| format!("row {j}"), Loc::to_string);
             format!("{loc}: duplicate id {id} (first seen at {first})")
         }
-        BatchError::DuplicateId { id, first_index: None, .. } => {
-            format!("{loc}: duplicate id {id} (already in the index)")
-        }
         BatchError::InvalidVector { id, reason, .. } => {
             let hint = match reason {
                 InvalidReason::Unrepresentable { .. } if storage_u8 => {
@@ -95,10 +92,9 @@ fn failure_message(f: &BatchFailure, locs: &[Loc], storage_u8: bool) -> String {
             };
             format!("{loc} (id {id}): {reason}{hint}")
         }
-        BatchError::DimensionMismatch { id, expected, actual, .. } => {
-            format!("{loc} (id {id}): dimension {actual}, the index has dimension {expected}")
-        }
-        other => format!("{loc}: {other}"),
+        BatchError::DimensionMismatch { id, .. } => format!("{loc} (id {id}): {}", f.error.reason()),
+        // The row's location replaces the batch position, which means nothing to the user.
+        _ => format!("{loc}: {}", f.error.reason()),
     }
 }
 
