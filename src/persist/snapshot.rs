@@ -6,7 +6,7 @@
 
 use super::backend::{Backend, FileBackend};
 use super::codec::{Put, Reader};
-use super::error::{PersistError, Result};
+use super::error::{check_version, PersistError, Result};
 use crate::config::{IndexConfig, Storage};
 use crate::distance::Metric;
 use crate::index::Index;
@@ -253,9 +253,7 @@ fn check_header(bytes: &[u8]) -> Result<()> {
     }
     let mut r = Reader::new(&bytes[8..HEADER_LEN], "header");
     let version = r.u32()?;
-    if version != SNAPSHOT_VERSION {
-        return Err(PersistError::UnsupportedVersion { found: version, supported: SNAPSHOT_VERSION });
-    }
+    check_version("snapshot", version, SNAPSHOT_VERSION)?;
     let flags = r.u32()?;
     if flags != 0 {
         return Err(PersistError::corrupt(format!("unknown header flags {flags:#x}")));
