@@ -415,11 +415,14 @@ pub(crate) fn parent_dir(path: &Path) -> &Path {
 
 /// Replaces `path` with `bytes` atomically and durably: write a temporary file, sync it, rename
 /// it over `path`, sync the directory. A crash at any point leaves the old file or the new one.
+///
+/// Errors name `path`: the temporary file is this function's business, and a caller told of
+/// `x.hnsw.tmp` would look for a file it never asked for.
 pub(crate) fn write_atomic(backend: &dyn Backend, path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = temp_path(path)?;
-    backend.write(&tmp, bytes).map_err(PersistError::io("write", &tmp))?;
-    backend.sync(&tmp).map_err(PersistError::io("sync", &tmp))?;
-    backend.rename(&tmp, path).map_err(PersistError::io("rename", &tmp))?;
+    backend.write(&tmp, bytes).map_err(PersistError::io("write", path))?;
+    backend.sync(&tmp).map_err(PersistError::io("sync", path))?;
+    backend.rename(&tmp, path).map_err(PersistError::io("rename", path))?;
     let dir = parent_dir(path);
     backend.sync_dir(dir).map_err(PersistError::io("sync_dir", dir))
 }
