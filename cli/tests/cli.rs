@@ -442,6 +442,12 @@ fn output_location_is_checked_before_building() {
     let o = run(d.path(), &["build", "bad.jsonl", "-o", "file/x.hnsw"]);
     expect_code(&o, 3);
     assert!(stderr(&o).contains("`file` is not a directory"), "{}", stderr(&o));
+    // The metadata side file is written to a temporary file too; its errors name the side file.
+    write_jsonl(p(d.path(), "m.jsonl"), &records(10, 3, 4), &JsonlOptions::default()).unwrap();
+    std::fs::create_dir(d.path().join("m.hnsw.meta.jsonl.tmp")).unwrap();
+    let o = run(d.path(), &["build", "m.jsonl", "-o", "m.hnsw"]);
+    expect_code(&o, 3);
+    assert!(stderr(&o).contains("`m.hnsw.meta.jsonl`") && !stderr(&o).contains(".tmp"), "{}", stderr(&o));
 }
 
 #[test]
