@@ -1,6 +1,7 @@
 //! The [`BatchInsertable`] trait: parallel batch insert with typed errors, modes, progress and
 //! cancellation. The design is recorded in `rfcs/0001-batch-insert.md`.
 
+use crate::error::phrase;
 use crate::index::{Index, VectorError};
 use crate::progress::{CancelFn, ProgressFn, Tracker};
 use crate::scratch::with_scratch;
@@ -34,13 +35,14 @@ pub enum InvalidReason {
 
 impl std::fmt::Display for InvalidReason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
+        match *self {
             InvalidReason::NonFinite { component, value } => {
-                write!(f, "non-finite value {value} at component {component}")
+                write!(f, "{}", phrase::non_finite(component, value))
             }
-            InvalidReason::ZeroNorm => write!(f, "zero norm under the cosine metric"),
+            InvalidReason::ZeroNorm => f.write_str(phrase::ZERO_VECTOR),
+            // Only `u8` storage can refuse a finite value.
             InvalidReason::Unrepresentable { component, value } => {
-                write!(f, "value {value} at component {component} does not fit the storage type")
+                write!(f, "{}", phrase::unrepresentable(component, value, crate::Storage::U8.name()))
             }
         }
     }
@@ -51,7 +53,7 @@ impl std::fmt::Display for InvalidReason {
 #[non_exhaustive]
 pub enum BatchError {
     /// An item's vector has the wrong length.
-    #[error("item {index} (id {id}): dimension {actual}, index expects {expected}")]
+    #[error("item {index} (id {id}): {}", self.reason())]
     DimensionMismatch {
         /// Position of the item in the batch.
         index: usize,
@@ -64,7 +66,7 @@ pub enum BatchError {
     },
     /// An item's vector holds NaN or infinite values, has zero norm under cosine, or cannot be
     /// stored in the configured element type.
-    #[error("item {index} (id {id}): invalid vector: {reason}")]
+    #[error("item {index} (id {id}): {}", self.reason())]
     InvalidVector {
         /// Position of the item in the batch.
         index: usize,
@@ -74,7 +76,7 @@ pub enum BatchError {
         reason: InvalidReason,
     },
     /// An item's id appears earlier in the batch or is already in the index.
-    #[error("item {index}: duplicate id {id}{}", match first_index { Some(i) => format!(" (also item {i})"), None => " (already in the index)".into() })]
+    #[error("item {index} (id {id}): {}", self.reason())]
     DuplicateId {
         /// Position of the item in the batch.
         index: usize,
@@ -84,7 +86,7 @@ pub enum BatchError {
         first_index: Option<usize>,
     },
     /// Inserting the item would exceed `max_elements` or the `u32` node space.
-    #[error("item {index} (id {id}): capacity of {limit} elements exceeded")]
+    #[error("item {index} (id {id}): {}", self.reason())]
     CapacityExceeded {
         /// Position of the item in the batch.
         index: usize,
@@ -94,7 +96,7 @@ pub enum BatchError {
         limit: u64,
     },
     /// The cancel check returned `true`; `inserted` items were inserted and are searchable.
-    #[error("cancelled after inserting {inserted} items")]
+    #[error("{}", self.reason())]
     Cancelled {
         /// Items inserted before the batch stopped.
         inserted: usize,
@@ -111,6 +113,24 @@ impl BatchError {
             | BatchError::CapacityExceeded { index, .. } => Some(index),
             BatchError::Cancelled { .. } => None,
         }
+    }
+
+    /// What is wrong, without the item's position: the same words as the [`IndexError`] of the
+    /// same fault.
+    ///
+    /// [`IndexError`]: crate::IndexError
+    pub fn reason(&self) -> impl std::fmt::Display + '_ {
+        phrase::Phrase(move |f| match *self {
+            BatchError::DimensionMismatch { expected, actual, .. } => {
+                write!(f, "{}", phrase::dimension(expected, actual))
+            }
+            BatchError::InvalidVector { reason, .. } => write!(f, "{reason}"),
+            BatchError::DuplicateId { id, first_index, .. } => {
+                write!(f, "{}", phrase::duplicate(id, first_index))
+            }
+            BatchError::CapacityExceeded { limit, .. } => write!(f, "{}", phrase::capacity(limit)),
+            BatchError::Cancelled { inserted } => write!(f, "cancelled after inserting {inserted} items"),
+        })
     }
 
     /// The batch error of item `index` for a vector rejected by validation.

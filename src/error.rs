@@ -9,7 +9,7 @@ use thiserror::Error;
 #[non_exhaustive]
 pub enum IndexError {
     /// A vector's length differs from the index dimension.
-    #[error("dimension mismatch: index has dimension {expected}, vector has {actual}")]
+    #[error("{}", phrase::dimension(*expected, *actual))]
     DimensionMismatch {
         /// The index dimension.
         expected: usize,
@@ -17,7 +17,7 @@ pub enum IndexError {
         actual: usize,
     },
     /// A vector component is NaN or infinite.
-    #[error("non-finite value {value} at component {component}")]
+    #[error("{}", phrase::non_finite(*component, *value))]
     NonFiniteValue {
         /// Position of the offending component inside the vector.
         component: usize,
@@ -25,11 +25,11 @@ pub enum IndexError {
         value: f32,
     },
     /// A vector has zero norm under the cosine metric, where it has no direction.
-    #[error("zero vector cannot be normalised under the cosine metric")]
+    #[error("{}", phrase::ZERO_VECTOR)]
     ZeroVector,
     /// A value cannot be stored losslessly in the configured storage element type
     /// (for example 0.5 or 300.0 in `u8` storage).
-    #[error("value {value} at component {component} does not fit the {storage} storage type")]
+    #[error("{}", phrase::unrepresentable(*component, *value, storage))]
     UnrepresentableValue {
         /// Position of the offending component inside the vector.
         component: usize,
@@ -39,7 +39,7 @@ pub enum IndexError {
         storage: &'static str,
     },
     /// The id is already present in the index.
-    #[error("id {id} is already present")]
+    #[error("{}", phrase::duplicate(*id, None))]
     DuplicateId {
         /// The duplicate id.
         id: u64,
@@ -51,7 +51,7 @@ pub enum IndexError {
         id: u64,
     },
     /// The index is full: its configured `max_elements`, or the `u32` node space, is used up.
-    #[error("capacity exceeded: limit is {limit} elements")]
+    #[error("{}", phrase::capacity(*limit))]
     CapacityExceeded {
         /// The limit that was hit.
         limit: u64,
@@ -64,6 +64,50 @@ pub enum IndexError {
         /// Why the value is rejected.
         reason: String,
     },
+}
+
+/// The wording of each fault a vector or an item can have, shared by [`IndexError`] and
+/// [`crate::BatchError`] so that one fault reads the same whichever API reported it (a batch
+/// error only prefixes the item's position and id).
+pub(crate) mod phrase {
+    use std::fmt;
+
+    /// `Display` from a closure: lets a phrase be formatted in place, without a `String`.
+    pub(crate) struct Phrase<F: Fn(&mut fmt::Formatter<'_>) -> fmt::Result>(pub(crate) F);
+
+    impl<F: Fn(&mut fmt::Formatter<'_>) -> fmt::Result> fmt::Display for Phrase<F> {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            (self.0)(f)
+        }
+    }
+
+    pub(crate) fn dimension(expected: usize, actual: usize) -> impl fmt::Display {
+        Phrase(move |f| write!(f, "dimension mismatch: index has dimension {expected}, vector has {actual}"))
+    }
+
+    pub(crate) fn non_finite(component: usize, value: f32) -> impl fmt::Display {
+        Phrase(move |f| write!(f, "non-finite value {value} at component {component}"))
+    }
+
+    pub(crate) const ZERO_VECTOR: &str = "zero vector: cannot be normalised under the cosine metric";
+
+    pub(crate) fn unrepresentable(component: usize, value: f32, storage: &str) -> impl fmt::Display + '_ {
+        Phrase(move |f| {
+            write!(f, "value {value} at component {component} does not fit the {storage} storage type")
+        })
+    }
+
+    /// `earlier`: the position of an earlier item of the same batch with this id, if any.
+    pub(crate) fn duplicate(id: u64, earlier: Option<usize>) -> impl fmt::Display {
+        Phrase(move |f| match earlier {
+            Some(i) => write!(f, "duplicate id {id} (also item {i})"),
+            None => write!(f, "duplicate id {id} (already in the index)"),
+        })
+    }
+
+    pub(crate) fn capacity(limit: u64) -> impl fmt::Display {
+        Phrase(move |f| write!(f, "capacity exceeded: limit is {limit} elements"))
+    }
 }
 
 /// Result alias for index operations.

@@ -181,12 +181,45 @@ fn future_version_is_unsupported() {
     let mut b = save_to_bytes(&small_index());
     b[8..12].copy_from_slice(&(SNAPSHOT_VERSION + 1).to_le_bytes());
     match load_from_bytes(&b) {
-        Err(PersistError::UnsupportedVersion { found, supported }) => {
+        Err(e @ PersistError::UnsupportedVersion { found, supported }) => {
             assert_eq!(found, SNAPSHOT_VERSION + 1);
             assert_eq!(supported, SNAPSHOT_VERSION);
+            assert_eq!(
+                e.to_string(),
+                format!(
+                    "written by a newer version of hnsw-batch (format {found}, this build reads up to {supported})"
+                )
+            );
         }
         other => panic!("{other:?}"),
     }
+}
+
+/// A damaged version field reads as corruption, not as a file from a newer build: no build
+/// writes a version with any of its upper three bytes set, or version 0.
+#[test]
+fn damaged_version_field_is_corruption() {
+    let bytes = save_to_bytes(&small_index());
+    for flip in [0usize, 1, 2, 3] {
+        let mut b = bytes.clone();
+        if flip == 0 {
+            b[8] = 0;
+        } else {
+            b[8 + flip] ^= 1;
+        }
+        match load_from_bytes(&b) {
+            Err(e @ PersistError::Corrupt { .. }) => {
+                let msg = e.to_string();
+                assert!(msg.contains("snapshot header: version field"), "{msg}");
+                assert!(!msg.contains("newer"), "{msg}");
+            }
+            other => panic!("byte {flip}: {other:?}"),
+        }
+    }
+    let mut b = bytes.clone();
+    b[10] ^= 1; // 1 | 1 << 16 = 65537
+    let msg = load_from_bytes(&b).unwrap_err().to_string();
+    assert_eq!(msg, "corrupt data: snapshot header: version field 65537 (0x00010001) is no format version (this build reads version 1)");
 }
 
 #[test]

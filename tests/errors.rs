@@ -142,3 +142,37 @@ fn update_replaces_vector() {
     assert!(idx.search(&[3.0, 2.0, 3.0, 2.0], 10, 32).unwrap().iter().filter(|h| h.id == 2).count() <= 1);
     idx.check_integrity().unwrap();
 }
+
+/// One fault reads the same from `insert` and from `insert_batch`: the batch error only adds
+/// `item {index} (id {id}): ` in front.
+#[test]
+fn index_and_batch_errors_share_their_wording() {
+    use hnsw_batch::{BatchInsertable, BatchOptions};
+    let single_and_batch = |idx: &Index, id: u64, v: Vec<f32>| {
+        let single = idx.insert(id, &v).unwrap_err().to_string();
+        let items = vec![(1000u64, vec![1.0, 2.0, 3.0, 4.0]), (id, v)];
+        let batch = idx.insert_batch(&items, &BatchOptions::new()).unwrap_err().to_string();
+        (single, batch)
+    };
+    let l2 = filled(Metric::L2, Storage::F32);
+    let cosine = filled(Metric::Cosine, Storage::F32);
+    let u8s = filled(Metric::L2, Storage::U8);
+    let full = Index::new(IndexConfig::new(4, Metric::L2).max_elements(1)).unwrap();
+    let cases = [
+        (&l2, 100, vec![1.0; 3], "dimension mismatch: index has dimension 4, vector has 3"),
+        (&l2, 100, vec![1.0, f32::NAN, 0.0, 0.0], "non-finite value NaN at component 1"),
+        (&cosine, 100, vec![0.0; 4], "zero vector: cannot be normalised under the cosine metric"),
+        (&u8s, 100, vec![1.0, 0.5, 0.0, 0.0], "value 0.5 at component 1 does not fit the u8 storage type"),
+        (&l2, 3, vec![1.0; 4], "duplicate id 3 (already in the index)"),
+    ];
+    for (idx, id, v, phrase) in cases {
+        let (single, batch) = single_and_batch(idx, id, v);
+        assert_eq!(single, phrase);
+        assert_eq!(batch, format!("item 1 (id {id}): {phrase}"));
+    }
+    full.insert(1, &[1.0; 4]).unwrap();
+    let single = full.insert(2, &[2.0; 4]).unwrap_err().to_string();
+    let batch = full.insert_batch(&[(2u64, vec![2.0; 4])], &BatchOptions::new()).unwrap_err().to_string();
+    assert_eq!(single, "capacity exceeded: limit is 1 elements");
+    assert_eq!(batch, format!("item 0 (id 2): {single}"));
+}

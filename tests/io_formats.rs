@@ -893,7 +893,8 @@ fn csv_typed_metadata_and_layouts() {
     assert_eq!(r.metadata, meta(&[("note", "x".into())]));
     // A gap in the numbering.
     let err = CsvReader::new(Cursor::new("id,v0,v2\n1,2,3\n"), options).unwrap_err();
-    assert!(matches!(err, FormatError::MissingColumn { ref column } if column == "v1"), "{err:?}");
+    assert!(matches!(err, FormatError::MissingColumn { ref column, .. } if column == "v1"), "{err:?}");
+    assert_eq!(err.to_string(), "missing column `v1` in the CSV header (its columns: `id`, `v0`, `v2`)");
 
     // Whitespace separator, brackets, selected metadata columns, auto ids.
     let text = "vector,a,b\n\"[1 2  3]\",x,y\n  4\t5 6 ,z,w\n";
@@ -1199,6 +1200,25 @@ mod jsonl {
         ));
         assert!(rows[1].is_ok());
     }
+
+    /// A malformed line is reported at the file's line and column, once, without the position
+    /// serde_json counts inside the one line it was given.
+    #[test]
+    fn jsonl_parse_errors_give_one_position() {
+        let mut text = String::new();
+        for i in 0..10 {
+            text.push_str(&format!("{{\"id\": {i}, \"vector\": [1, 2]}}\n"));
+        }
+        text.push_str("{\"id\": 10, \"vector\": [1,x]}\n");
+        text.push_str("{\"id\": 11, \"vector\": [1, 2], \"metadata\": 5}\n");
+        let rows = jsonl_records(&text, JsonlOptions::default());
+        assert_eq!(rows[10].as_ref().unwrap_err().to_string(), "line 11, column 25: expected value");
+        let e = rows[11].as_ref().unwrap_err().to_string();
+        assert!(
+            e.starts_with("line 12, field `metadata`: expected an object") && !e.contains(" at line "),
+            "{e}"
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -1304,10 +1324,15 @@ fn error_traits_and_messages() {
     let e = FormatError::Truncated { record: 3, offset: 100, needed: 16, available: 2 };
     assert_eq!(e.to_string(), "truncated record 3 at byte 100: needed 16 more bytes, 2 available");
     let e = RowError { line: 4, error: FormatError::MissingField { line: 4, field: "id".into() } };
-    assert_eq!(e.to_string(), "line 4: missing field `id` at line 4");
+    assert_eq!(e.to_string(), "line 4: missing field `id`");
     let e =
         FormatError::Parse { line: 2, column: Some(5), field: Some("vector".into()), reason: "bad".into() };
-    assert_eq!(e.to_string(), "parse error at line 2, column 5, field `vector`: bad");
+    assert_eq!(e.to_string(), "line 2, column 5, field `vector`: bad");
+    // A row error states one position, the file's.
+    let e = RowError { line: 2, error: e };
+    assert_eq!(e.to_string(), "line 2, column 5, field `vector`: bad");
+    let e = RowError { line: 7, error: FormatError::DimensionMismatch { record: 6, expected: 3, got: 2 } };
+    assert_eq!(e.to_string(), "line 7: dimension mismatch in record 6: expected 3, got 2");
 }
 
 // ---------------------------------------------------------------------------

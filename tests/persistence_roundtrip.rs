@@ -210,3 +210,18 @@ fn snapshots_taken_during_inserts_load() {
     let loaded = load_from_bytes(&save_to_bytes(&index)).unwrap();
     assert_same(&index, &loaded, &base[..50], 10, 32);
 }
+
+/// A failed save names the path the caller gave, never the temporary file it writes first.
+#[test]
+fn failed_save_names_the_callers_path() {
+    let index = Index::new(IndexConfig::new(2, Metric::L2)).unwrap();
+    index.insert(1, &[1.0, 2.0]).unwrap();
+    let dir = TempDir::new("missing-parent");
+    let path = dir.path("no/such/dir/x.hnsw");
+    let e = index.save(&path).unwrap_err();
+    assert!(!e.to_string().contains(".tmp"), "{e}");
+    match e {
+        hnsw_batch::persist::PersistError::Io { path: reported, .. } => assert_eq!(reported, path),
+        other => panic!("{other:?}"),
+    }
+}

@@ -256,7 +256,20 @@ fn completions_carry_their_own_item_error() {
     assert!(matches!(rejected(&nan), BatchError::InvalidVector { id: 2, .. }));
     assert!(matches!(rejected(&short), BatchError::DimensionMismatch { id: 3, expected: 4, actual: 3, .. }));
     assert!(matches!(rejected(&in_index), BatchError::DuplicateId { id: 100, first_index: None, .. }));
-    assert!(matches!(rejected(&in_batch), BatchError::DuplicateId { id: 1, first_index: Some(0), .. }));
+    // The duplicate of an earlier submission in the same batch: the earlier item holds the id.
+    assert!(matches!(rejected(&in_batch), BatchError::DuplicateId { id: 1, first_index: None, .. }));
+    // Each producer submitted one item: its error names no position in the writer's batch.
+    for h in [&nan, &short, &in_index, &in_batch] {
+        assert_eq!(rejected(h).index(), Some(0));
+    }
+    for (h, want) in [
+        (&in_index, "item rejected: duplicate id 100 (already in the index)"),
+        (&in_batch, "item rejected: duplicate id 1 (already in the index)"),
+        (&short, "item rejected: dimension mismatch: index has dimension 4, vector has 3"),
+        (&nan, "item rejected: non-finite value NaN at component 1"),
+    ] {
+        assert_eq!(h.wait().unwrap_err().to_string(), want);
+    }
     // The first id 1 keeps its vector.
     assert_eq!(w.sink().index.get(1), Some(vector(1)));
     // Permanent errors are not retried, and do not make the writer unhealthy.

@@ -24,7 +24,7 @@ Exit codes:
   2  input error (file not found, unknown or malformed format, dimension mismatch,
      more bad rows than --max-errors)
   3  index or output error (index file missing, corrupt or of another format version,
-     output not writable)";
+     output not writable, an export output that exists without --force)";
 
 /// What went wrong, which decides the exit code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

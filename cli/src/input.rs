@@ -313,7 +313,18 @@ impl Source {
             }
             InputFormat::Csv => {
                 let counted: Box<dyn BufRead> = Box::new(LineCounter { inner: reader, lines: lines.clone() });
-                Inner::Csv(CsvReader::new(counted, fields.csv(auto_id)).map_err(err)?)
+                Inner::Csv(CsvReader::new(counted, fields.csv(auto_id)).map_err(|e| match &e {
+                    FormatError::MissingColumn { column, .. } => {
+                        let hint = if *column == fields.id_field {
+                            "name the id column with --id-field NAME, or pass --auto-id to number the rows"
+                        } else {
+                            "name the vector column with --vector-field NAME, or pass --vector-prefix P \
+                             for one column per component (P0, P1, ...)"
+                        };
+                        CliError::input(format!("`{}`: {e}\n({hint})", path.display()))
+                    }
+                    _ => err(e),
+                })?)
             }
         };
         let ids = match ids {

@@ -64,11 +64,12 @@ const EXPORT_HELP: &str = "\
 Examples:
   hnsw-batch export docs.hnsw -o docs.jsonl
   hnsw-batch export docs.hnsw -o docs.csv --vector-prefix v          # one column per component
-  hnsw-batch export sift.hnsw -o sift.npy                             # also writes sift.ids.npy
+  hnsw-batch export sift.hnsw -o sift.npy                             # also writes sift.npy.ids.npy
   hnsw-batch export sift.hnsw -o sift.bvecs --ids sift-ids.npy
 
 Vectors are written in ascending id order, with the metadata kept at build time. u8-storage
-indexes export .npy as uint8; cosine indexes hold (and export) normalised vectors.";
+indexes export .npy as uint8; cosine indexes hold (and export) normalised vectors. Existing
+files (the output, the ids file) are replaced only with --force.";
 
 const INFO_HELP: &str = "\
 Examples:

@@ -67,6 +67,8 @@ fn from_json(v: &Value) -> Option<Metadata> {
 /// on disk as soon as they return, they are appended to the side file directly, after each batch.
 pub struct MetaWriter {
     path: PathBuf,
+    /// The side file the user will see, named in errors instead of the temporary `path`.
+    shown: PathBuf,
     append: bool,
     out: Option<BufWriter<File>>,
     written: usize,
@@ -82,7 +84,7 @@ impl MetaWriter {
             s.push(".tmp");
             PathBuf::from(s)
         };
-        MetaWriter { path, append, out: None, written: 0 }
+        MetaWriter { path, shown: final_path.to_path_buf(), append, out: None, written: 0 }
     }
 
     /// Records the metadata of `id` (nothing for empty metadata).
@@ -97,12 +99,12 @@ impl MetaWriter {
                 .append(self.append)
                 .truncate(!self.append)
                 .open(&self.path)
-                .map_err(|e| CliError::index(io_message("create", &self.path, &e)))?;
+                .map_err(|e| CliError::index(io_message("create", &self.shown, &e)))?;
             self.out = Some(BufWriter::new(f));
         }
         let line = serde_json::json!({ "id": id, "metadata": to_json(m) });
         let w = self.out.as_mut().expect("created above");
-        writeln!(w, "{line}").map_err(|e| CliError::index(io_message("write", &self.path, &e)))?;
+        writeln!(w, "{line}").map_err(|e| CliError::index(io_message("write", &self.shown, &e)))?;
         self.written += 1;
         Ok(())
     }
@@ -110,7 +112,7 @@ impl MetaWriter {
     /// Pushes buffered entries to the file.
     pub fn flush(&mut self) -> Result<()> {
         if let Some(w) = self.out.as_mut() {
-            w.flush().map_err(|e| CliError::index(io_message("write", &self.path, &e)))?;
+            w.flush().map_err(|e| CliError::index(io_message("write", &self.shown, &e)))?;
         }
         Ok(())
     }

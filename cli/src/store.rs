@@ -108,6 +108,30 @@ pub fn save(index: &Index, path: &Path) -> Result<()> {
     index.save(path).map_err(|e| persist_error("save the index to", path, e))
 }
 
+/// Checks that a snapshot can be written to `path` (its directory exists and takes a new file),
+/// so that a build fails at once rather than after all the work of building.
+pub fn check_output(path: &Path) -> Result<()> {
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let cannot = |why: String| CliError::index(format!("cannot write `{}`: {why}", path.display()));
+    match std::fs::metadata(parent) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => return Err(cannot(format!("`{}` is not a directory", parent.display()))),
+        Err(_) => return Err(cannot(format!("directory `{}` does not exist", parent.display()))),
+    }
+    // Permission bits do not tell (root, ACLs, read-only mounts): creating a file does.
+    let probe = parent.join(format!(".hnsw-batch-write-check-{}", std::process::id()));
+    match std::fs::OpenOptions::new().write(true).create_new(true).open(&probe) {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            Ok(())
+        }
+        Err(e) => Err(cannot(io_message("create a file in", parent, &e))),
+    }
+}
+
 /// Opens (creating, or recovering and appending to) the durable index in `dir`.
 pub fn open_durable(dir: &Path, config: IndexConfig) -> Result<DurableIndex> {
     if dir.is_file() {

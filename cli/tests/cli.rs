@@ -226,6 +226,11 @@ fn durable_directory_build_search_export_and_append() {
     write_jsonl(p(d.path(), "in.jsonl"), &recs[..60], &JsonlOptions::default()).unwrap();
     let o = run(d.path(), &["import", "in.jsonl", "--durable", "db"]);
     expect_code(&o, 0);
+    assert!(
+        stdout(&o).contains("added 60 vectors") && stdout(&o).contains("index now holds 60"),
+        "{}",
+        stdout(&o)
+    );
     assert!(d.path().join("db/metadata.jsonl").exists());
     let o = run(d.path(), &["info", "db", "--json"]);
     expect_code(&o, 0);
@@ -240,6 +245,12 @@ fn durable_directory_build_search_export_and_append() {
     assert!(stderr(&o).contains("already holds 60 vectors"), "{}", stderr(&o));
     assert!(stderr(&o).contains("duplicate id 1150 (already in the index)"), "{}", stderr(&o));
     assert!(stdout(&o).contains("skipped 10 of 50 rows"), "{}", stdout(&o));
+    // The summary counts what this build added, and the total apart.
+    assert!(
+        stdout(&o).contains("added 40 vectors") && stdout(&o).contains("index now holds 100"),
+        "{}",
+        stdout(&o)
+    );
     // A durable build that stops keeps what it inserted, and says so.
     let o = run(d.path(), &["import", "more.jsonl", "--durable", "db"]);
     expect_code(&o, 2);
@@ -417,6 +428,83 @@ fn index_errors_exit_3_and_query_errors_exit_2() {
     expect_code(&o, 3);
 }
 
+#[test]
+fn output_location_is_checked_before_building() {
+    let d = tmp();
+    // The input fails at line 51: an exit code 3 shows the output was checked first.
+    bad_jsonl(d.path());
+    let o = run(d.path(), &["build", "bad.jsonl", "-o", "no/such/dir/x.hnsw"]);
+    expect_code(&o, 3);
+    let e = stderr(&o);
+    assert!(e.contains("`no/such/dir/x.hnsw`") && e.contains("`no/such/dir` does not exist"), "{e}");
+    assert!(!e.contains(".tmp"), "{e}");
+    std::fs::write(d.path().join("file"), "").unwrap();
+    let o = run(d.path(), &["build", "bad.jsonl", "-o", "file/x.hnsw"]);
+    expect_code(&o, 3);
+    assert!(stderr(&o).contains("`file` is not a directory"), "{}", stderr(&o));
+    // The metadata side file is written to a temporary file too; its errors name the side file.
+    write_jsonl(p(d.path(), "m.jsonl"), &records(10, 3, 4), &JsonlOptions::default()).unwrap();
+    std::fs::create_dir(d.path().join("m.hnsw.meta.jsonl.tmp")).unwrap();
+    let o = run(d.path(), &["build", "m.jsonl", "-o", "m.hnsw"]);
+    expect_code(&o, 3);
+    assert!(stderr(&o).contains("`m.hnsw.meta.jsonl`") && !stderr(&o).contains(".tmp"), "{}", stderr(&o));
+}
+
+#[test]
+fn text_input_errors_give_one_position_and_csv_names_the_flags() {
+    let d = tmp();
+    let mut text = String::new();
+    for i in 0..10 {
+        text.push_str(&format!("{{\"id\": {i}, \"vector\": [1, 2]}}\n"));
+    }
+    text.push_str("{\"id\": 10, \"vector\": [1,x]}\n");
+    std::fs::write(d.path().join("x.jsonl"), text).unwrap();
+    let o = run(d.path(), &["build", "x.jsonl", "-o", "x.hnsw"]);
+    expect_code(&o, 2);
+    let e = stderr(&o);
+    assert!(e.contains("`x.jsonl`: line 11, column 25: expected value\n"), "{e}");
+    assert!(!e.contains("parse error") && !e.contains("line 1 column"), "{e}");
+
+    std::fs::write(d.path().join("x.csv"), "id,emb,tag\n1,1;2,a\n").unwrap();
+    let o = run(d.path(), &["build", "x.csv", "-o", "x.hnsw"]);
+    expect_code(&o, 2);
+    let e = stderr(&o);
+    assert!(e.contains("missing column `vector`") && e.contains("`id`, `emb`, `tag`"), "{e}");
+    assert!(e.contains("--vector-field NAME") && e.contains("--vector-prefix"), "{e}");
+    let o = run(d.path(), &["build", "x.csv", "-o", "x.hnsw", "--id-field", "key", "--vector-field", "emb"]);
+    expect_code(&o, 2);
+    assert!(
+        stderr(&o).contains("missing column `key`") && stderr(&o).contains("--auto-id"),
+        "{}",
+        stderr(&o)
+    );
+    let o = run(d.path(), &["build", "x.csv", "-o", "x.hnsw", "--vector-field", "emb"]);
+    expect_code(&o, 0);
+}
+
+#[test]
+fn export_ids_file_follows_the_whole_output_name_and_is_not_replaced_silently() {
+    let d = tmp();
+    write_fvecs(p(d.path(), "b.fvecs"), vectors(20, 4, 3, false)).unwrap();
+    expect_code(&run(d.path(), &["build", "b.fvecs", "-o", "b.hnsw"]), 0);
+    expect_code(&run(d.path(), &["export", "b.hnsw", "-o", "out.npy"]), 0);
+    expect_code(&run(d.path(), &["export", "b.hnsw", "-o", "out.fvecs"]), 0);
+    assert!(d.path().join("out.npy.ids.npy").exists() && d.path().join("out.fvecs.ids.npy").exists());
+    assert!(!d.path().join("out.ids.npy").exists());
+
+    // Nothing is replaced without --force, neither the output nor the ids file.
+    let before = std::fs::read(d.path().join("out.npy.ids.npy")).unwrap();
+    let o = run(d.path(), &["export", "b.hnsw", "-o", "out.npy"]);
+    expect_code(&o, 3);
+    assert!(stderr(&o).contains("`out.npy` exists; pass --force"), "{}", stderr(&o));
+    let o = run(d.path(), &["export", "b.hnsw", "-o", "new.npy", "--ids", "out.npy.ids.npy"]);
+    expect_code(&o, 3);
+    assert!(stderr(&o).contains("`out.npy.ids.npy` exists; pass --force"), "{}", stderr(&o));
+    assert!(!d.path().join("new.npy").exists());
+    assert_eq!(std::fs::read(d.path().join("out.npy.ids.npy")).unwrap(), before);
+    expect_code(&run(d.path(), &["export", "b.hnsw", "-o", "out.npy", "--force"]), 0);
+}
+
 // ----- import / export round trips ---------------------------------------------------------------
 
 #[test]
@@ -502,7 +590,7 @@ fn npy_round_trip_is_exact() {
     }
     // Without --ids the ids go beside the output.
     expect_code(&run(d.path(), &["export", "f32.hnsw", "-o", "plain.npy"]), 0);
-    assert!(d.path().join("plain.ids.npy").exists());
+    assert!(d.path().join("plain.npy.ids.npy").exists());
 }
 
 #[test]
@@ -590,6 +678,8 @@ fn bench_writes_table_json_plot_and_compares() {
         "insert_batch",
         "recall@10",
         "QPS (1 thread)",
+        "(recall@10: fraction of the true 10 nearest neighbours found, averaged over the queries)",
+        "(QPS: queries per second; 1 thread = single-thread search throughput",
         "peak RSS",
         "hnswlib",
         "faiss",

@@ -332,7 +332,8 @@ impl<R: BufRead> CsvReader<R> {
             }
         }
         let find = |name: &str| names.iter().position(|n| n == name);
-        let missing = |name: &str| FormatError::MissingColumn { column: name.to_owned() };
+        let missing =
+            |name: &str| FormatError::MissingColumn { column: name.to_owned(), found: names.to_vec() };
         self.id = match find(&o.id_column) {
             Some(i) => Some((i, o.id_column.clone())),
             None if o.auto_id => None,
@@ -501,11 +502,14 @@ fn prefix_columns(names: &[String], prefix: &str) -> Result<Vec<(usize, String)>
     found.sort_unstable();
     for (expected, (k, _)) in found.iter().enumerate() {
         if *k != expected {
-            return Err(FormatError::MissingColumn { column: format!("{prefix}{expected}") });
+            return Err(FormatError::MissingColumn {
+                column: format!("{prefix}{expected}"),
+                found: names.to_vec(),
+            });
         }
     }
     if found.is_empty() {
-        return Err(FormatError::MissingColumn { column: format!("{prefix}0") });
+        return Err(FormatError::MissingColumn { column: format!("{prefix}0"), found: names.to_vec() });
     }
     Ok(found.into_iter().map(|(_, i)| (i, names.get(i).cloned().unwrap_or_default())).collect())
 }

@@ -96,7 +96,7 @@ pub enum FormatError {
         target: &'static str,
     },
     /// A text row could not be parsed.
-    #[error("parse error at line {line}{}{}: {reason}", ColumnSuffix(*column), FieldSuffix(field.as_deref()))]
+    #[error("line {line}{}{}: {reason}", ColumnSuffix(*column), FieldSuffix(field.as_deref()))]
     Parse {
         /// 1-based line number.
         line: usize,
@@ -108,7 +108,7 @@ pub enum FormatError {
         reason: String,
     },
     /// A required field is absent from a text row.
-    #[error("missing field `{field}` at line {line}")]
+    #[error("line {line}: missing field `{field}`")]
     MissingField {
         /// 1-based line number.
         line: usize,
@@ -116,10 +116,12 @@ pub enum FormatError {
         field: String,
     },
     /// A required column is absent from a CSV header.
-    #[error("missing column `{column}` in the CSV header")]
+    #[error("missing column `{column}` in the CSV header (its columns: {})", ColumnList(found))]
     MissingColumn {
         /// Name of the missing column.
         column: String,
+        /// The columns the header holds, in order.
+        found: Vec<String>,
     },
     /// A text line is longer than the configured limit.
     #[error("line {line} is longer than {limit} bytes")]
@@ -182,8 +184,11 @@ pub enum FormatError {
 
 /// A per-row error of a streaming text reader: the 1-based line where the row
 /// starts and what is wrong with it.
+///
+/// Its message gives one position: an error that names its own line is shown as it is, any
+/// other after `line N: `.
 #[derive(Debug, Error)]
-#[error("line {line}: {error}")]
+#[error("{}{error}", LinePrefix(*line, error))]
 pub struct RowError {
     /// 1-based line where the row starts.
     pub line: usize,
@@ -250,6 +255,40 @@ impl fmt::Display for FieldSuffix<'_> {
             Some(name) => write!(f, ", field `{name}`"),
             None => Ok(()),
         }
+    }
+}
+
+/// `line N: `, unless the error names that line itself.
+struct LinePrefix<'a>(usize, &'a FormatError);
+impl fmt::Display for LinePrefix<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let own = match self.1 {
+            FormatError::Parse { line, .. }
+            | FormatError::MissingField { line, .. }
+            | FormatError::LineTooLong { line, .. } => Some(*line),
+            _ => None,
+        };
+        if own == Some(self.0) {
+            Ok(())
+        } else {
+            write!(f, "line {}: ", self.0)
+        }
+    }
+}
+
+struct ColumnList<'a>(&'a [String]);
+impl fmt::Display for ColumnList<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            return f.write_str("none");
+        }
+        for (i, c) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "`{c}`")?;
+        }
+        Ok(())
     }
 }
 

@@ -106,14 +106,14 @@ impl<R: BufRead> JsonlReader<R> {
             line,
             column: Some(e.column()),
             field: None,
-            reason: e.to_string(),
+            reason: json_reason(&e),
         })?;
         let present = |k: &str| map.get(k).map(|r| r.get()).filter(|t| *t != "null");
         let id = match present(&o.id_field) {
             Some(t) => {
                 let t = match t.strip_prefix('"') {
                     Some(_) => serde_json::from_str::<String>(t)
-                        .map_err(|e| FormatError::parse(line, Some(&o.id_field), e.to_string()))?,
+                        .map_err(|e| FormatError::parse(line, Some(&o.id_field), json_reason(&e)))?,
                     None => t.to_owned(),
                 };
                 parse_id(&t, line, &o.id_field)?
@@ -141,6 +141,18 @@ impl JsonlReader<BufReader<File>> {
         let mut r = JsonlReader::new(file, options)?;
         r.path = Some(path.to_path_buf());
         Ok(r)
+    }
+}
+
+/// What serde_json found wrong, without its position: serde_json counts lines and columns in
+/// the text it was given (one line, or one value inside it), which is not the file's position;
+/// the error carries the file's line (and, for a whole line, the column) itself.
+fn json_reason(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    let position = format!(" at line {} column {}", e.line(), e.column());
+    match text.strip_suffix(&position) {
+        Some(reason) => reason.to_owned(),
+        None => text,
     }
 }
 
@@ -174,7 +186,7 @@ fn parse_vector(raw: &str, record: u64, line: usize, field: &str) -> Result<Vec<
 fn parse_metadata(raw: &str, line: usize, field: &str) -> Result<Metadata> {
     let err = |reason: String| FormatError::parse(line, Some(field), reason);
     let map: HashMap<String, &RawValue> =
-        serde_json::from_str(raw).map_err(|e| err(format!("expected an object: {e}")))?;
+        serde_json::from_str(raw).map_err(|e| err(format!("expected an object: {}", json_reason(&e))))?;
     let mut out = Metadata::new();
     for (key, value) in map {
         let t = value.get();
@@ -183,7 +195,8 @@ fn parse_metadata(raw: &str, line: usize, field: &str) -> Result<Metadata> {
             Some(b't') => MetaValue::Bool(true),
             Some(b'f') => MetaValue::Bool(false),
             Some(b'"') => MetaValue::Str(
-                serde_json::from_str::<String>(t).map_err(|e| err(format!("key `{key}`: {e}")))?,
+                serde_json::from_str::<String>(t)
+                    .map_err(|e| err(format!("key `{key}`: {}", json_reason(&e))))?,
             ),
             Some(b'-' | b'0'..=b'9') if t.contains(['.', 'e', 'E']) => match t.parse::<f64>() {
                 Ok(f) if f.is_finite() => MetaValue::Float(f),

@@ -28,8 +28,10 @@ pub enum PersistError {
         /// What file was expected (`snapshot` or `log`).
         kind: &'static str,
     },
-    /// The file was written by a format version this build cannot read.
-    #[error("unsupported format version {found} (this build reads version {supported})")]
+    /// The file was written by a format version this build cannot read: a newer one, or an
+    /// older one no longer read. A version field that no build can have written (0, or a value
+    /// beyond [`MAX_PLAUSIBLE_VERSION`]) is reported as [`PersistError::Corrupt`] instead.
+    #[error("{}", VersionPhrase(*found, *supported))]
     UnsupportedVersion {
         /// Version in the file.
         found: u32,
@@ -87,6 +89,41 @@ pub enum PersistError {
     /// An index operation was rejected (nothing was logged or applied).
     #[error(transparent)]
     Index(#[from] IndexError),
+}
+
+/// The largest version field read as a real format version. Versions count up from 1 by one
+/// per format change, so every version ever written has its upper three bytes zero; a value
+/// beyond this one is damage to the header (a flipped bit in those bytes), not a newer format.
+pub const MAX_PLAUSIBLE_VERSION: u32 = 255;
+
+/// Accepts `found` if it is `supported`; otherwise says whether the file is from another
+/// version or its header is damaged. `kind` names the file (`snapshot`, `log`).
+pub(crate) fn check_version(kind: &str, found: u32, supported: u32) -> Result<()> {
+    if found == supported {
+        Ok(())
+    } else if (1..=MAX_PLAUSIBLE_VERSION).contains(&found) {
+        Err(PersistError::UnsupportedVersion { found, supported })
+    } else {
+        Err(PersistError::corrupt(format!(
+            "{kind} header: version field {found} ({found:#010x}) is no format version \
+             (this build reads version {supported})"
+        )))
+    }
+}
+
+struct VersionPhrase(u32, u32);
+impl std::fmt::Display for VersionPhrase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let VersionPhrase(found, supported) = *self;
+        if found > supported {
+            write!(
+                f,
+                "written by a newer version of hnsw-batch (format {found}, this build reads up to {supported})"
+            )
+        } else {
+            write!(f, "unsupported old format version {found} (this build reads version {supported})")
+        }
+    }
 }
 
 impl PersistError {

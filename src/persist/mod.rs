@@ -19,6 +19,6 @@ pub mod wal;
 
 pub use backend::{Backend, CrashMode, FailMode, FileBackend, MemBackend};
 pub use durable::{DurableIndex, DurableOptions, DurableStats, RecoveryReport, SyncPolicy};
-pub use error::{PersistError, Result};
+pub use error::{PersistError, Result, MAX_PLAUSIBLE_VERSION};
 pub use snapshot::{load_from_bytes, save_to_bytes, SNAPSHOT_MAGIC, SNAPSHOT_VERSION};
 pub use wal::{read_records_from_bytes, WalContents, WalEntry, WalRecord, WalStop};

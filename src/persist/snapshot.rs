@@ -6,7 +6,7 @@
 
 use super::backend::{Backend, FileBackend};
 use super::codec::{Put, Reader};
-use super::error::{PersistError, Result};
+use super::error::{check_version, PersistError, Result};
 use crate::config::{IndexConfig, Storage};
 use crate::distance::Metric;
 use crate::index::Index;
@@ -277,9 +277,7 @@ fn check_header(bytes: &[u8]) -> Result<()> {
     }
     let mut r = Reader::new(&bytes[8..HEADER_LEN], "header");
     let version = r.u32()?;
-    if version != SNAPSHOT_VERSION {
-        return Err(PersistError::UnsupportedVersion { found: version, supported: SNAPSHOT_VERSION });
-    }
+    check_version("snapshot", version, SNAPSHOT_VERSION)?;
     let flags = r.u32()?;
     if flags != 0 {
         return Err(PersistError::corrupt(format!("unknown header flags {flags:#x}")));
@@ -441,11 +439,14 @@ pub(crate) fn parent_dir(path: &Path) -> &Path {
 
 /// Replaces `path` with `bytes` atomically and durably: write a temporary file, sync it, rename
 /// it over `path`, sync the directory. A crash at any point leaves the old file or the new one.
+///
+/// Errors name `path`: the temporary file is this function's business, and a caller told of
+/// `x.hnsw.tmp` would look for a file it never asked for.
 pub(crate) fn write_atomic(backend: &dyn Backend, path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = temp_path(path)?;
-    backend.write(&tmp, bytes).map_err(PersistError::io("write", &tmp))?;
-    backend.sync(&tmp).map_err(PersistError::io("sync", &tmp))?;
-    backend.rename(&tmp, path).map_err(PersistError::io("rename", &tmp))?;
+    backend.write(&tmp, bytes).map_err(PersistError::io("write", path))?;
+    backend.sync(&tmp).map_err(PersistError::io("sync", path))?;
+    backend.rename(&tmp, path).map_err(PersistError::io("rename", path))?;
     let dir = parent_dir(path);
     backend.sync_dir(dir).map_err(PersistError::io("sync_dir", dir))
 }

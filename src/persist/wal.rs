@@ -8,7 +8,7 @@
 //! prefix, and only the complete groups in that prefix are ever applied.
 
 use super::codec::{f32s, put_f32s, Put, Reader};
-use super::error::{PersistError, Result};
+use super::error::{check_version, PersistError, Result};
 
 /// First eight bytes of every log file.
 pub const WAL_MAGIC: [u8; 8] = [0x89, b'H', b'W', b'A', b'L', b'\r', b'\n', 0x1A];
@@ -277,9 +277,7 @@ fn read_header(bytes: &[u8]) -> Result<u64> {
     if stored != computed {
         return Err(PersistError::ChecksumMismatch { section: "log header", stored, computed });
     }
-    if version != WAL_VERSION {
-        return Err(PersistError::UnsupportedVersion { found: version, supported: WAL_VERSION });
-    }
+    check_version("log", version, WAL_VERSION)?;
     Ok(generation)
 }
 
@@ -359,6 +357,24 @@ mod tests {
         let committed: Vec<_> = c.committed().map(|e| e.record.clone()).collect();
         assert_eq!(committed, vec![a, d, u]);
         assert!(c.stop.is_none());
+    }
+
+    /// A future log version (with a valid header checksum) is a newer build's; a version no
+    /// build writes is a damaged header.
+    #[test]
+    fn header_version_newer_or_damaged() {
+        let with_version = |v: u32| {
+            let mut h = encode_header(3);
+            h[8..12].copy_from_slice(&v.to_le_bytes());
+            let crc = crc32fast::hash(&h[..WAL_HEADER_LEN - 4]);
+            h[WAL_HEADER_LEN - 4..].copy_from_slice(&crc.to_le_bytes());
+            read_records_from_bytes(&h)
+        };
+        assert!(matches!(with_version(WAL_VERSION + 1), Err(PersistError::UnsupportedVersion { .. })));
+        let e = with_version(WAL_VERSION | 1 << 16).unwrap_err();
+        assert!(matches!(e, PersistError::Corrupt { .. }), "{e:?}");
+        assert!(e.to_string().contains("log header: version field 65537"), "{e}");
+        assert!(matches!(with_version(0), Err(PersistError::Corrupt { .. })));
     }
 
     #[test]

@@ -168,6 +168,12 @@ impl std::error::Error for SubmitError {}
 #[non_exhaustive]
 pub enum WriteError {
     /// The sink rejected the item permanently (see [`ItemError::is_transient`]); not retried.
+    ///
+    /// A [`BatchError`](crate::BatchError) in it speaks of the producer's one item: its
+    /// `index` is 0, never the item's position in the batch the writer formed, and a duplicate
+    /// id has `first_index: None` (the id is held by an earlier submission, written or being
+    /// written in the same batch). The message names no position: `item rejected: duplicate id
+    /// 1 (already in the index)`.
     #[error("item rejected: {0}")]
     Rejected(ItemError),
     /// The write kept failing: transiently until the retries ran out, or permanently as a whole
@@ -610,7 +616,7 @@ fn write_with_retries<S: BatchSink>(sh: &Shared, sink: &S, batch: Vec<Pending>) 
                 }
                 Fate::Rejected(e) => {
                     rejected += 1;
-                    done.push((ticket, Err(WriteError::Rejected(e))));
+                    done.push((ticket, Err(WriteError::Rejected(e.for_single_item()))));
                 }
                 Fate::Failed(error) => {
                     failed += 1;

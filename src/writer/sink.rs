@@ -22,8 +22,9 @@ pub enum ItemError {
     /// The index rejected the item. Permanent, except [`BatchError::Cancelled`], which says
     /// nothing about the item and is retried.
     ///
-    /// The error's `index` field is the item's position in the batch the writer handed to the
-    /// sink, not anything the submitter chose.
+    /// From a sink, the error's `index` field is the item's position in the batch the writer
+    /// handed to it. In the [`WriteError::Rejected`](super::WriteError::Rejected) a producer
+    /// gets, `index` is 0 and `first_index` is `None` (see there).
     Batch(BatchError),
     /// A failure that may go away on its own (a busy resource, an interrupted write): retried.
     Transient(DynError),
@@ -60,10 +61,12 @@ impl ItemError {
     }
 }
 
+/// The item is known by the caller (its [`ItemFailure::position`], or the producer's own
+/// submission), so a batch error shows only what is wrong, not the item's position in a batch.
 impl fmt::Display for ItemError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ItemError::Batch(e) => e.fmt(f),
+            ItemError::Batch(e) => write!(f, "{}", e.reason()),
             ItemError::Transient(e) => write!(f, "transient failure: {e}"),
             ItemError::Permanent(e) => write!(f, "permanent failure: {e}"),
         }
@@ -71,6 +74,33 @@ impl fmt::Display for ItemError {
 }
 
 impl Error for ItemError {}
+
+impl ItemError {
+    /// The error as the producer of one submitted item gets it: positions inside the writer's
+    /// batch mean nothing to it, so the item is item 0 (of its own one-item submission), and an
+    /// id taken by an earlier item of the same batch reads as already in the index (an earlier
+    /// submission holds it).
+    pub(crate) fn for_single_item(self) -> ItemError {
+        match self {
+            ItemError::Batch(e) => ItemError::Batch(match e {
+                BatchError::DimensionMismatch { id, expected, actual, .. } => {
+                    BatchError::DimensionMismatch { index: 0, id, expected, actual }
+                }
+                BatchError::InvalidVector { id, reason, .. } => {
+                    BatchError::InvalidVector { index: 0, id, reason }
+                }
+                BatchError::DuplicateId { id, .. } => {
+                    BatchError::DuplicateId { index: 0, id, first_index: None }
+                }
+                BatchError::CapacityExceeded { id, limit, .. } => {
+                    BatchError::CapacityExceeded { index: 0, id, limit }
+                }
+                c @ BatchError::Cancelled { .. } => c,
+            }),
+            other => other,
+        }
+    }
+}
 
 impl From<BatchError> for ItemError {
     fn from(e: BatchError) -> Self {

@@ -165,6 +165,18 @@ fn load_average() -> Option<String> {
     std::fs::read_to_string("/proc/loadavg").ok()?.split_whitespace().next().map(str::to_string)
 }
 
+/// The warning for a run on a busy machine: with a 1-minute load average above half the cores,
+/// other work takes cores from the builds and queries, and every timing (build speed-ups
+/// included) comes out low and uneven.
+pub fn load_warning(load: f64, cores: usize) -> Option<String> {
+    (load > cores as f64 / 2.0).then(|| {
+        format!(
+            "WARNING: load average {load:.2} on {cores} cores: other work is running, so timings \
+             (QPS, build speed-ups) are low and noisy; rerun on an idle machine to compare"
+        )
+    })
+}
+
 fn machine() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
         .ok()
@@ -384,6 +396,12 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     cfg.validate().map_err(|e| CliError::usage(e.to_string()))?;
     let all = thread_count(args.threads);
     let cpus = thread_count(0);
+    let busy =
+        load_at_start.as_deref().and_then(|l| l.parse::<f64>().ok()).and_then(|l| load_warning(l, cpus));
+    if let Some(w) = &busy {
+        // At the start as well as in the report: the user may stop a run that cannot be used.
+        eprintln!("{w}");
+    }
     let mut build_threads = args.build_threads.clone().unwrap_or_else(|| vec![1, 2, all]);
     build_threads.retain(|&t| t >= 1);
     build_threads.sort_unstable();
@@ -521,6 +539,9 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             load_at_start.as_deref().unwrap_or("n/a")
         ),
     );
+    if let Some(w) = &busy {
+        p(&mut text, format!("# {w}"));
+    }
     p(&mut text, String::new());
     p(
         &mut text,
@@ -593,6 +614,17 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             ),
         );
     }
+    let k = args.k;
+    p(
+        &mut text,
+        format!("(recall@{k}: fraction of the true {k} nearest neighbours found, averaged over the queries)"),
+    );
+    p(
+        &mut text,
+        format!(
+            "(QPS: queries per second; 1 thread = single-thread search throughput, {all} threads = search_batch)"
+        ),
+    );
     p(&mut text, "(dist comps/query: mean distance computations per query, Index::search_with_stats)".into());
     p(&mut text, String::new());
     p(&mut text, format!("smallest ef reaching recall@{}:", args.k));
@@ -753,4 +785,19 @@ fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
         std::fs::create_dir_all(dir).map_err(|e| CliError::index(io_message("create directory", dir, &e)))?;
     }
     std::fs::write(path, bytes).map_err(|e| CliError::index(io_message("write", path, &e)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::load_warning;
+
+    #[test]
+    fn load_above_half_the_cores_warns() {
+        assert_eq!(load_warning(0.49, 2), None);
+        assert_eq!(load_warning(1.0, 2), None);
+        let w = load_warning(1.01, 2).expect("busy");
+        assert!(w.starts_with("WARNING: load average 1.01 on 2 cores"), "{w}");
+        assert!(load_warning(4.5, 8).is_some());
+        assert_eq!(load_warning(3.9, 8), None);
+    }
 }

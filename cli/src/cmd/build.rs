@@ -83,9 +83,6 @@ fn failure_message(f: &BatchFailure, locs: &[Loc], storage_u8: bool) -> String {
             let first = locs.get(*j).map_or_else(|| format!("row {j}"), Loc::to_string);
             format!("{loc}: duplicate id {id} (first seen at {first})")
         }
-        BatchError::DuplicateId { id, first_index: None, .. } => {
-            format!("{loc}: duplicate id {id} (already in the index)")
-        }
         BatchError::InvalidVector { id, reason, .. } => {
             let hint = match reason {
                 InvalidReason::Unrepresentable { .. } if storage_u8 => {
@@ -95,10 +92,9 @@ fn failure_message(f: &BatchFailure, locs: &[Loc], storage_u8: bool) -> String {
             };
             format!("{loc} (id {id}): {reason}{hint}")
         }
-        BatchError::DimensionMismatch { id, expected, actual, .. } => {
-            format!("{loc} (id {id}): dimension {actual}, the index has dimension {expected}")
-        }
-        other => format!("{loc}: {other}"),
+        BatchError::DimensionMismatch { id, .. } => format!("{loc} (id {id}): {}", f.error.reason()),
+        // The row's location replaces the batch position, which means nothing to the user.
+        _ => format!("{loc}: {}", f.error.reason()),
     }
 }
 
@@ -201,14 +197,20 @@ pub fn run(args: &BuildArgs, verb: &str) -> Result<()> {
             dest.display()
         )));
     }
+    if !durable {
+        store::check_output(dest)?;
+    }
     let mut src = Source::open(&args.input, &args.input_args)?;
     let progress = Progress::new(args.quiet, src.total_rows.unwrap_or(0), "vectors");
     let meta_path = if durable { dest.join("metadata.jsonl") } else { sidecar_path(dest) };
     let mut meta = MetaWriter::new(&meta_path, durable);
     let mut target: Option<Handle> = None;
+    // What a durable directory held before: the summary reports what this build added.
+    let held_before = std::cell::Cell::new(0usize);
     let make = |cfg: IndexConfig| -> Result<Handle> {
         if durable {
             let db = store::open_durable(dest, cfg)?;
+            held_before.set(db.len());
             if !db.is_empty() {
                 progress.warn(&format!(
                     "`{}` already holds {} vectors: adding to them",
@@ -265,10 +267,15 @@ pub fn run(args: &BuildArgs, verb: &str) -> Result<()> {
     meta.commit(&meta_path)?;
     if !args.quiet {
         let c = handle.config();
+        let (verb, count, total) = if durable {
+            let total = handle.len();
+            ("added", total.saturating_sub(held_before.get()), format!("; index now holds {total}"))
+        } else {
+            (verb, handle.len(), String::new())
+        };
         println!(
-            "{verb} {} vectors (dim {}, {}, {} storage, M {}, ef_construction {}) from `{}` in {:.2} s \
-             ({:.0} vectors/s, {} threads)",
-            handle.len(),
+            "{verb} {count} vectors (dim {}, {}, {} storage, M {}, ef_construction {}) from `{}` in {:.2} s \
+             ({:.0} vectors/s, {} threads){total}",
             c.dim,
             c.metric.name(),
             c.storage.name(),

@@ -31,17 +31,31 @@ pub struct ExportArgs {
     #[arg(long, value_enum, value_name = "FORMAT")]
     pub format: Option<InputFormat>,
     /// .npy/.fvecs/.bvecs: where to write the ids, as a 1-D uint64 .npy
-    /// (default: OUTPUT with its extension replaced by .ids.npy).
+    /// (default: OUTPUT.ids.npy, e.g. out.fvecs.ids.npy).
     #[arg(long, value_name = "FILE.npy")]
     pub ids: Option<PathBuf>,
+    /// Replace OUTPUT and the ids file if they exist (by default export refuses).
+    #[arg(long)]
+    pub force: bool,
     #[command(flatten)]
     pub fields: FieldArgs,
 }
 
-/// The default ids file beside a binary export: `x.npy` → `x.ids.npy`.
+/// The default ids file beside a binary export: `x.npy` → `x.npy.ids.npy`. The whole name is
+/// kept so that exports of one index to `x.npy` and `x.fvecs` get an ids file each.
 pub fn default_ids_path(out: &Path) -> PathBuf {
-    let stem = out.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-    out.with_file_name(format!("{stem}.ids.npy"))
+    let mut name = out.file_name().map(|s| s.to_os_string()).unwrap_or_default();
+    name.push(".ids.npy");
+    out.with_file_name(name)
+}
+
+/// Refuses to replace an existing file without `--force`: an export is cheap to redo, the file
+/// it would replace may not be.
+fn check_new(path: &Path, force: bool) -> Result<()> {
+    if !force && path.exists() {
+        return Err(CliError::index(format!("`{}` exists; pass --force to replace it", path.display())));
+    }
+    Ok(())
 }
 
 fn write_err(path: &Path, e: FormatError) -> CliError {
@@ -70,9 +84,23 @@ pub fn run(args: &ExportArgs) -> Result<()> {
             format.ext()
         )));
     }
+    let path = &args.output;
+    let ids_path = match format {
+        InputFormat::Npy | InputFormat::Fvecs | InputFormat::Bvecs => {
+            Some(args.ids.clone().unwrap_or_else(|| default_ids_path(path)))
+        }
+        InputFormat::Jsonl | InputFormat::Csv => None,
+    };
+    if ids_path.as_deref() == Some(path.as_path()) {
+        return Err(CliError::usage("--ids names the output file itself"));
+    }
+    // Both checks before any work, so a refusal leaves every file as it was.
+    check_new(path, args.force)?;
+    if let Some(p) = &ids_path {
+        check_new(p, args.force)?;
+    }
     let index = store::load(&args.index)?.handle;
     let ids = sorted_ids(&index);
-    let path = &args.output;
     let n = match format {
         InputFormat::Jsonl | InputFormat::Csv => {
             let meta = read_sidecar(&args.index)?;
@@ -138,7 +166,7 @@ pub fn run(args: &ExportArgs) -> Result<()> {
                 }
             }
             w.flush().map_err(|e| CliError::index(io_message("write", path, &e)))?;
-            let ids_path = args.ids.clone().unwrap_or_else(|| default_ids_path(path));
+            let ids_path = ids_path.unwrap_or_else(|| default_ids_path(path));
             write_npy_ids(&ids_path, &ids).map_err(|e| write_err(&ids_path, e))?;
             eprintln!("wrote ids to `{}`", ids_path.display());
             ids.len()
