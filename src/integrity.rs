@@ -135,6 +135,15 @@ impl Index {
             stats.nodes += 1;
             if !store.is_deleted(node) {
                 stats.live += 1;
+                // Two live nodes with one id, or a live node the map lost: the map names at
+                // most one node per id, so this finds both.
+                let id = store.id(node);
+                let named = self.ids.get(id);
+                if named != Some(node) {
+                    return Err(IntegrityError::IdMap(format!(
+                        "node {node} is live with id {id}, but the id map names {named:?}"
+                    )));
+                }
             }
             let lv = store.level(node);
             stats.max_level = stats.max_level.max(lv);

@@ -50,6 +50,13 @@ impl Index {
         })
     }
 
+    /// Whether node `n`, exported as live with `id`, is still consistent or has settled: it is
+    /// the node the id map names for `id`, or it has been tombstoned since (a delete or an update
+    /// in flight finished). A live node the id map does not name is otherwise id-map corruption.
+    pub(crate) fn raw_id_settled(&self, n: u32, id: u64) -> bool {
+        self.ids.get(id) == Some(n) || self.store.is_deleted(n) || !self.store.is_ready(n)
+    }
+
     /// The entry point `(node, level)`.
     pub(crate) fn raw_entry(&self) -> Option<(u32, usize)> {
         self.entry_point()

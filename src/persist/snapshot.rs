@@ -28,22 +28,46 @@ const SECTIONS: [(&[u8; 4], &str); 3] = [(b"PARM", "params"), (b"NODE", "nodes")
 
 // ----- encoding ------------------------------------------------------------------------------------
 
-/// Encodes `index` as a snapshot.
+/// Encodes `index` as a snapshot, or fails with [`PersistError::Corrupt`] if the index's id
+/// map is inconsistent: two live nodes with one id, or a live node whose id the map does not
+/// name. Such an index would otherwise save and load as if it were fine, hiding the damage.
 ///
 /// Meant for a quiescent index. Under concurrent writes the snapshot is still loadable: nodes
 /// still being inserted are left out (and links to them dropped), but which concurrent writes
-/// it contains is unspecified.
+/// it contains is unspecified. An update or delete in flight can look like an inconsistency
+/// while the export reads node flags without locks; each suspect is re-checked under its id's
+/// lock, which every id change holds while it sets the flags, so only real damage is reported.
+pub fn try_save_to_bytes(index: &Index) -> Result<Vec<u8>> {
+    let export = export(index);
+    if let Some(first) = export.inconsistent.first() {
+        return Err(PersistError::corrupt(format!(
+            "refusing to save an index with an inconsistent id map ({} live nodes the id map does \
+             not name; first: {first})",
+            export.inconsistent.len()
+        )));
+    }
+    Ok(encode(index.config(), &export))
+}
+
+/// Encodes `index` as a snapshot; never fails.
+///
+/// Unlike [`try_save_to_bytes`] (and [`Index::save`]), an inconsistent id map is not reported:
+/// of several live nodes with one id, the one the id map names is kept (the others are saved as
+/// deleted), which is right for an update in flight but hides corruption. Prefer
+/// [`try_save_to_bytes`] wherever the error can be handled.
 pub fn save_to_bytes(index: &Index) -> Vec<u8> {
-    let cfg = index.config();
-    let (nodes, entry) = export(index);
+    encode(index.config(), &export(index))
+}
+
+fn encode(cfg: &IndexConfig, export: &Export) -> Vec<u8> {
     let mut out = Vec::with_capacity(HEADER_LEN + 3 * SECTION_HEADER_LEN + PARAMS_LEN + 5);
     out.extend_from_slice(&SNAPSHOT_MAGIC);
     out.put_u32(SNAPSHOT_VERSION);
     out.put_u32(0);
     push_section(&mut out, SECTIONS[0].0, &encode_params(cfg));
-    push_section(&mut out, SECTIONS[1].0, &encode_nodes(&nodes));
+    push_section(&mut out, SECTIONS[1].0, &encode_nodes(&export.nodes));
     let mut e = Vec::with_capacity(6);
-    match entry {
+    match export.entry {
         Some((node, level)) => {
             e.put_u8(1);
             e.put_u32(node);
@@ -149,10 +173,22 @@ fn encode_nodes(nodes: &[RawNode]) -> Vec<u8> {
     p
 }
 
+/// What [`export`] found.
+struct Export {
+    nodes: Vec<RawNode>,
+    entry: Option<(u32, usize)>,
+    /// Live nodes the id map does not name, re-checked under the id's lock: id-map corruption.
+    inconsistent: Vec<String>,
+}
+
 /// The index's fully linked nodes in node order, renumbered densely if there are holes, with
 /// links to missing nodes dropped, duplicate live ids resolved through the id map, and an entry
-/// point on the top level: a loadable graph even when writers ran during the export.
-fn export(index: &Index) -> (Vec<RawNode>, Option<(u32, usize)>) {
+/// point on the top level: a loadable graph even when writers ran during the export. Live nodes
+/// the id map does not name (re-checked under the id's lock) are listed in `inconsistent`.
+fn export(index: &Index) -> Export {
+    // Pinned throughout, so no slot read here is retired and reused for another id before the
+    // checks below (`store.rs`, "Slot reuse").
+    let _pin = crossbeam_epoch::pin();
     let count = index.raw_node_count();
     let mut nodes: Vec<RawNode> = Vec::with_capacity(count as usize);
     let mut renumber: Vec<u32> = Vec::with_capacity(count as usize);
@@ -199,10 +235,22 @@ fn export(index: &Index) -> (Vec<RawNode>, Option<(u32, usize)>) {
             *list = out;
         }
     }
-    // Two live nodes with one id can only be seen mid-update: keep the one the id map names.
-    let mut live: HashMap<u64, usize> = HashMap::new();
     let old_of: Vec<u32> =
         renumber.iter().enumerate().filter(|(_, &m)| m != u32::MAX).map(|(o, _)| o as u32).collect();
+    // A live node the id map does not name is either an update or delete in flight or
+    // corruption (two live nodes with one id); `raw_id_settled` looks under the id's lock,
+    // after which an id change in flight has set its flags.
+    let unsettled: Vec<usize> = (0..nodes.len())
+        .filter(|&i| !nodes[i].deleted && !index.raw_id_settled(old_of[i], nodes[i].id))
+        .collect();
+    let inconsistent = unsettled
+        .iter()
+        .map(|&i| {
+            format!("node {} is live with id {}, which the id map does not name", old_of[i], nodes[i].id)
+        })
+        .collect();
+    // Two live nodes with one id: keep the one the id map names.
+    let mut live: HashMap<u64, usize> = HashMap::new();
     for i in 0..nodes.len() {
         if nodes[i].deleted {
             continue;
@@ -227,7 +275,7 @@ fn export(index: &Index) -> (Vec<RawNode>, Option<(u32, usize)>) {
             let top = top?;
             level_of.iter().position(|&l| l == top).map(|i| (i as u32, top))
         });
-    (nodes, entry)
+    Export { nodes, entry, inconsistent }
 }
 
 // ----- decoding ------------------------------------------------------------------------------------
@@ -481,14 +529,73 @@ impl Index {
     }
 
     /// Saves a snapshot through `backend`: writes `<path>.tmp`, syncs it, renames it over
-    /// `path` and syncs the directory. Meant for a quiescent index (see [`save_to_bytes`]).
+    /// `path` and syncs the directory. Meant for a quiescent index (see [`try_save_to_bytes`]).
+    ///
+    /// Fails with [`PersistError::Corrupt`], writing nothing, if the index's id map is
+    /// inconsistent (two live nodes with one id, or a live node the id map does not name).
     pub fn save_with(&self, backend: &dyn Backend, path: &Path) -> Result<()> {
-        write_atomic(backend, path, &save_to_bytes(self))
+        write_atomic(backend, path, &try_save_to_bytes(self)?)
     }
 
     /// Loads a snapshot through `backend`.
     pub fn load_with(backend: &dyn Backend, path: &Path) -> Result<Index> {
         let bytes = backend.read(path).map_err(PersistError::io("read", path))?;
         load_from_bytes(&bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Id-map corruption must not survive a save/load round trip unnoticed. The corruption is
+    //! made through the crate-internal id map, as the insert/update race it guards against did.
+
+    use super::*;
+    use crate::persist::MemBackend;
+    use crate::IntegrityError;
+
+    fn index() -> Index {
+        let index = Index::new(IndexConfig::new(2, Metric::L2).m(4).ef_construction(16)).unwrap();
+        for i in 0..20u64 {
+            index.insert(i, &[i as f32, (i % 3) as f32]).unwrap();
+        }
+        index
+    }
+
+    fn assert_refused(index: &Index, id: u64) {
+        let err = try_save_to_bytes(index).unwrap_err();
+        assert!(
+            matches!(&err, PersistError::Corrupt { reason } if reason.contains(&format!("with id {id},"))),
+            "{err}"
+        );
+        let fs = MemBackend::new();
+        let path = Path::new("/snap/index.hnsw");
+        let err = index.save_with(&fs, path).unwrap_err();
+        assert!(matches!(err, PersistError::Corrupt { .. }), "{err}");
+        assert!(fs.paths().is_empty(), "nothing may be written: {:?}", fs.paths());
+        assert!(
+            matches!(index.check_integrity(), Err(IntegrityError::IdMap(_))),
+            "{:?}",
+            index.check_integrity()
+        );
+    }
+
+    #[test]
+    fn save_refuses_two_live_nodes_with_one_id() {
+        let index = index();
+        load_from_bytes(&try_save_to_bytes(&index).unwrap()).unwrap();
+        // What the insert/update race left behind: the map forgets id 7 while its node stays
+        // live, and a new insert of 7 then succeeds.
+        index.ids.remove_published(7, |_| {}).unwrap();
+        index.insert(7, &[100.0, 100.0]).unwrap();
+        assert_eq!(index.len(), 21);
+        assert_refused(&index, 7);
+    }
+
+    #[test]
+    fn save_refuses_a_live_node_the_id_map_does_not_name() {
+        let index = index();
+        index.ids.remove_published(5, |_| {}).unwrap();
+        assert_eq!(index.len(), 20);
+        assert_refused(&index, 5);
     }
 }
