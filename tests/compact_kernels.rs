@@ -163,8 +163,10 @@ fn dot_u8i8_bit_exact_every_dim() {
             // The reference itself is exact here.
             assert_eq!(i64::from(scalar::dot_u8i8(&c, &w)), dot_u8i8_i64(&c, &w));
             check_u8i8(&k, &c, &w, &format!("random, seed {seed:#x}"));
-            let ext_c: Vec<u8> = (0..dim).map(|_| if r.next_u64() % 4 == 0 { 0 } else { 255 }).collect();
-            let ext_w: Vec<i8> = (0..dim).map(|_| if r.next_u64() % 2 == 0 { -128 } else { 127 }).collect();
+            let ext_c: Vec<u8> =
+                (0..dim).map(|_| if r.next_u64().is_multiple_of(4) { 0 } else { 255 }).collect();
+            let ext_w: Vec<i8> =
+                (0..dim).map(|_| if r.next_u64().is_multiple_of(2) { -128 } else { 127 }).collect();
             check_u8i8(&k, &ext_c, &ext_w, &format!("random extremes, seed {seed:#x}"));
             let all255 = vec![255u8; dim];
             for (wv, label) in [(-128i8, "255 x -128"), (127, "255 x 127"), (0, "255 x 0")] {
@@ -173,7 +175,7 @@ fn dot_u8i8_bit_exact_every_dim() {
                 assert_eq!(i64::from((k.dot_u8i8)(&all255, &w)), 255 * i64::from(wv) * dim as i64, "{label}");
             }
             // A single non-zero product at every position catches misplaced lanes.
-            if dim <= 130 || dim % 97 == 0 {
+            if dim <= 130 || dim.is_multiple_of(97) {
                 for pos in 0..dim {
                     let mut c1 = vec![0u8; dim];
                     c1[pos] = 255;

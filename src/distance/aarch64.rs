@@ -7,9 +7,12 @@
 //! are used.
 //!
 //! The compact set ([`CompactKernels`]) has a NEON integer dot product but uses the scalar `f16`
-//! kernels: the NEON half-precision conversion intrinsics (`vcvt_f32_f16` and friends) need the
-//! `float16x4_t` type, which is still unstable in Rust 1.95 (`stdarch_neon_f16`). The scalar
-//! kernels are correct, only slower; revisit when those intrinsics are stabilised.
+//! kernels: the NEON half-precision conversion (`vcvt_f32_f16` on `float16x4_t`, i.e. `fcvtl`)
+//! is stable only since Rust 1.94 (`stdarch_neon_f16`), above this crate's minimum Rust 1.89,
+//! and using it unconditionally would raise that minimum. The scalar kernels are correct, only
+//! slower. A NEON `f16` kernel needs either a higher minimum Rust or a compiler-version gate
+//! (build script emitting a `cfg`); it should also be run on aarch64 hardware, which the tests
+//! here have not been (this module is only compile-checked on x86-64 hosts).
 //!
 //! Loads take fixed-size arrays (`&[f32; 4]`, `&[u8; 16]`), so the type itself proves that every
 //! byte read is in bounds.
