@@ -139,7 +139,12 @@ pub fn available_kernels() -> Vec<Kernels> {
 /// would break them. The instruction sets also differ: `f16` conversion needs F16C next to AVX2,
 /// and the integer kernel has a third x86-64 variant (AVX-512 VNNI), so the two sets are detected
 /// separately and may have different names on the same CPU.
+///
+/// `#[non_exhaustive]` so that kernels can be added (e.g. `f16` × `f16`, or a signed `i8` × `i8`
+/// dot product) without breaking anyone: outside this crate it is obtained only from
+/// [`compact_kernels`], [`available_compact_kernels`] and [`scalar_compact_kernels`].
 #[derive(Clone, Copy)]
+#[non_exhaustive]
 pub struct CompactKernels {
     /// Name of the instruction set (`avx512vnni`, `avx512`, `avx2`, `neon`, `scalar`).
     pub isa: &'static str,
