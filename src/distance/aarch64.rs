@@ -6,10 +6,18 @@
 //! they are always safe to run. Without NEON, [`detect`] returns `None` and the scalar kernels
 //! are used.
 //!
+//! The compact set ([`CompactKernels`]) has a NEON integer dot product but uses the scalar `f16`
+//! kernels: the NEON half-precision conversion (`vcvt_f32_f16` on `float16x4_t`, i.e. `fcvtl`)
+//! is stable only since Rust 1.94 (`stdarch_neon_f16`), above this crate's minimum Rust 1.89,
+//! and using it unconditionally would raise that minimum. The scalar kernels are correct, only
+//! slower. A NEON `f16` kernel needs either a higher minimum Rust or a compiler-version gate
+//! (build script emitting a `cfg`); it should also be run on aarch64 hardware, which the tests
+//! here have not been (this module is only compile-checked on x86-64 hosts).
+//!
 //! Loads take fixed-size arrays (`&[f32; 4]`, `&[u8; 16]`), so the type itself proves that every
 //! byte read is in bounds.
 
-use super::Kernels;
+use super::{CompactKernels, Kernels};
 
 /// The NEON kernel set.
 #[cfg(target_feature = "neon")]
@@ -26,6 +34,23 @@ pub(super) fn detect() -> Option<Kernels> {
 /// This build has NEON disabled: no SIMD set.
 #[cfg(not(target_feature = "neon"))]
 pub(super) fn detect() -> Option<Kernels> {
+    None
+}
+
+/// The compact NEON set: NEON integer dot product, scalar `f16` kernels (see the module docs).
+#[cfg(target_feature = "neon")]
+pub(super) fn detect_compact() -> Option<CompactKernels> {
+    Some(CompactKernels {
+        isa: "neon",
+        l2_f16: super::scalar::l2_f16,
+        dot_f16: super::scalar::dot_f16,
+        dot_u8i8: neon::dot_u8i8,
+    })
+}
+
+/// This build has NEON disabled: no compact SIMD set.
+#[cfg(not(target_feature = "neon"))]
+pub(super) fn detect_compact() -> Option<CompactKernels> {
     None
 }
 
@@ -170,6 +195,40 @@ mod neon {
         s
     }
 
+    /// `Σ c[i]·w[i]` over 16 bytes, into four `i32` accumulators: the bytes are widened to 16
+    /// bits (codes zero-extended, weights sign-extended; both fit `i16`), then `smlal`/`smlal2`
+    /// multiply-accumulate them into 32-bit lanes. Each product is at most 32640 in magnitude and
+    /// the accumulation wraps like the scalar reference.
+    #[inline]
+    #[target_feature(enable = "neon")]
+    fn mla_u8i8(acc: &mut [int32x4_t; 4], c: &[u8; 16], w: &[i8; 16]) {
+        // SAFETY: `vld1q_u8` reads exactly the 16 bytes of `c`.
+        let c = unsafe { vld1q_u8(c.as_ptr()) };
+        // SAFETY: `vld1q_s8` reads exactly the 16 bytes of `w`.
+        let w = unsafe { vld1q_s8(w.as_ptr()) };
+        let c_lo = vreinterpretq_s16_u16(vmovl_u8(vget_low_u8(c)));
+        let c_hi = vreinterpretq_s16_u16(vmovl_high_u8(c));
+        let w_lo = vmovl_s8(vget_low_s8(w));
+        let w_hi = vmovl_high_s8(w);
+        acc[0] = vmlal_s16(acc[0], vget_low_s16(c_lo), vget_low_s16(w_lo));
+        acc[1] = vmlal_high_s16(acc[1], c_lo, w_lo);
+        acc[2] = vmlal_s16(acc[2], vget_low_s16(c_hi), vget_low_s16(w_hi));
+        acc[3] = vmlal_high_s16(acc[3], c_hi, w_hi);
+    }
+
+    #[target_feature(enable = "neon")]
+    fn dot_u8i8_impl(codes: &[u8], w: &[i8]) -> i32 {
+        let n = codes.len().min(w.len());
+        let (c, tc) = codes[..n].as_chunks::<16>();
+        let (w, tw) = w[..n].as_chunks::<16>();
+        let mut acc = [vdupq_n_s32(0); 4];
+        for (x, y) in c.iter().zip(w) {
+            mla_u8i8(&mut acc, x, y);
+        }
+        let v = vaddq_s32(vaddq_s32(acc[0], acc[1]), vaddq_s32(acc[2], acc[3]));
+        vaddvq_s32(v).wrapping_add(super::super::scalar::dot_u8i8(tc, tw))
+    }
+
     // The safe wrappers below are what `Kernels` stores. `#[target_feature]` functions cannot be
     // coerced to safe `fn` pointers (and calling them needs `unsafe` even when the feature is on
     // for the whole build), so each wrapper asserts what the `cfg` on this module guarantees.
@@ -196,5 +255,11 @@ mod neon {
         // SAFETY: this module is compiled only with `target_feature = "neon"`, so every CPU this
         // binary runs on has NEON.
         unsafe { dot_u8_impl(a, b) }
+    }
+
+    pub(super) fn dot_u8i8(codes: &[u8], w: &[i8]) -> i32 {
+        // SAFETY: this module is compiled only with `target_feature = "neon"`, so every CPU this
+        // binary runs on has NEON.
+        unsafe { dot_u8i8_impl(codes, w) }
     }
 }

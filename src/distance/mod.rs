@@ -4,10 +4,15 @@
 //! NEON on aarch64) are picked once at run time by [`kernels`] and tested against the reference.
 //! The index never calls a kernel through this module per call: it copies the chosen function
 //! pointers at construction.
+//!
+//! Compact storage (issue 13) has its own kernel set, [`CompactKernels`] (chosen by
+//! [`compact_kernels`]): an `f32` query against `f16` stored vectors ([`encode_f16`] makes them),
+//! and the exact `u8` × `i8` integer dot product behind 8-bit scalar quantisation ([`sq8`]).
 
 #[cfg(target_arch = "aarch64")]
 mod aarch64;
 pub mod scalar;
+pub mod sq8;
 #[cfg(target_arch = "x86_64")]
 mod x86_64;
 
@@ -50,6 +55,12 @@ impl Metric {
 pub type F32Kernel = fn(&[f32], &[f32]) -> f32;
 /// Squared L2 or dot product between an `f32` query and a `u8` stored vector of equal length.
 pub type U8Kernel = fn(&[f32], &[u8]) -> f32;
+
+/// Squared L2 or dot product between an `f32` query and an `f16` stored vector (IEEE 754 binary16
+/// bits) of equal length.
+pub type F16Kernel = fn(&[f32], &[u16]) -> f32;
+/// Exact integer dot product `Σ codes[i] · w[i]` of unsigned and signed bytes, of equal length.
+pub type U8I8Kernel = fn(&[u8], &[i8]) -> i32;
 
 /// The kernel set chosen for this CPU.
 #[derive(Clone, Copy)]
@@ -118,6 +129,107 @@ pub fn available_kernels() -> Vec<Kernels> {
     #[cfg(target_arch = "aarch64")]
     v.extend(aarch64::detect());
     v
+}
+
+/// The kernel set for compact storage (`f16` and 8-bit scalar-quantised vectors) chosen for this
+/// CPU.
+///
+/// A separate struct rather than more fields on [`Kernels`]: `Kernels` has public fields and is
+/// passed to [`crate::Index::with_kernels`], so callers may build one themselves and new fields
+/// would break them. The instruction sets also differ: `f16` conversion needs F16C next to AVX2,
+/// and the integer kernel has a third x86-64 variant (AVX-512 VNNI), so the two sets are detected
+/// separately and may have different names on the same CPU.
+///
+/// `#[non_exhaustive]` so that kernels can be added (e.g. `f16` × `f16`, or a signed `i8` × `i8`
+/// dot product) without breaking anyone: outside this crate it is obtained only from
+/// [`compact_kernels`], [`available_compact_kernels`] and [`scalar_compact_kernels`].
+#[derive(Clone, Copy)]
+#[non_exhaustive]
+pub struct CompactKernels {
+    /// Name of the instruction set (`avx512vnni`, `avx512`, `avx2`, `neon`, `scalar`).
+    pub isa: &'static str,
+    /// Squared L2, `f32` query × `f16` stored vector.
+    pub l2_f16: F16Kernel,
+    /// Dot product, `f32` query × `f16` stored vector.
+    pub dot_f16: F16Kernel,
+    /// Exact `u8` × `i8` dot product in `i32` (see [`scalar::dot_u8i8`] for its range).
+    pub dot_u8i8: U8I8Kernel,
+}
+
+impl std::fmt::Debug for CompactKernels {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CompactKernels").field("isa", &self.isa).finish()
+    }
+}
+
+/// The scalar reference compact kernels.
+pub fn scalar_compact_kernels() -> CompactKernels {
+    CompactKernels {
+        isa: "scalar",
+        l2_f16: scalar::l2_f16,
+        dot_f16: scalar::dot_f16,
+        dot_u8i8: scalar::dot_u8i8,
+    }
+}
+
+/// The fastest compact kernel set this CPU supports, detected once and cached.
+///
+/// `HNSW_BATCH_ISA` forces a set as for [`kernels`]: `scalar`, `avx2`, `avx512` (AVX-512 without
+/// VNNI) or `avx512vnni` (falling back to scalar if the CPU lacks it). [`kernels`] treats
+/// `avx512vnni` as unknown, i.e. picks its fastest set.
+pub fn compact_kernels() -> CompactKernels {
+    static K: OnceLock<CompactKernels> = OnceLock::new();
+    *K.get_or_init(detect_compact)
+}
+
+fn detect_compact() -> CompactKernels {
+    let forced = std::env::var("HNSW_BATCH_ISA").ok();
+    if forced.as_deref() == Some("scalar") {
+        return scalar_compact_kernels();
+    }
+    #[cfg(target_arch = "x86_64")]
+    if let Some(k) = x86_64::detect_compact(forced.as_deref()) {
+        return k;
+    }
+    #[cfg(target_arch = "aarch64")]
+    if let Some(k) = aarch64::detect_compact() {
+        return k;
+    }
+    scalar_compact_kernels()
+}
+
+/// All compact kernel sets this CPU can run, scalar first (for tests and benchmarks).
+pub fn available_compact_kernels() -> Vec<CompactKernels> {
+    #[allow(unused_mut)]
+    let mut v = vec![scalar_compact_kernels()];
+    #[cfg(target_arch = "x86_64")]
+    v.extend(x86_64::available_compact());
+    #[cfg(target_arch = "aarch64")]
+    v.extend(aarch64::detect_compact());
+    v
+}
+
+/// Converts `src` to IEEE 754 half precision, written as bits into `dst`: round to nearest, ties
+/// to even; magnitudes above 65504 become infinities and below about 6e-8 become zeros, NaN stays
+/// NaN. Storage that must not lose values beyond rounding should reject inputs outside
+/// `[-65504, 65504]` first.
+///
+/// # Panics
+///
+/// If `src` and `dst` differ in length.
+pub fn encode_f16(src: &[f32], dst: &mut [u16]) {
+    use half::slice::{HalfBitsSliceExt, HalfFloatSliceExt};
+    dst.reinterpret_cast_mut::<half::f16>().convert_from_f32_slice(src);
+}
+
+/// Widens IEEE 754 half-precision bits in `src` to `f32` in `dst` (exact).
+///
+/// # Panics
+///
+/// If `src` and `dst` differ in length.
+pub fn decode_f16(src: &[u16], dst: &mut [f32]) {
+    use half::slice::{HalfBitsSliceExt, HalfFloatSliceExt};
+    src.reinterpret_cast::<half::f16>().convert_to_f32_slice(dst);
 }
 
 /// Squared L2 distance with the fastest kernel. Lengths must match (extra elements are ignored).

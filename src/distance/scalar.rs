@@ -74,3 +74,65 @@ pub fn cosine_distance(a: &[f32], b: &[f32]) -> f32 {
     }
     1.0 - ab / (aa.sqrt() * bb.sqrt())
 }
+
+/// The `f32` value of the IEEE 754 half-precision number with bits `h` (exact: every `f16` is an
+/// `f32`).
+#[inline]
+pub fn f16_to_f32(h: u16) -> f32 {
+    half::f16::from_bits(h).to_f32()
+}
+
+/// Squared L2 distance between an `f32` query and an `f16` stored vector (given as its bits),
+/// over their common prefix.
+///
+/// Each stored element is widened to `f32` exactly, then the sum is formed like [`l2_f32`]'s,
+/// so the SIMD versions are held to the same rounding bound.
+pub fn l2_f16(q: &[f32], x: &[u16]) -> f32 {
+    let n = q.len().min(x.len());
+    let (q, x) = (&q[..n], &x[..n]);
+    let mut acc = [0f32; 4];
+    let mut cq = q.chunks_exact(4);
+    let mut cx = x.chunks_exact(4);
+    for (a, b) in (&mut cq).zip(&mut cx) {
+        for i in 0..4 {
+            let d = a[i] - f16_to_f32(b[i]);
+            acc[i] += d * d;
+        }
+    }
+    let mut s = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+    for (a, &b) in cq.remainder().iter().zip(cx.remainder()) {
+        let d = a - f16_to_f32(b);
+        s += d * d;
+    }
+    s
+}
+
+/// Dot product between an `f32` query and an `f16` stored vector (given as its bits), over their
+/// common prefix.
+pub fn dot_f16(q: &[f32], x: &[u16]) -> f32 {
+    let n = q.len().min(x.len());
+    let (q, x) = (&q[..n], &x[..n]);
+    let mut acc = [0f32; 4];
+    let mut cq = q.chunks_exact(4);
+    let mut cx = x.chunks_exact(4);
+    for (a, b) in (&mut cq).zip(&mut cx) {
+        for i in 0..4 {
+            acc[i] += a[i] * f16_to_f32(b[i]);
+        }
+    }
+    let mut s = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+    for (a, &b) in cq.remainder().iter().zip(cx.remainder()) {
+        s += a * f16_to_f32(b);
+    }
+    s
+}
+
+/// Integer dot product `Σ codes[i] · w[i]` (unsigned bytes times signed bytes) over the common
+/// prefix, in `i32`.
+///
+/// Every product lies in `[-32640, 32385]`, so the sum is exact (no wrap-around) for up to
+/// 65 793 elements, which covers [`crate::MAX_DIM`]. Longer inputs wrap modulo 2^32; addition
+/// modulo 2^32 is associative, so every SIMD kernel still returns exactly this value.
+pub fn dot_u8i8(codes: &[u8], w: &[i8]) -> i32 {
+    codes.iter().zip(w).fold(0i32, |s, (&c, &w)| s.wrapping_add(i32::from(c) * i32::from(w)))
+}

@@ -1,13 +1,17 @@
-//! x86-64 SIMD kernels: an AVX2+FMA set and an AVX-512 (F+BW+VL) set.
+//! x86-64 SIMD kernels: an AVX2+FMA set and an AVX-512 (F+BW+VL) set of [`Kernels`], and three
+//! sets of [`CompactKernels`] for compact storage: AVX2+FMA+F16C, AVX-512 (F+BW+VL) and AVX-512
+//! with VNNI.
 //!
 //! # Safety structure
 //!
 //! Every kernel body is a `#[target_feature]` function, which may only run on a CPU that has
 //! those features. The safe `fn` pointers stored in [`Kernels`] are private wrappers in this
-//! module; the only code that names them is [`avx2_set`] and [`avx512_set`], and both return
-//! `None` unless `is_x86_feature_detected!` has confirmed every feature their kernels are
-//! compiled for. Everything outside this module reaches the wrappers only through [`detect`] and
-//! [`available`], which hand out nothing but the results of those two functions. So a wrapper can
+//! module; the only code that names them is [`avx2_set`], [`avx512_set`], [`avx2_compact_set`],
+//! [`avx512_compact_set`] and [`avx512vnni_compact_set`], and each returns `None` unless
+//! `is_x86_feature_detected!` has confirmed every feature its kernels are compiled for.
+//! Everything outside this module reaches the wrappers only through [`detect`], [`available`],
+//! [`detect_compact`] and [`available_compact`], which hand out nothing but the results of those
+//! functions. So a wrapper can
 //! only ever be called on a CPU that supports its instructions, which is what makes the `unsafe`
 //! calls inside the wrappers sound.
 //!
@@ -15,7 +19,7 @@
 //! bytes read are in bounds; only the AVX-512 tail loads take a short slice, and they mask off
 //! every lane past its end (masked-off lanes are never accessed, so they cannot fault).
 
-use super::Kernels;
+use super::{CompactKernels, Kernels};
 
 /// Picks the kernel set to use. `forced` is the `HNSW_BATCH_ISA` override: `avx2` and `avx512`
 /// select that set (or `None` if this CPU lacks it); anything else means "fastest available".
@@ -77,10 +81,82 @@ fn best_set() -> Option<Kernels> {
     avx512_set().or_else(avx2_set)
 }
 
+/// Picks the compact kernel set. `forced` is the `HNSW_BATCH_ISA` override: `avx2`, `avx512` and
+/// `avx512vnni` select that set (or `None` if this CPU lacks it); anything else means "fastest
+/// available".
+pub(super) fn detect_compact(forced: Option<&str>) -> Option<CompactKernels> {
+    match forced {
+        Some("avx2") => avx2_compact_set(),
+        Some("avx512") => avx512_compact_set(),
+        Some("avx512vnni") => avx512vnni_compact_set(),
+        _ => best_compact_set(),
+    }
+}
+
+/// Every compact SIMD set this CPU supports, slowest first.
+pub(super) fn available_compact() -> Vec<CompactKernels> {
+    avx2_compact_set().into_iter().chain(avx512_compact_set()).chain(avx512vnni_compact_set()).collect()
+}
+
+/// Whether the features of the compact AVX2 set are present (the AVX2 set's plus F16C).
+fn has_avx2_f16c() -> bool {
+    has_avx2() && is_x86_feature_detected!("f16c")
+}
+
+/// Whether the features of the compact AVX-512 VNNI set are present.
+fn has_avx512vnni() -> bool {
+    has_avx512() && is_x86_feature_detected!("avx512vnni")
+}
+
+/// The compact AVX2+FMA+F16C set, if this CPU supports it.
+fn avx2_compact_set() -> Option<CompactKernels> {
+    has_avx2_f16c().then_some(CompactKernels {
+        isa: "avx2",
+        l2_f16: avx2::l2_f16,
+        dot_f16: avx2::dot_f16,
+        dot_u8i8: avx2::dot_u8i8,
+    })
+}
+
+/// The compact AVX-512 (F+BW+VL) set, integer dot product without VNNI, if this CPU supports it.
+fn avx512_compact_set() -> Option<CompactKernels> {
+    has_avx512().then_some(CompactKernels {
+        isa: "avx512",
+        l2_f16: avx512::l2_f16,
+        dot_f16: avx512::dot_f16,
+        dot_u8i8: avx512::dot_u8i8,
+    })
+}
+
+/// The compact AVX-512 set with the VNNI integer dot product, if this CPU supports it. Its `f16`
+/// kernels are the AVX-512 set's (VNNI adds nothing for them).
+fn avx512vnni_compact_set() -> Option<CompactKernels> {
+    has_avx512vnni().then_some(CompactKernels {
+        isa: "avx512vnni",
+        l2_f16: avx512::l2_f16,
+        dot_f16: avx512::dot_f16,
+        dot_u8i8: avx512::dot_u8i8_vnni,
+    })
+}
+
+/// The fastest compact set: AVX-512 VNNI, else AVX-512, else AVX2, else `None`.
+///
+/// `vpdpbusd` does a 64-byte multiply-add in one instruction where the plain AVX-512 and AVX2
+/// kernels widen both operands to 16 bits first (three instructions per 32 or 16 bytes). On one
+/// shared, noisy AVX-512 VNNI machine (`benches/distance.rs`, see rfcs/0002) `dot_u8i8` took
+/// about 8 / 12 / 19 ns at dimension 128 / 384 / 768 with VNNI, 12 / 21 / 48 with AVX-512 and
+/// 14 / 28 / 64 with AVX2; the `f16` kernels of the AVX-512 sets were level with or slightly
+/// ahead of AVX2. Other CPUs have not been measured.
+fn best_compact_set() -> Option<CompactKernels> {
+    avx512vnni_compact_set().or_else(avx512_compact_set).or_else(avx2_compact_set)
+}
+
 /// AVX2+FMA kernels: four 8-lane accumulators (32 elements per iteration), then single 8-lane
 /// steps, then a scalar tail.
 mod avx2 {
     use std::arch::x86_64::*;
+
+    use crate::distance::scalar::{self, f16_to_f32};
 
     /// Loads 8 `f32`s; the array type proves all 32 bytes are in bounds.
     #[inline]
@@ -212,6 +288,105 @@ mod avx2 {
         s
     }
 
+    /// Loads 8 `f16`s (as bits) and widens them to 8 `f32`s (exact).
+    #[inline]
+    #[target_feature(enable = "avx,f16c")]
+    fn load_f16(x: &[u16; 8]) -> __m256 {
+        // SAFETY: `_mm_loadu_si128` reads exactly the 16 bytes of `x`, with no alignment
+        // requirement.
+        let v = unsafe { _mm_loadu_si128(x.as_ptr().cast::<__m128i>()) };
+        _mm256_cvtph_ps(v)
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn l2_f16_impl(a: &[f32], b: &[u16]) -> f32 {
+        let n = a.len().min(b.len());
+        let (a, ta) = a[..n].as_chunks::<8>();
+        let (b, tb) = b[..n].as_chunks::<8>();
+        let mut acc = [_mm256_setzero_ps(); 4];
+        let (mut ca, mut cb) = (a.chunks_exact(4), b.chunks_exact(4));
+        for (x, y) in (&mut ca).zip(&mut cb) {
+            for k in 0..4 {
+                let d = _mm256_sub_ps(load_f32(&x[k]), load_f16(&y[k]));
+                acc[k] = _mm256_fmadd_ps(d, d, acc[k]);
+            }
+        }
+        for (x, y) in ca.remainder().iter().zip(cb.remainder()) {
+            let d = _mm256_sub_ps(load_f32(x), load_f16(y));
+            acc[0] = _mm256_fmadd_ps(d, d, acc[0]);
+        }
+        let mut s = reduce(acc);
+        for (x, &y) in ta.iter().zip(tb) {
+            let d = x - f16_to_f32(y);
+            s += d * d;
+        }
+        s
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn dot_f16_impl(a: &[f32], b: &[u16]) -> f32 {
+        let n = a.len().min(b.len());
+        let (a, ta) = a[..n].as_chunks::<8>();
+        let (b, tb) = b[..n].as_chunks::<8>();
+        let mut acc = [_mm256_setzero_ps(); 4];
+        let (mut ca, mut cb) = (a.chunks_exact(4), b.chunks_exact(4));
+        for (x, y) in (&mut ca).zip(&mut cb) {
+            for k in 0..4 {
+                acc[k] = _mm256_fmadd_ps(load_f32(&x[k]), load_f16(&y[k]), acc[k]);
+            }
+        }
+        for (x, y) in ca.remainder().iter().zip(cb.remainder()) {
+            acc[0] = _mm256_fmadd_ps(load_f32(x), load_f16(y), acc[0]);
+        }
+        let mut s = reduce(acc);
+        for (x, &y) in ta.iter().zip(tb) {
+            s += x * f16_to_f32(y);
+        }
+        s
+    }
+
+    /// `Σ c[i]·w[i]` over 16 bytes as 8 `i32` lanes: both operands widened to `i16`, then
+    /// `vpmaddwd` adds adjacent products. Each pair sum lies in `[-65280, 64770]`, so it is exact;
+    /// `vpmaddubsw` is not used because its pair sums saturate at `i16` (255·127·2 > 32767).
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn madd_u8i8(c: &[u8; 16], w: &[i8; 16]) -> __m256i {
+        // SAFETY: `_mm_loadu_si128` reads exactly the 16 bytes of `c`, unaligned.
+        let c = unsafe { _mm_loadu_si128(c.as_ptr().cast::<__m128i>()) };
+        // SAFETY: `_mm_loadu_si128` reads exactly the 16 bytes of `w`, unaligned.
+        let w = unsafe { _mm_loadu_si128(w.as_ptr().cast::<__m128i>()) };
+        _mm256_madd_epi16(_mm256_cvtepu8_epi16(c), _mm256_cvtepi8_epi16(w))
+    }
+
+    /// Sum of the 8 `i32` lanes, wrapping like the scalar reference.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn hsum_epi32(v: __m256i) -> i32 {
+        let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
+        let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01_00_11_10>(s));
+        let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s));
+        _mm_cvtsi128_si32(s)
+    }
+
+    #[target_feature(enable = "avx2")]
+    fn dot_u8i8_impl(codes: &[u8], w: &[i8]) -> i32 {
+        let n = codes.len().min(w.len());
+        let (c, tc) = codes[..n].as_chunks::<16>();
+        let (w, tw) = w[..n].as_chunks::<16>();
+        let mut acc = [_mm256_setzero_si256(); 4];
+        let (mut cc, mut cw) = (c.chunks_exact(4), w.chunks_exact(4));
+        for (x, y) in (&mut cc).zip(&mut cw) {
+            for k in 0..4 {
+                acc[k] = _mm256_add_epi32(acc[k], madd_u8i8(&x[k], &y[k]));
+            }
+        }
+        for (x, y) in cc.remainder().iter().zip(cw.remainder()) {
+            acc[0] = _mm256_add_epi32(acc[0], madd_u8i8(x, y));
+        }
+        let v = _mm256_add_epi32(_mm256_add_epi32(acc[0], acc[1]), _mm256_add_epi32(acc[2], acc[3]));
+        hsum_epi32(v).wrapping_add(scalar::dot_u8i8(tc, tw))
+    }
+
     // The safe wrappers below are the only things stored in `Kernels`. They are private to
     // `x86_64` and named only by `avx2_set`, which returns them only after detecting AVX2 and FMA.
 
@@ -233,6 +408,27 @@ mod avx2 {
     pub(super) fn dot_u8(a: &[f32], b: &[u8]) -> f32 {
         // SAFETY: only reachable through `avx2_set`, which checked `avx2` and `fma` at run time.
         unsafe { dot_u8_impl(a, b) }
+    }
+
+    // The compact wrappers below are named only by `avx2_compact_set`, which returns them only
+    // after detecting AVX2, FMA and F16C.
+
+    pub(super) fn l2_f16(a: &[f32], b: &[u16]) -> f32 {
+        // SAFETY: only reachable through `avx2_compact_set`, which checked `avx2`, `fma` and
+        // `f16c` at run time.
+        unsafe { l2_f16_impl(a, b) }
+    }
+
+    pub(super) fn dot_f16(a: &[f32], b: &[u16]) -> f32 {
+        // SAFETY: only reachable through `avx2_compact_set`, which checked `avx2`, `fma` and
+        // `f16c` at run time.
+        unsafe { dot_f16_impl(a, b) }
+    }
+
+    pub(super) fn dot_u8i8(codes: &[u8], w: &[i8]) -> i32 {
+        // SAFETY: only reachable through `avx2_compact_set`, which checked `avx2` (with `fma`
+        // and `f16c`) at run time.
+        unsafe { dot_u8i8_impl(codes, w) }
     }
 }
 
@@ -384,6 +580,210 @@ mod avx512 {
         reduce(acc)
     }
 
+    /// Loads 16 `f16`s (as bits) and widens them to 16 `f32`s (exact).
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn load_f16(x: &[u16; 16]) -> __m512 {
+        // SAFETY: `_mm256_loadu_si256` reads exactly the 32 bytes of `x`, unaligned.
+        let v = unsafe { _mm256_loadu_si256(x.as_ptr().cast::<__m256i>()) };
+        _mm512_cvtph_ps(v)
+    }
+
+    /// Loads the first `min(x.len(), 16)` `f16`s widened to `f32`, zeroing the other lanes
+    /// (a zeroed `f16` lane is `+0.0`).
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    fn load_f16_tail(x: &[u16]) -> __m512 {
+        let k = mask(x.len());
+        // SAFETY: element `i` is read only if bit `i` of `k` is set, i.e. `i < x.len()`, so every
+        // element read lies in `x`; masked-off elements are not accessed and cannot fault.
+        let v = unsafe { _mm256_maskz_loadu_epi16(k, x.as_ptr().cast::<i16>()) };
+        _mm512_cvtph_ps(v)
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    fn l2_f16_impl(a: &[f32], b: &[u16]) -> f32 {
+        let n = a.len().min(b.len());
+        let (a, ta) = a[..n].as_chunks::<16>();
+        let (b, tb) = b[..n].as_chunks::<16>();
+        let mut acc = [_mm512_setzero_ps(); 4];
+        let (mut ca, mut cb) = (a.chunks_exact(4), b.chunks_exact(4));
+        for (x, y) in (&mut ca).zip(&mut cb) {
+            for k in 0..4 {
+                let d = _mm512_sub_ps(load_f32(&x[k]), load_f16(&y[k]));
+                acc[k] = _mm512_fmadd_ps(d, d, acc[k]);
+            }
+        }
+        for (x, y) in ca.remainder().iter().zip(cb.remainder()) {
+            let d = _mm512_sub_ps(load_f32(x), load_f16(y));
+            acc[0] = _mm512_fmadd_ps(d, d, acc[0]);
+        }
+        if !ta.is_empty() {
+            let d = _mm512_sub_ps(load_f32_tail(ta), load_f16_tail(tb));
+            acc[1] = _mm512_fmadd_ps(d, d, acc[1]);
+        }
+        reduce(acc)
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    fn dot_f16_impl(a: &[f32], b: &[u16]) -> f32 {
+        let n = a.len().min(b.len());
+        let (a, ta) = a[..n].as_chunks::<16>();
+        let (b, tb) = b[..n].as_chunks::<16>();
+        let mut acc = [_mm512_setzero_ps(); 4];
+        let (mut ca, mut cb) = (a.chunks_exact(4), b.chunks_exact(4));
+        for (x, y) in (&mut ca).zip(&mut cb) {
+            for k in 0..4 {
+                acc[k] = _mm512_fmadd_ps(load_f32(&x[k]), load_f16(&y[k]), acc[k]);
+            }
+        }
+        for (x, y) in ca.remainder().iter().zip(cb.remainder()) {
+            acc[0] = _mm512_fmadd_ps(load_f32(x), load_f16(y), acc[0]);
+        }
+        if !ta.is_empty() {
+            acc[1] = _mm512_fmadd_ps(load_f32_tail(ta), load_f16_tail(tb), acc[1]);
+        }
+        reduce(acc)
+    }
+
+    /// Loads 32 bytes as a vector (the `i8` weights are loaded through [`load_i8x32`]).
+    #[inline]
+    #[target_feature(enable = "avx")]
+    fn load_u8x32(x: &[u8; 32]) -> __m256i {
+        // SAFETY: `_mm256_loadu_si256` reads exactly the 32 bytes of `x`, unaligned.
+        unsafe { _mm256_loadu_si256(x.as_ptr().cast::<__m256i>()) }
+    }
+
+    /// Loads 32 signed bytes as a vector.
+    #[inline]
+    #[target_feature(enable = "avx")]
+    fn load_i8x32(x: &[i8; 32]) -> __m256i {
+        // SAFETY: `_mm256_loadu_si256` reads exactly the 32 bytes of `x`, unaligned.
+        unsafe { _mm256_loadu_si256(x.as_ptr().cast::<__m256i>()) }
+    }
+
+    /// Loads the first `min(len, 32)` bytes at `p`, zeroing the other lanes.
+    ///
+    /// # Safety
+    ///
+    /// `p` must be valid for reading `min(len, 32)` bytes.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    unsafe fn load_bytes32_tail(p: *const i8, len: usize) -> __m256i {
+        let k = if len >= 32 { u32::MAX } else { (1u32 << len) - 1 };
+        // SAFETY: byte `i` is read only if bit `i` of `k` is set, i.e. `i < min(len, 32)`, which
+        // the caller guarantees is readable; masked-off bytes are not accessed and cannot fault.
+        unsafe { _mm256_maskz_loadu_epi8(k, p) }
+    }
+
+    /// `Σ c[i]·w[i]` over 32 byte lanes as 16 `i32` lanes: both widened to `i16`, then `vpmaddwd`
+    /// adds adjacent products (each pair sum in `[-65280, 64770]`: exact, no saturation).
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw")]
+    fn madd_u8i8(c: __m256i, w: __m256i) -> __m512i {
+        _mm512_madd_epi16(_mm512_cvtepu8_epi16(c), _mm512_cvtepi8_epi16(w))
+    }
+
+    /// Without VNNI: four 16-lane `i32` accumulators, 32 bytes per step (128 per iteration), then
+    /// one masked step for the last `< 32` bytes.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    fn dot_u8i8_impl(codes: &[u8], w: &[i8]) -> i32 {
+        let n = codes.len().min(w.len());
+        let (c, tc) = codes[..n].as_chunks::<32>();
+        let (w, tw) = w[..n].as_chunks::<32>();
+        let mut acc = [_mm512_setzero_si512(); 4];
+        let (mut cc, mut cw) = (c.chunks_exact(4), w.chunks_exact(4));
+        for (x, y) in (&mut cc).zip(&mut cw) {
+            for k in 0..4 {
+                acc[k] = _mm512_add_epi32(acc[k], madd_u8i8(load_u8x32(&x[k]), load_i8x32(&y[k])));
+            }
+        }
+        for (x, y) in cc.remainder().iter().zip(cw.remainder()) {
+            acc[0] = _mm512_add_epi32(acc[0], madd_u8i8(load_u8x32(x), load_i8x32(y)));
+        }
+        if !tc.is_empty() {
+            // SAFETY: `tc` and `tw` are both `n % 32` long, so `tc.len()` bytes are readable at
+            // each.
+            let (x, y) = unsafe {
+                (
+                    load_bytes32_tail(tc.as_ptr().cast::<i8>(), tc.len()),
+                    load_bytes32_tail(tw.as_ptr(), tw.len()),
+                )
+            };
+            acc[1] = _mm512_add_epi32(acc[1], madd_u8i8(x, y));
+        }
+        _mm512_reduce_add_epi32(_mm512_add_epi32(
+            _mm512_add_epi32(acc[0], acc[1]),
+            _mm512_add_epi32(acc[2], acc[3]),
+        ))
+    }
+
+    /// Loads 64 bytes as a vector.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn load_u8x64(x: &[u8; 64]) -> __m512i {
+        // SAFETY: `_mm512_loadu_si512` reads exactly the 64 bytes of `x`, unaligned.
+        unsafe { _mm512_loadu_si512(x.as_ptr().cast::<__m512i>()) }
+    }
+
+    /// Loads 64 signed bytes as a vector.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn load_i8x64(x: &[i8; 64]) -> __m512i {
+        // SAFETY: `_mm512_loadu_si512` reads exactly the 64 bytes of `x`, unaligned.
+        unsafe { _mm512_loadu_si512(x.as_ptr().cast::<__m512i>()) }
+    }
+
+    /// Loads the first `min(len, 64)` bytes at `p`, zeroing the other lanes.
+    ///
+    /// # Safety
+    ///
+    /// `p` must be valid for reading `min(len, 64)` bytes.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw")]
+    unsafe fn load_bytes64_tail(p: *const i8, len: usize) -> __m512i {
+        let k = if len >= 64 { u64::MAX } else { (1u64 << len) - 1 };
+        // SAFETY: byte `i` is read only if bit `i` of `k` is set, i.e. `i < min(len, 64)`, which
+        // the caller guarantees is readable; masked-off bytes are not accessed and cannot fault.
+        unsafe { _mm512_maskz_loadu_epi8(k, p) }
+    }
+
+    /// With VNNI: `vpdpbusd` multiplies 64 unsigned bytes (first operand) by 64 signed bytes
+    /// (second operand) and adds each group of four products to an `i32` lane, without
+    /// saturation. Four accumulators, 256 bytes per iteration, then single 64-byte steps, then
+    /// one masked step for the last `< 64` bytes. A zeroed byte contributes a zero product.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    fn dot_u8i8_vnni_impl(codes: &[u8], w: &[i8]) -> i32 {
+        let n = codes.len().min(w.len());
+        let (c, tc) = codes[..n].as_chunks::<64>();
+        let (w, tw) = w[..n].as_chunks::<64>();
+        let mut acc = [_mm512_setzero_si512(); 4];
+        let (mut cc, mut cw) = (c.chunks_exact(4), w.chunks_exact(4));
+        for (x, y) in (&mut cc).zip(&mut cw) {
+            for k in 0..4 {
+                acc[k] = _mm512_dpbusd_epi32(acc[k], load_u8x64(&x[k]), load_i8x64(&y[k]));
+            }
+        }
+        for (x, y) in cc.remainder().iter().zip(cw.remainder()) {
+            acc[0] = _mm512_dpbusd_epi32(acc[0], load_u8x64(x), load_i8x64(y));
+        }
+        if !tc.is_empty() {
+            // SAFETY: `tc` and `tw` are both `n % 64` long, so `tc.len()` bytes are readable at
+            // each.
+            let (x, y) = unsafe {
+                (
+                    load_bytes64_tail(tc.as_ptr().cast::<i8>(), tc.len()),
+                    load_bytes64_tail(tw.as_ptr(), tw.len()),
+                )
+            };
+            acc[1] = _mm512_dpbusd_epi32(acc[1], x, y);
+        }
+        _mm512_reduce_add_epi32(_mm512_add_epi32(
+            _mm512_add_epi32(acc[0], acc[1]),
+            _mm512_add_epi32(acc[2], acc[3]),
+        ))
+    }
+
     // The safe wrappers below are the only things stored in `Kernels`. They are private to
     // `x86_64` and named only by `avx512_set`, which returns them only after detecting
     // `avx512f`, `avx512bw` and `avx512vl`.
@@ -406,5 +806,34 @@ mod avx512 {
     pub(super) fn dot_u8(a: &[f32], b: &[u8]) -> f32 {
         // SAFETY: only reachable through `avx512_set`, which checked avx512f/bw/vl at run time.
         unsafe { dot_u8_impl(a, b) }
+    }
+
+    // The compact wrappers below are named only by `avx512_compact_set` and
+    // `avx512vnni_compact_set` (the `f16` ones by both), which return them only after detecting
+    // `avx512f`, `avx512bw` and `avx512vl`; the second also `avx512vnni`, and only it names
+    // `dot_u8i8_vnni`.
+
+    pub(super) fn l2_f16(a: &[f32], b: &[u16]) -> f32 {
+        // SAFETY: only reachable through the compact AVX-512 sets, which checked avx512f/bw/vl
+        // at run time.
+        unsafe { l2_f16_impl(a, b) }
+    }
+
+    pub(super) fn dot_f16(a: &[f32], b: &[u16]) -> f32 {
+        // SAFETY: only reachable through the compact AVX-512 sets, which checked avx512f/bw/vl
+        // at run time.
+        unsafe { dot_f16_impl(a, b) }
+    }
+
+    pub(super) fn dot_u8i8(codes: &[u8], w: &[i8]) -> i32 {
+        // SAFETY: only reachable through `avx512_compact_set`, which checked avx512f/bw/vl at
+        // run time.
+        unsafe { dot_u8i8_impl(codes, w) }
+    }
+
+    pub(super) fn dot_u8i8_vnni(codes: &[u8], w: &[i8]) -> i32 {
+        // SAFETY: only reachable through `avx512vnni_compact_set`, which checked avx512f/bw/vl
+        // and avx512vnni at run time.
+        unsafe { dot_u8i8_vnni_impl(codes, w) }
     }
 }
