@@ -515,9 +515,11 @@ fn figures() {
         hnsw_batch::metadata::encode(m, &mut bytes);
     }
     let enc = t.elapsed();
+    let json: usize = metas.iter().map(|m| hnsw_batch::metadata::to_json(m).to_string().len()).sum();
     println!(
-        "encode: {:.1} B/item, {:.0} ns/item",
+        "encode: {:.1} B/item (compact JSON {:.1} B/item), {:.0} ns/item",
         bytes.len() as f64 / n as f64,
+        json as f64 / n as f64,
         enc.as_nanos() as f64 / n as f64
     );
     let one: Vec<Vec<u8>> = metas[..10_000]
@@ -552,7 +554,11 @@ fn figures() {
         for (i, m) in metas.iter().enumerate() {
             one.insert(i as u32, m);
         }
-        let universe = FieldIndex::new(Vec::<String>::new()).heap_bytes();
+        let mut base = FieldIndex::new(Vec::<String>::new());
+        for i in 0..n {
+            base.insert(i, &Metadata::new());
+        }
+        let universe = base.heap_bytes();
         println!("  {field:6} alone: {:.1} MB", (one.heap_bytes() - universe) as f64 / 1e6);
     }
     let filters = [

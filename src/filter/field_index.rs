@@ -1,6 +1,7 @@
 //! [`FieldIndex`]: per-field posting bitmaps over node numbers.
 
 use std::cmp::Ordering;
+use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
 use std::mem::size_of;
 use std::ops::Bound;
@@ -33,31 +34,117 @@ impl Ord for NumKey {
     }
 }
 
+/// The nodes holding one value. Most values of a high-cardinality field (a score, a timestamp,
+/// a document id) belong to one node, and a one-element `RoaringBitmap` costs two heap
+/// allocations; `One` keeps that node inline until a second one shares the value.
+#[derive(Debug, Clone)]
+enum Slot {
+    One(u32),
+    Many(RoaringBitmap),
+}
+
+impl Slot {
+    fn insert(&mut self, node: u32) {
+        match self {
+            Slot::One(n) if *n == node => {}
+            Slot::One(n) => *self = Slot::Many([*n, node].into_iter().collect()),
+            Slot::Many(bm) => {
+                bm.insert(node);
+            }
+        }
+    }
+
+    /// Removes `node`; returns whether the slot is now empty (and should be dropped).
+    fn remove(&mut self, node: u32) -> bool {
+        match self {
+            Slot::One(n) => *n == node,
+            Slot::Many(bm) => {
+                bm.remove(node);
+                match bm.len() {
+                    0 => true,
+                    1 => {
+                        // Back to inline, so churn does not leave one-element bitmaps behind.
+                        if let Some(last) = bm.min() {
+                            *self = Slot::One(last);
+                        }
+                        false
+                    }
+                    _ => false,
+                }
+            }
+        }
+    }
+
+    fn len(&self) -> u64 {
+        match self {
+            Slot::One(_) => 1,
+            Slot::Many(bm) => bm.len(),
+        }
+    }
+
+    fn or_into(&self, out: &mut RoaringBitmap) {
+        match self {
+            Slot::One(n) => {
+                out.insert(*n);
+            }
+            Slot::Many(bm) => *out |= bm,
+        }
+    }
+
+    fn to_bitmap(&self) -> RoaringBitmap {
+        match self {
+            Slot::One(n) => [*n].into_iter().collect(),
+            Slot::Many(bm) => bm.clone(),
+        }
+    }
+
+    /// `universe` without this slot's nodes.
+    fn subtract_from(&self, universe: &RoaringBitmap) -> RoaringBitmap {
+        match self {
+            Slot::One(n) => {
+                let mut out = universe.clone();
+                out.remove(*n);
+                out
+            }
+            Slot::Many(bm) => universe - bm,
+        }
+    }
+
+    fn heap_bytes(&self) -> usize {
+        match self {
+            Slot::One(_) => 0,
+            Slot::Many(bm) => bitmap_heap(bm),
+        }
+    }
+}
+
 /// The postings of one field: which nodes have it, and which value each has.
 ///
 /// A node has at most one value per field, so counts summed over distinct values are exact.
 #[derive(Debug, Clone, Default)]
 struct Postings {
-    /// Nodes that have the field, whatever its value (for `exists`, and to drop the entry).
+    /// Nodes that have the field, whatever its value (for `exists`).
     present: RoaringBitmap,
     /// String values, and each element of list values.
-    strings: BTreeMap<String, RoaringBitmap>,
+    strings: BTreeMap<String, Slot>,
     /// `[false, true]`.
     bools: [RoaringBitmap; 2],
     /// Integer and float values, by exact numeric order, for ranges.
-    numbers: BTreeMap<NumKey, RoaringBitmap>,
+    numbers: BTreeMap<NumKey, Slot>,
 }
 
-fn add<K: Ord>(map: &mut BTreeMap<K, RoaringBitmap>, key: K, node: u32) {
-    map.entry(key).or_default().insert(node);
-}
-
-fn drop_node<K: Ord>(map: &mut BTreeMap<K, RoaringBitmap>, key: &K, node: u32) {
-    if let Some(bm) = map.get_mut(key) {
-        bm.remove(node);
-        if bm.is_empty() {
-            map.remove(key);
+fn add<K: Ord>(map: &mut BTreeMap<K, Slot>, key: K, node: u32) {
+    match map.entry(key) {
+        Entry::Vacant(e) => {
+            e.insert(Slot::One(node));
         }
+        Entry::Occupied(mut e) => e.get_mut().insert(node),
+    }
+}
+
+fn drop_node<K: Ord>(map: &mut BTreeMap<K, Slot>, key: &K, node: u32) {
+    if map.get_mut(key).is_some_and(|slot| slot.remove(node)) {
+        map.remove(key);
     }
 }
 
@@ -131,26 +218,27 @@ impl Postings {
         }
     }
 
-    /// Nodes whose value matches `eq(value)`; `None` means the empty set (no allocation).
-    fn eq(&self, value: &FilterValue) -> Option<&RoaringBitmap> {
+    /// Nodes whose value matches `eq(value)`, or the bools' bitmap; `None` is the empty set.
+    fn eq(&self, value: &FilterValue) -> Option<Matched<'_>> {
         match value {
-            FilterValue::Str(s) => self.strings.get(s),
-            FilterValue::Bool(b) => Some(&self.bools[usize::from(*b)]),
+            FilterValue::Str(s) => self.strings.get(s).map(Matched::Slot),
+            FilterValue::Bool(b) => Some(Matched::Bitmap(&self.bools[usize::from(*b)])),
             _ => value
                 .number()
                 .filter(|n| n.cmp_value(*n).is_some())
-                .and_then(|n| self.numbers.get(&NumKey(n))),
+                .and_then(|n| self.numbers.get(&NumKey(n)))
+                .map(Matched::Slot),
         }
     }
 
     fn eq_len(&self, value: &FilterValue) -> u64 {
-        self.eq(value).map_or(0, RoaringBitmap::len)
+        self.eq(value).map_or(0, |m| m.len())
     }
 
     fn any_of(&self, values: &[FilterValue]) -> RoaringBitmap {
         let mut out = RoaringBitmap::new();
-        for bm in values.iter().filter_map(|v| self.eq(v)) {
-            out |= bm;
+        for m in values.iter().filter_map(|v| self.eq(v)) {
+            m.or_into(&mut out);
         }
         out
     }
@@ -159,11 +247,11 @@ impl Postings {
         &'a self,
         lower: &Bound<Number>,
         upper: &Bound<Number>,
-    ) -> impl Iterator<Item = &'a RoaringBitmap> + 'a {
+    ) -> impl Iterator<Item = &'a Slot> + 'a {
         let span = if empty_bounds(lower, upper) {
             None
         } else {
-            Some(self.numbers.range((key_bound(lower), key_bound(upper))).map(|(_, bm)| bm))
+            Some(self.numbers.range((key_bound(lower), key_bound(upper))).map(|(_, slot)| slot))
         };
         span.into_iter().flatten()
     }
@@ -175,14 +263,48 @@ impl Postings {
         let strings: usize = self
             .strings
             .iter()
-            .map(|(k, bm)| entry(size_of::<(String, RoaringBitmap)>()) + k.capacity() + bitmap_heap(bm))
+            .map(|(k, slot)| entry(size_of::<(String, Slot)>()) + k.capacity() + slot.heap_bytes())
             .sum();
-        let numbers: usize = self
-            .numbers
-            .values()
-            .map(|bm| entry(size_of::<(NumKey, RoaringBitmap)>()) + bitmap_heap(bm))
-            .sum();
+        let numbers: usize =
+            self.numbers.values().map(|slot| entry(size_of::<(NumKey, Slot)>()) + slot.heap_bytes()).sum();
         bitmap_heap(&self.present) + self.bools.iter().map(bitmap_heap).sum::<usize>() + strings + numbers
+    }
+}
+
+/// The nodes of one value: a posting slot, or one of the booleans' bitmaps.
+#[derive(Clone, Copy)]
+enum Matched<'a> {
+    Slot(&'a Slot),
+    Bitmap(&'a RoaringBitmap),
+}
+
+impl Matched<'_> {
+    fn len(self) -> u64 {
+        match self {
+            Matched::Slot(s) => s.len(),
+            Matched::Bitmap(bm) => bm.len(),
+        }
+    }
+
+    fn or_into(self, out: &mut RoaringBitmap) {
+        match self {
+            Matched::Slot(s) => s.or_into(out),
+            Matched::Bitmap(bm) => *out |= bm,
+        }
+    }
+
+    fn to_bitmap(self) -> RoaringBitmap {
+        match self {
+            Matched::Slot(s) => s.to_bitmap(),
+            Matched::Bitmap(bm) => bm.clone(),
+        }
+    }
+
+    fn subtract_from(self, universe: &RoaringBitmap) -> RoaringBitmap {
+        match self {
+            Matched::Slot(s) => s.subtract_from(universe),
+            Matched::Bitmap(bm) => universe - bm,
+        }
     }
 }
 
@@ -196,9 +318,10 @@ fn bitmap_heap(bm: &RoaringBitmap) -> usize {
 
 /// Posting bitmaps for chosen metadata fields, over node numbers (`u32`).
 ///
-/// For each indexed field it keeps one [`RoaringBitmap`] per distinct string (each element of a
-/// list counts), per boolean, and per distinct number (in exact numeric order, for ranges), plus
-/// the nodes that have the field. It also keeps the *universe*: every node inserted, which
+/// For each indexed field it keeps the nodes of each distinct string (each element of a list
+/// counts), of each boolean, and of each distinct number (in exact numeric order, for ranges),
+/// plus the nodes that have the field. A value held by one node keeps it inline; a
+/// [`RoaringBitmap`] is made when a second node shares the value. It also keeps the *universe*: every node inserted, which
 /// `ne`, `nin` and `not` subtract from.
 ///
 /// [`matching`](Self::matching) answers a filter over indexed fields exactly (the same nodes as
@@ -310,17 +433,19 @@ impl FieldIndex {
     /// filter's nesting, which [`Filter::check`] bounds.
     pub fn matching(&self, filter: &Filter) -> Option<RoaringBitmap> {
         Some(match filter {
-            Filter::Eq { key, value } => self.postings(key)?.eq(value).cloned().unwrap_or_default(),
+            Filter::Eq { key, value } => {
+                self.postings(key)?.eq(value).map(Matched::to_bitmap).unwrap_or_default()
+            }
             Filter::Ne { key, value } => match self.postings(key)?.eq(value) {
-                Some(bm) => &self.universe - bm,
+                Some(m) => m.subtract_from(&self.universe),
                 None => self.universe.clone(),
             },
             Filter::In { key, values } => self.postings(key)?.any_of(values),
             Filter::Nin { key, values } => &self.universe - self.postings(key)?.any_of(values),
             Filter::Range { key, lower, upper } => {
                 let mut out = RoaringBitmap::new();
-                for bm in self.postings(key)?.range(lower, upper) {
-                    out |= bm;
+                for slot in self.postings(key)?.range(lower, upper) {
+                    slot.or_into(&mut out);
                 }
                 out
             }
@@ -391,7 +516,7 @@ impl FieldIndex {
             Filter::In { key, values } => frac(self.postings(key)?.any_of(values).len()),
             Filter::Nin { key, values } => 1.0 - frac(self.postings(key)?.any_of(values).len()),
             Filter::Range { key, lower, upper } => {
-                frac(self.postings(key)?.range(lower, upper).map(RoaringBitmap::len).sum())
+                frac(self.postings(key)?.range(lower, upper).map(Slot::len).sum())
             }
             Filter::Exists { key } => frac(self.postings(key)?.present.len()),
             Filter::And(fs) => {
