@@ -244,3 +244,28 @@ proptest! {
         }
     }
 }
+
+#[cfg(feature = "formats")]
+#[test]
+fn jsonl_carries_lists_of_strings_and_csv_refuses_them() {
+    use hnsw_batch::io::{write_csv_to, write_jsonl_to, CsvOptions, JsonlOptions, JsonlReader, Record};
+
+    let record =
+        Record { id: 7, vector: vec![1.0, 2.0], metadata: meta(&[("tags", vec!["a", "b\"c"].into())]) };
+    let mut out = Vec::new();
+    write_jsonl_to(&mut out, [&record], &JsonlOptions::default()).unwrap();
+    let text = String::from_utf8(out.clone()).unwrap();
+    assert!(text.contains(r#""tags":["a","b\"c"]"#), "{text}");
+    let back: Vec<Record> =
+        JsonlReader::new(&out[..], JsonlOptions::default()).unwrap().map(Result::unwrap).collect();
+    assert_eq!(back, [record.clone()]);
+
+    let bad = br#"{"id": 1, "vector": [1.0], "metadata": {"t": [1, 2]}}"#;
+    let rows: Vec<_> = JsonlReader::new(&bad[..], JsonlOptions::default()).unwrap().collect();
+    assert!(rows[0].as_ref().unwrap_err().to_string().contains("only strings"), "{:?}", rows[0]);
+
+    let mut csv = Vec::new();
+    let err = write_csv_to(&mut csv, &[record], &CsvOptions::default()).unwrap_err();
+    assert!(err.to_string().contains("CSV cannot hold"), "{err}");
+    assert!(csv.is_empty(), "nothing is written before the refusal");
+}
