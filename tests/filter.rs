@@ -124,6 +124,10 @@ fn unknown_operators_empty_conditions_and_nesting_are_errors() {
     assert_eq!(parse_err(r#"{"a": {"$in": [null]}}"#).0, "a.$in[0]");
     assert!(matches!(parse_err(r#"{"": 1}"#).1, FilterErrorKind::BadFieldName { .. }));
     assert!(matches!(parse_err(r#"{"a": 1"#).1, FilterErrorKind::Syntax { line: 1, .. }));
+    // A huge field name is cut in the path, so the error stays small.
+    let long = "k".repeat(10_000);
+    let e = Filter::from_json(&json!({ long.clone(): {"$bogus": 1} })).unwrap_err();
+    assert_eq!(e.path, format!("{}….$bogus", "k".repeat(64)));
 }
 
 fn nested_not(levels: usize) -> String {

@@ -58,7 +58,9 @@ use crate::metadata::{MetaValue, Metadata};
 
 /// Deepest nesting of `$and`/`$or`/`$not` the parser accepts and [`Filter::check`] allows.
 ///
-/// Evaluation recurses once per level, so the limit also bounds the stack a filter can use.
+/// Evaluation recurses once per level, so the limit also bounds the stack a filter can use. A
+/// filter built in Rust is code, not input: it is held to the limit by [`Filter::check`], but
+/// one nested many thousands deep would exhaust the stack on its own (dropping it does too).
 pub const MAX_DEPTH: usize = 32;
 
 /// A number in a filter: integers stay integers so that comparisons with `i64` metadata are

@@ -114,12 +114,22 @@ pub enum FilterErrorKind {
     },
 }
 
+/// Keys longer than this are cut (with `…`) in error paths, so an error about a huge key stays
+/// small.
+const PATH_KEY_MAX: usize = 64;
+
 /// `path` extended by an object key.
 pub(crate) fn join(path: &str, key: &str) -> String {
+    let mut end = key.len().min(PATH_KEY_MAX);
+    while !key.is_char_boundary(end) {
+        end -= 1;
+    }
+    let cut = if end < key.len() { "…" } else { "" };
+    let key = &key[..end];
     if path.is_empty() {
-        key.to_owned()
+        format!("{key}{cut}")
     } else {
-        format!("{path}.{key}")
+        format!("{path}.{key}{cut}")
     }
 }
 
