@@ -10,6 +10,9 @@
 //!   against. [`Storage::U8`] keeps byte data (SIFT, pixels) in a quarter of the memory.
 //! - [`writer`]: a batching writer for many producers: bounded queue with backpressure, flush
 //!   by size or delay, a completion handle per item, retries with backoff, metrics and health.
+//! - [`metadata`], [`filter`], [`expiry`]: typed per-vector metadata with limits and a canonical
+//!   binary form; filters built in Rust or parsed from JSON (`{"year": {"$gte": 2000}}`);
+//!   posting-bitmap field indexes; clocks and expiry times (not yet wired into [`Index`]).
 //! - [`io`]: vector files (fvecs/bvecs/ivecs, `.npy`, CSV, JSON Lines with feature `formats`).
 //!
 //! ```
@@ -30,6 +33,8 @@ mod batch_ops;
 mod config;
 pub mod distance;
 mod error;
+pub mod expiry;
+pub mod filter;
 mod idmap;
 mod index;
 mod integrity;
@@ -51,9 +56,12 @@ pub use batch_ops::{DeleteError, DeleteOptions, FilterDeleteReport};
 pub use config::{IndexConfig, Storage, MAX_DIM, MAX_EF, MAX_M};
 pub use distance::Metric;
 pub use error::{IndexError, Result};
+pub use expiry::{Clock, Expiry, ManualClock, SystemClock};
+pub use filter::{FieldIndex, Filter, FilterError, FilterErrorKind, FilterValue, Number};
 pub use index::{Index, Neighbour, SearchStats};
 pub use integrity::{IntegrityError, IntegrityStats};
 pub use reuse::SlotStats;
+pub use metadata::{MetaError, MetaLimits, MetaValue, Metadata};
 pub use persist::{DurableIndex, DurableOptions, PersistError, SyncPolicy};
 pub use progress::{BatchProgress, CancelFn, ProgressFn};
 pub use writer::{BatchSink, BatchWriter, Completion, SubmitError, WriteError, WriterOptions};

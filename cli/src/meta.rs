@@ -35,6 +35,7 @@ pub fn to_json(m: &Metadata) -> Value {
             MetaValue::Int(i) => Value::from(*i),
             MetaValue::Float(f) => serde_json::Number::from_f64(*f).map_or(Value::Null, Value::Number),
             MetaValue::Bool(b) => Value::Bool(*b),
+            MetaValue::StrList(l) => Value::Array(l.iter().cloned().map(Value::String).collect()),
             _ => Value::Null,
         };
         map.insert(k.clone(), v);
@@ -53,6 +54,9 @@ fn from_json(v: &Value) -> Option<Metadata> {
                 _ => MetaValue::Float(n.as_f64()?),
             },
             Value::Null => continue,
+            Value::Array(a) => MetaValue::StrList(
+                a.iter().map(|v| v.as_str().map(str::to_owned)).collect::<Option<Vec<_>>>()?,
+            ),
             _ => return None,
         };
         out.insert(k.clone(), mv);

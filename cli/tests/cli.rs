@@ -610,6 +610,23 @@ fn search_shows_metadata_from_the_side_file() {
     assert_eq!(v["results"][0]["metadata"]["rank"], -1);
 }
 
+#[test]
+fn lists_of_strings_survive_the_side_file() {
+    let d = tmp();
+    let mut recs = records(30, 4, 14);
+    recs[4].metadata.insert("tags".into(), MetaValue::from(vec!["a", "b"]));
+    write_jsonl(p(d.path(), "in.jsonl"), &recs, &JsonlOptions::default()).unwrap();
+    expect_code(&run(d.path(), &["import", "in.jsonl", "-o", "ix.hnsw"]), 0);
+    let q: Vec<String> = recs[4].vector.iter().map(|x| x.to_string()).collect();
+    let o = run(
+        d.path(),
+        &["search", "ix.hnsw", "--vector", &q.join(","), "-k", "1", "--format", "jsonl", "--with-metadata"],
+    );
+    expect_code(&o, 0);
+    let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(v["results"][0]["metadata"]["tags"], serde_json::json!(["a", "b"]));
+}
+
 // ----- bench -------------------------------------------------------------------------------------
 
 fn gz(path: &Path) {

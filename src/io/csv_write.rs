@@ -33,13 +33,16 @@ fn header_field(s: &str, delim: char) -> String {
 /// are printed so that they read back exactly; an absent key gives an empty field.
 ///
 /// All records are validated before anything is written: the same dimension for
-/// every vector, finite components and finite metadata floats.
+/// every vector, finite components and finite metadata floats, no list values.
 pub fn write_csv_to<W: Write>(mut writer: W, records: &[Record], options: &CsvOptions) -> Result<usize> {
     options.validate()?;
     let delim = options.delimiter;
     let mut dims = DimCheck::new(options.expected_dim);
     for (i, r) in records.iter().enumerate() {
         check_for_write(i as u64, r, &mut dims)?;
+        if let Some((key, _)) = r.metadata.iter().find(|(_, v)| matches!(v, MetaValue::StrList(_))) {
+            return Err(list_in_csv(r.id, key));
+        }
     }
     let dim = records.first().map_or(options.expected_dim.unwrap_or(0), |r| r.vector.len());
     let vector_cols: Vec<String> = match &options.vector {
@@ -94,6 +97,9 @@ pub fn write_csv_to<W: Write>(mut writer: W, records: &[Record], options: &CsvOp
                 Some(MetaValue::Int(i)) => i.to_string(),
                 Some(MetaValue::Float(f)) => float_text(*f),
                 Some(MetaValue::Bool(b)) => b.to_string(),
+                // A CSV cell holds one scalar; writing a list in some ad hoc syntax would read
+                // back as a different (string) value.
+                Some(MetaValue::StrList(_)) => return Err(list_in_csv(r.id, key)),
             });
         }
         out.push_str(&fields.join(&sep));
@@ -102,6 +108,15 @@ pub fn write_csv_to<W: Write>(mut writer: W, records: &[Record], options: &CsvOp
     }
     writer.flush().map_err(write_err)?;
     Ok(records.len())
+}
+
+/// A CSV cell holds one scalar; a list written in some ad hoc syntax would read back as a
+/// different (string) value, so lists are refused before anything is written.
+fn list_in_csv(id: u64, key: &str) -> FormatError {
+    FormatError::invalid(
+        "metadata",
+        format!("record {id}: key `{key}` holds a list, which CSV cannot hold; use JSON Lines"),
+    )
 }
 
 /// Creates (or truncates) `path` and writes `records` to it; see [`write_csv_to`].

@@ -8,8 +8,9 @@
 //!   case the row's 0-based index (counting non-blank lines) is used.
 //! * The vector is an array of numbers, parsed straight to the nearest `f32`.
 //! * The metadata field is optional; it must be an object whose values are
-//!   strings, booleans, integers (fitting `i64`) or other numbers (as `f64`);
-//!   `null` values are skipped; arrays and nested objects are rejected.
+//!   strings, booleans, integers (fitting `i64`), other numbers (as `f64`) or
+//!   arrays of strings; `null` values are skipped; other arrays and nested objects
+//!   are rejected.
 //! * Other fields are ignored; blank lines are skipped.
 
 use std::collections::HashMap;
@@ -205,9 +206,12 @@ fn parse_metadata(raw: &str, line: usize, field: &str) -> Result<Metadata> {
             Some(b'-' | b'0'..=b'9') => MetaValue::Int(
                 t.parse::<i64>().map_err(|_| err(format!("key `{key}`: {t} does not fit an i64")))?,
             ),
-            _ => {
-                return Err(err(format!("key `{key}`: arrays and objects are not supported metadata values")))
-            }
+            Some(b'[') => MetaValue::StrList(serde_json::from_str::<Vec<String>>(t).map_err(|_| {
+                err(format!(
+                    "key `{key}`: arrays must hold only strings (a list of strings is the only list value)"
+                ))
+            })?),
+            _ => return Err(err(format!("key `{key}`: objects are not supported metadata values"))),
         };
         out.insert(key, v);
     }
@@ -299,6 +303,10 @@ where
                     MetaValue::Int(i) => i.to_string(),
                     MetaValue::Float(f) => float_text(*f),
                     MetaValue::Bool(b) => b.to_string(),
+                    MetaValue::StrList(list) => {
+                        let items = list.iter().map(|s| json_str(s)).collect::<Result<Vec<_>>>()?;
+                        format!("[{}]", items.join(","))
+                    }
                 };
                 entries.push(format!("{}:{value}", json_str(k)?));
             }
