@@ -8,7 +8,7 @@ use crate::{pools, MISSING_ID};
 use hnsw_batch::{BatchInsertable, BatchMode, Index, IndexConfig, IndexError, Metric, Neighbour, Storage};
 use numpy::ndarray::Array2;
 use numpy::{IntoPyArray, PyArray1, PyArray2};
-use pyo3::exceptions::{PyKeyError, PyValueError};
+use pyo3::exceptions::{PyKeyError, PyMemoryError, PyValueError};
 use pyo3::prelude::*;
 use rayon::prelude::*;
 use std::path::PathBuf;
@@ -80,11 +80,27 @@ pub(crate) fn resolve_k_ef(k: i64, ef: Option<i64>, default_ef: usize) -> PyResu
         Some(e) if e >= 1 => e as usize,
         Some(e) => return Err(PyValueError::new_err(format!("ef must be at least 1, got {e}"))),
     };
-    Ok((k, ef.max(k)))
+    let ef = ef.max(k);
+    if ef > hnsw_batch::MAX_EF {
+        return Err(PyValueError::new_err(format!(
+            "k and ef must be at most {} (k = {k}, ef = {ef})",
+            hnsw_batch::MAX_EF
+        )));
+    }
+    Ok((k, ef))
+}
+
+/// A vector of `len` copies of `value`, or `MemoryError`.
+fn filled<T: Copy>(len: usize, value: T) -> PyResult<Vec<T>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(len).map_err(|_| PyMemoryError::new_err(format!("cannot allocate {len} results")))?;
+    v.resize(len, value);
+    Ok(v)
 }
 
 /// Answers every row of `data` with `search`, on one thread (a plain loop) or on a pool.
 /// Missing neighbours are padded with id `MISSING_ID` and distance `inf`.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn knn<'py, S>(
     py: Python<'py>,
     search: S,
@@ -105,8 +121,8 @@ where
     let n = m.rows;
     let flat = m.as_slice()?;
     let len = n.checked_mul(k).ok_or_else(|| PyValueError::new_err("n * k overflows"))?;
-    let mut ids = vec![MISSING_ID; len];
-    let mut dists = vec![f32::INFINITY; len];
+    let mut ids = filled(len, MISSING_ID)?;
+    let mut dists = filled(len, f32::INFINITY)?;
     let fill =
         |row: usize, q: &[f32], ids: &mut [u64], dists: &mut [f32]| -> Result<(), (usize, IndexError)> {
             let hits = search(q, k, ef).map_err(|e| (row, e))?;

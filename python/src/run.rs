@@ -119,18 +119,13 @@ where
                     let _ = tx.send(());
                     r
                 });
-                loop {
-                    match rx.recv_timeout(SIGNAL_POLL) {
-                        Err(mpsc::RecvTimeoutError::Timeout) => {
-                            if cancel.load(Ordering::Acquire) {
-                                continue;
-                            }
-                            if let Err(e) = Python::attach(|py| py.check_signals()) {
-                                pending.lock().get_or_insert(e);
-                                cancel.store(true, Ordering::Release);
-                            }
-                        }
-                        _ => break,
+                while let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(SIGNAL_POLL) {
+                    if cancel.load(Ordering::Acquire) {
+                        continue;
+                    }
+                    if let Err(e) = Python::attach(|py| py.check_signals()) {
+                        pending.lock().get_or_insert(e);
+                        cancel.store(true, Ordering::Release);
                     }
                 }
                 worker.join().map_err(|_| ())
