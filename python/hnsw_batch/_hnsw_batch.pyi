@@ -218,8 +218,8 @@ class DurableIndex:
     def ef(self) -> int:
         """Default ``ef`` of ``knn_query``."""
     @property
-    def path(self) -> str:
-        """The directory."""
+    def path(self) -> "os.PathLike[str]":
+        """The directory (a pathlib.Path)."""
     @property
     def closed(self) -> bool:
         """Whether ``close()`` was called."""
