@@ -93,22 +93,38 @@ def test_callback_raising_at_start_inserts_nothing(rng):
 
 @pytest.mark.skipif(os.name != "posix", reason="needs SIGINT")
 def test_ctrl_c_cancels_cleanly(rng):
-    n = 200_000
+    n = 100_000
     X = rng.random((n, 16), dtype=np.float32)
     ids = np.arange(n, dtype=np.uint64)
     index = hb.Index("l2", 16, ef_construction=100)
-    started = threading.Event()
+    started, stop = threading.Event(), threading.Event()
+    interrupts = []
+
+    def on_sigint(signum, frame):
+        # Like the default handler, but only once: the killer repeats SIGINT until the call ends.
+        if not interrupts:
+            interrupts.append(signum)
+            raise KeyboardInterrupt
 
     def callback(event):
         if event.done > 0:
             started.set()
 
-    timer = threading.Thread(target=lambda: (started.wait(60), os.kill(os.getpid(), signal.SIGINT)))
+    def killer():
+        started.wait(60)
+        while not stop.is_set():
+            os.kill(os.getpid(), signal.SIGINT)
+            stop.wait(0.5)
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    timer = threading.Thread(target=killer)
     timer.start()
     try:
         with pytest.raises(KeyboardInterrupt):
             index.add_items(X, ids, progress=callback, num_threads=2)
     finally:
+        stop.set()
         timer.join()
+        signal.signal(signal.SIGINT, previous)
     assert 0 < len(index) < n
     consistent(index, X, ids)
