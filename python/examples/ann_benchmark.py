@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The ann-benchmarks procedure on one dataset folder, through the Python package.
 
-    python examples/ann_benchmark.py ../data/siftsmall-128-euclidean
+    python examples/ann_benchmark.py ../data/siftsmall
     python examples/ann_benchmark.py DIR --ef 10,20,40,80,160 --M 16 --ef-construction 200
 
 DIR holds the TEXMEX layout (see data/README.md): base.fvecs or base.bvecs, query.fvecs or
