@@ -134,3 +134,18 @@ fn check_count(ids: Vec<u64>, expected: Option<usize>) -> PyResult<Vec<u64>> {
 pub(crate) fn non_negative(name: &str, v: i64) -> PyResult<usize> {
     usize::try_from(v).map_err(|_| PyValueError::new_err(format!("{name} must be non-negative, got {v}")))
 }
+
+/// An id to look up: a non-negative integer below `2**64`. Any other integer cannot be present,
+/// so it is a `KeyError`; a non-integer is a `TypeError`.
+pub(crate) fn lookup_id(obj: &Bound<'_, PyAny>) -> PyResult<u64> {
+    if let Ok(id) = obj.extract::<u64>() {
+        return Ok(id);
+    }
+    if obj.is_instance_of::<pyo3::types::PyInt>() {
+        return Err(pyo3::exceptions::PyKeyError::new_err(format!("id {obj} not found")));
+    }
+    Err(pyo3::exceptions::PyTypeError::new_err(format!(
+        "an id is a non-negative integer, got {}",
+        obj.get_type().name().map(|n| n.to_string()).unwrap_or_else(|_| "?".into())
+    )))
+}

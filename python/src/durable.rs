@@ -196,7 +196,8 @@ impl PyDurableIndex {
     }
 
     /// The stored vector of `id`; `KeyError` if absent.
-    fn get<'py>(&self, py: Python<'py>, id: u64) -> PyResult<Bound<'py, PyArray1<f32>>> {
+    fn get<'py>(&self, py: Python<'py>, id: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyArray1<f32>>> {
+        let id = convert::lookup_id(id)?;
         match self.get_inner()?.get(id) {
             Some(v) => Ok(PyArray1::from_vec(py, v)),
             None => Err(PyKeyError::new_err(format!("id {id} not found"))),

@@ -329,7 +329,8 @@ impl PyIndex {
 
     /// The stored vector of `id` (`float32`, shape `(dim,)`; normalised under "cosine").
     /// Raises `KeyError` if absent.
-    fn get<'py>(&self, py: Python<'py>, id: u64) -> PyResult<Bound<'py, PyArray1<f32>>> {
+    fn get<'py>(&self, py: Python<'py>, id: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyArray1<f32>>> {
+        let id = convert::lookup_id(id)?;
         match self.inner.get(id) {
             Some(v) => Ok(PyArray1::from_vec(py, v)),
             None => Err(PyKeyError::new_err(format!("id {id} not found"))),

@@ -106,6 +106,12 @@ def test_contains_get_delete_update():
     with pytest.raises(KeyError):
         index.get(9)
     with pytest.raises(KeyError):
+        index.get(-1)
+    with pytest.raises(KeyError):
+        index.get(2**70)
+    with pytest.raises(TypeError):
+        index.get("2")
+    with pytest.raises(KeyError):
         index.get_items([1, 9])
     with pytest.raises(KeyError):
         index.delete([1, 9])
