@@ -29,6 +29,7 @@ mod batch;
 mod batch_ops;
 mod config;
 pub mod distance;
+mod epoch;
 mod error;
 mod idmap;
 mod index;
@@ -53,9 +54,9 @@ pub use distance::Metric;
 pub use error::{IndexError, Result};
 pub use index::{Index, Neighbour, SearchStats};
 pub use integrity::{IntegrityError, IntegrityStats};
-pub use reuse::SlotStats;
 pub use persist::{DurableIndex, DurableOptions, PersistError, SyncPolicy};
 pub use progress::{BatchProgress, CancelFn, ProgressFn};
+pub use reuse::SlotStats;
 pub use writer::{BatchSink, BatchWriter, Completion, SubmitError, WriteError, WriterOptions};
 
 /// The README's examples, compiled and run as doctests.
