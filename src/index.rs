@@ -2,11 +2,11 @@
 
 use crate::config::{check_search_params, IndexConfig, Storage};
 use crate::distance::{kernels, Kernels, Metric};
+use crate::epoch;
 use crate::error::{IndexError, Result};
 use crate::idmap::IdMap;
 use crate::scratch::{with_scratch, Cand, Scratch};
 use crate::store::{NodeStore, Release, MAX_LEVEL};
-use crossbeam_epoch as epoch;
 use parking_lot::Mutex;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -631,7 +631,9 @@ impl Index {
             if list.contains(&node) || self.store.try_push_link(nb, 0, node) {
                 return true;
             }
-            if let Some(i) = (0..list.len()).rev().find(|&i| self.store.try_release0(list[i]) == Release::Done) {
+            if let Some(i) =
+                (0..list.len()).rev().find(|&i| self.store.try_release0(list[i]) == Release::Done)
+            {
                 list[i] = node;
                 self.store.inc_indeg(node, 0);
                 self.store.set_links_counted(nb, 0, &list);

@@ -124,7 +124,9 @@ impl Index {
                     for level in 0..=store.level(node) {
                         store.read_links(node, level, &mut links);
                         for &t in &links {
-                            if let Some(c) = if level == 0 { in0.get_mut(t as usize) } else { in_up.get_mut(t as usize) } {
+                            if let Some(c) =
+                                if level == 0 { in0.get_mut(t as usize) } else { in_up.get_mut(t as usize) }
+                            {
                                 *c += 1;
                             }
                         }
@@ -187,7 +189,12 @@ impl Index {
         for node in 0..n {
             let (c0, cu) = (store.indeg(node), store.indeg_upper(node));
             if c0 != in0[node as usize] {
-                return Err(IntegrityError::InDegree { node, levels: "0", actual: in0[node as usize], counted: c0 });
+                return Err(IntegrityError::InDegree {
+                    node,
+                    levels: "0",
+                    actual: in0[node as usize],
+                    counted: c0,
+                });
             }
             if store.level(node) > 0 && cu != in_up[node as usize] {
                 return Err(IntegrityError::InDegree {

@@ -41,7 +41,7 @@ impl Index {
             level,
             deleted: self.store.is_deleted(n),
             vector: {
-                let _pin = crossbeam_epoch::pin();
+                let _pin = crate::epoch::pin();
                 // SAFETY: `n` was seen ready (a published node) and the thread is pinned while
                 // it copies the vector (`store.rs`, "Slot reuse").
                 unsafe { self.store.vector_bytes(n) }.to_vec()

@@ -26,7 +26,7 @@ impl Index {
     /// concurrently with anything.
     pub fn repair(&self) -> usize {
         let _g = self.repair_lock.lock();
-        let _pin = crossbeam_epoch::pin();
+        let _pin = crate::epoch::pin();
         let mut fixed = 0;
         for _ in 0..MAX_PASSES {
             let added = self.repair_pass();

@@ -21,13 +21,12 @@
 //! An insert takes a free slot before it allocates a new one. See `store.rs` ("Slot reuse") for
 //! why a reader can never see a slot being rewritten.
 
+use crate::epoch;
 use crate::index::Index;
 use crate::scratch::{with_scratch, Cand, Scratch};
-use crossbeam_epoch as epoch;
 use parking_lot::Mutex;
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 
 /// Pending tombstones retried by a graph search per mutation.
 const PENDING_PER_MUTATION: usize = 1;
@@ -36,20 +35,13 @@ const PENDING_PER_MUTATION: usize = 1;
 /// each (`SWEEP_PER_MUTATION · M0` list entries).
 const SWEEP_PER_MUTATION: u32 = 32;
 
-/// Retired slots, shared with the deferred epoch callbacks (which may run after the index is
-/// gone, hence the shared ownership).
-#[derive(Default)]
-struct Retired {
-    /// Slots whose grace period has passed.
-    free: Mutex<Vec<u32>>,
-    /// Slots still in their grace period.
-    limbo: std::sync::atomic::AtomicUsize,
-}
-
 /// Slots waiting to be reused.
 #[derive(Default)]
 pub(crate) struct Slots {
-    retired: Arc<Retired>,
+    /// Retired slots whose grace period has passed.
+    free: Mutex<Vec<u32>>,
+    /// Retired slots in their grace period, with their retirement tag (nearly in tag order).
+    limbo: Mutex<VecDeque<(u32, u64)>>,
     /// Tombstones that some list may still name.
     pending: Mutex<VecDeque<u32>>,
     /// Next node the incremental sweep looks at.
@@ -59,7 +51,7 @@ pub(crate) struct Slots {
 impl Slots {
     /// Slots ready for reuse.
     pub(crate) fn free_len(&self) -> usize {
-        self.retired.free.lock().len()
+        self.free.lock().len()
     }
 
     /// Queues a tombstone to be unlinked by later mutations or `compact`.
@@ -71,7 +63,6 @@ impl Slots {
     pub(crate) fn pending_len(&self) -> usize {
         self.pending.lock().len()
     }
-
 }
 
 /// How the index's node slots are used (see [`Index::slot_stats`]).
@@ -86,6 +77,8 @@ pub struct SlotStats {
     /// Deleted vectors still linked from some list, waiting to be unlinked (retried a few at a
     /// time by later mutations, all at once by [`Index::compact`]).
     pub pending: usize,
+    /// Retired slots waiting for readers that may still hold them to finish.
+    pub retiring: usize,
 }
 
 impl Index {
@@ -96,6 +89,7 @@ impl Index {
             live: self.len(),
             free: self.slots.free_len(),
             pending: self.slots.pending_len(),
+            retiring: self.slots.limbo.lock().len(),
         }
     }
 
@@ -103,20 +97,25 @@ impl Index {
     /// linking), so no reader knows it and it needs no grace period.
     pub(crate) fn give_back_unpublished(&self, n: u32) {
         self.store.mark_unpublished_free(n);
-        self.slots.retired.free.lock().push(n);
+        self.slots.free.lock().push(n);
     }
 
     /// A retired slot whose grace period has passed, cleared for a new node, if any.
     pub(crate) fn pop_free_slot(&self) -> Option<u32> {
-        if self.slots.free_len() == 0 && self.slots.retired.limbo.load(Ordering::Acquire) > 0 {
-            // Grace periods end when the epoch advances twice, which only happens when some
-            // thread collects; nudge it rather than grow the index while slots wait.
-            for _ in 0..2 {
-                epoch::pin().flush();
+        if self.slots.free_len() == 0 && !self.slots.limbo.lock().is_empty() {
+            let oldest = epoch::oldest_pinned();
+            let mut limbo = self.slots.limbo.lock();
+            let mut free = self.slots.free.lock();
+            while let Some(&(n, tag)) = limbo.front() {
+                if tag >= oldest {
+                    break;
+                }
+                free.push(n);
+                limbo.pop_front();
             }
         }
         loop {
-            let n = self.slots.retired.free.lock().pop()?;
+            let n = self.slots.free.lock().pop()?;
             if self.store.is_reusable(n) && self.store.indeg(n) == 0 && self.store.indeg_upper(n) == 0 {
                 // Lists may have regained out-links from inserts that chose `n` as a neighbour
                 // before it was deleted; uncount them so the targets' counters stay exact.
@@ -353,7 +352,6 @@ impl Index {
         if !self.store.try_mark_free(d) {
             return false;
         }
-        let guard = epoch::pin();
         let mut out = Vec::new();
         let mut orphans = Vec::new();
         for l in (0..=self.store.level(d)).rev() {
@@ -361,7 +359,9 @@ impl Index {
             self.store.read_links(d, l, &mut out);
             self.store.set_links(d, l, &[]);
             if l == 0 {
-                orphans.extend(out.iter().copied().filter(|&x| self.store.indeg(x) == 0 && !self.store.is_free(x)));
+                orphans.extend(
+                    out.iter().copied().filter(|&x| self.store.indeg(x) == 0 && !self.store.is_free(x)),
+                );
             }
         }
         let mut around = Vec::new();
@@ -372,13 +372,10 @@ impl Index {
             // `compact`) links it; `check_integrity` reports it until then.
             self.force_in_link(x, &around);
         }
-        let retired = Arc::clone(&self.slots.retired);
-        retired.limbo.fetch_add(1, Ordering::AcqRel);
-        guard.defer(move || {
-            retired.free.lock().push(d);
-            retired.limbo.fetch_sub(1, Ordering::AcqRel);
-        });
-        guard.flush();
+        // Tagged after `FREE` and the cleared lists are visible: a reader that pins later
+        // cannot reach `d`, one pinned earlier may still hold it (`epoch.rs`).
+        let tag = epoch::retire_tag();
+        self.slots.limbo.lock().push_back((d, tag));
         true
     }
 
@@ -461,4 +458,3 @@ impl Index {
         retired
     }
 }
-

@@ -108,7 +108,7 @@ thread_local! {
 /// The thread is pinned in the epoch for the whole call: every graph walk and every vector read
 /// runs inside one, so no slot it can reach is reused meanwhile (`store.rs`, "Slot reuse").
 pub(crate) fn with_scratch<R>(f: impl FnOnce(&mut Scratch) -> R) -> R {
-    let _pin = crossbeam_epoch::pin();
+    let _pin = crate::epoch::pin();
     SCRATCH.with(|cell| match cell.try_borrow_mut() {
         Ok(mut s) => f(&mut s),
         Err(_) => f(&mut Scratch::new()),

@@ -214,7 +214,7 @@ impl NodeStore {
     /// # Safety
     /// `n` must be published (learned through a neighbour slot, the entry point or the id map,
     /// or seen `READY`, with acquire) and the caller must be pinned in the current epoch
-    /// (`crossbeam_epoch::pin`) from before it learned `n` until it drops the slice, so `n`
+    /// (`epoch::pin`) from before it learned `n` until it drops the slice, so `n`
     /// cannot be re-allocated and rewritten meanwhile (module docs, "Slot reuse").
     #[inline(always)]
     pub(crate) unsafe fn vector_bytes(&self, n: u32) -> &[u8] {
@@ -487,10 +487,12 @@ impl NodeStore {
     #[inline]
     pub(crate) fn try_release0(&self, n: u32) -> Release {
         match self.indeg_cell(n, 0) {
-            Some(c) => match c.fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| (v > 1).then(|| v - 1)) {
-                Ok(_) => Release::Done,
-                Err(_) => Release::Last,
-            },
+            Some(c) => {
+                match c.fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| (v > 1).then(|| v - 1)) {
+                    Ok(_) => Release::Done,
+                    Err(_) => Release::Last,
+                }
+            }
             None => Release::Done,
         }
     }
@@ -568,7 +570,8 @@ fn block_len(levels: usize, m: usize) -> usize {
 impl Drop for NodeStore {
     fn drop(&mut self) {
         let n = *self.allocated.get_mut() as usize;
-        let mut blocks: Vec<usize> = (0..n as u32).map(|x| self.block(x) as usize).filter(|&b| b != 0).collect();
+        let mut blocks: Vec<usize> =
+            (0..n as u32).map(|x| self.block(x) as usize).filter(|&b| b != 0).collect();
         for v in self.pool.free.get_mut().iter_mut() {
             blocks.append(v);
         }

@@ -52,32 +52,41 @@ fn churn(
         let slots = idx.slot_stats();
         // Without reuse every update and re-insert takes a new slot (about 300 here); with it
         // the slots stay near the 12 ids, plus those in their grace period or still pending.
-        assert!(slots.allocated <= 3 * ids as usize, "seed {seed} step {step}: slots are not reused: {slots:?}");
+        assert!(
+            slots.allocated <= 3 * ids as usize,
+            "seed {seed} step {step}: slots are not reused: {slots:?}"
+        );
     }
 }
 
+// One test, not two: a retired slot is reused only once no thread is pinned from before its
+// retirement, and the pins of a second churn test running beside this one (descheduled on a
+// busy 2-core machine) would hold this one's slots and blur the reuse check.
 #[test]
-fn churn_on_distinct_vectors_stays_reachable_without_repair() {
+fn churn_stays_reachable_and_reuses_slots() {
     for seed in 0..20u64 {
-        println!("seed {seed}");
+        println!("distinct vectors, no repair: seed {seed}");
         let cfg = IndexConfig::new(8, Metric::L2).m(8).ef_construction(32);
         churn(seed, cfg, 40, |rng| (0..8).map(|_| rng.random_range(-2.0f32..3.0)).collect(), |_| {});
     }
-}
-
-#[test]
-fn churn_on_duplicate_heavy_data_is_reachable_after_repair() {
     for seed in 0..20u64 {
-        println!("seed {seed}");
+        println!("duplicate-heavy data, repair after each step: seed {seed}");
         let cfg = IndexConfig::new(3, Metric::L2).m(4).ef_construction(8);
-        churn(seed, cfg, 12, |rng| (0..3).map(|_| rng.random_range(-2..3) as f32).collect(), |idx| {
-            idx.repair();
-        });
+        churn(
+            seed,
+            cfg,
+            12,
+            |rng| (0..3).map(|_| rng.random_range(-2..3) as f32).collect(),
+            |idx| {
+                idx.repair();
+            },
+        );
     }
 }
 
 #[test]
 fn repair_reports_nothing_on_a_healthy_graph() {
+    // Runs beside the churn test; kept small so its pins are brief.
     let idx = Index::new(IndexConfig::new(8, Metric::L2)).unwrap();
     for i in 0..500u64 {
         idx.insert(

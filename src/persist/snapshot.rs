@@ -188,7 +188,7 @@ struct Export {
 fn export(index: &Index) -> Export {
     // Pinned throughout, so no slot read here is retired and reused for another id before the
     // checks below (`store.rs`, "Slot reuse").
-    let _pin = crossbeam_epoch::pin();
+    let _pin = crate::epoch::pin();
     let count = index.raw_node_count();
     let mut nodes: Vec<RawNode> = Vec::with_capacity(count as usize);
     let mut renumber: Vec<u32> = Vec::with_capacity(count as usize);
