@@ -53,7 +53,8 @@ impl ItemError {
                 BatchError::DimensionMismatch { .. }
                 | BatchError::InvalidVector { .. }
                 | BatchError::DuplicateId { .. }
-                | BatchError::CapacityExceeded { .. } => false,
+                | BatchError::CapacityExceeded { .. }
+                | BatchError::InvalidMetadata { .. } => false,
             },
             ItemError::Transient(_) => true,
             ItemError::Permanent(_) => false,
@@ -94,6 +95,9 @@ impl ItemError {
                 }
                 BatchError::CapacityExceeded { id, limit, .. } => {
                     BatchError::CapacityExceeded { index: 0, id, limit }
+                }
+                BatchError::InvalidMetadata { id, error, .. } => {
+                    BatchError::InvalidMetadata { index: 0, id, error }
                 }
                 c @ BatchError::Cancelled { .. } => c,
             }),
