@@ -289,3 +289,31 @@ fn filtered_search_recall_at_several_selectivities() {
         }
     }
 }
+
+#[test]
+fn metadata_expiry_limits_and_field_names_survive_save_and_load() {
+    let index = small();
+    index.create_field_index("lang").unwrap();
+    index.set_meta_limits(MetaLimits::default().max_list_len(7));
+    index.set_expiry(3, Expiry::At(u64::MAX - 1)).unwrap();
+    // Already expired by the system clock: saved, and still expired after the load.
+    index.insert_with(500, &[0.0, 0.0], None, Expiry::At(42)).unwrap();
+    index.delete(10).unwrap();
+    let bytes = hnsw_batch::persist::save_to_bytes(&index);
+    let loaded = hnsw_batch::persist::load_from_bytes(&bytes).unwrap();
+    assert_eq!(hnsw_batch::persist::save_to_bytes(&loaded), bytes, "canonical after a round trip");
+    for id in (0..100u64).filter(|&i| i != 10) {
+        assert_eq!(loaded.get_metadata(id), index.get_metadata(id), "id {id}");
+    }
+    assert_eq!(loaded.get_expiry(3), Some(Expiry::At(u64::MAX - 1)));
+    assert!(!loaded.contains(500) && loaded.get_metadata(10).is_none());
+    assert_eq!(loaded.field_indexes(), ["lang"]);
+    assert_eq!(loaded.meta_limits(), MetaLimits::default().max_list_len(7));
+    let en = Filter::eq("lang", "en");
+    assert_eq!(loaded.ids_where(&en).unwrap(), index.ids_where(&en).unwrap());
+    let q = [40.0, 1.0];
+    assert_eq!(loaded.search_where(&q, 5, 32, &en).unwrap(), index.search_where(&q, 5, 32, &en).unwrap());
+    // The rebuilt field index keeps following changes.
+    loaded.set_metadata(1, &MetaPatch::new().set("lang", "en")).unwrap();
+    assert_eq!(loaded.count(&en).unwrap(), index.count(&en).unwrap() + 1);
+}
