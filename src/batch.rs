@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use thiserror::Error;
 
 /// Why a vector was rejected.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum InvalidReason {
     /// A component is NaN or infinite.
@@ -24,6 +24,9 @@ pub enum InvalidReason {
     },
     /// Zero norm under the cosine metric.
     ZeroNorm,
+    /// The item's metadata breaks a [`MetaLimits`](crate::MetaLimits) limit or value rule
+    /// (items given with metadata, [`Index::insert_items`](crate::Index::insert_items)).
+    Metadata(crate::metadata::MetaError),
     /// A component the storage type cannot hold (e.g. 0.5 in `u8` storage).
     Unrepresentable {
         /// Position of the component.
@@ -36,6 +39,7 @@ pub enum InvalidReason {
 impl std::fmt::Display for InvalidReason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match *self {
+            InvalidReason::Metadata(ref e) => write!(f, "invalid metadata: {e}"),
             InvalidReason::NonFinite { component, value } => {
                 write!(f, "{}", phrase::non_finite(component, value))
             }
@@ -120,15 +124,15 @@ impl BatchError {
     ///
     /// [`IndexError`]: crate::IndexError
     pub fn reason(&self) -> impl std::fmt::Display + '_ {
-        phrase::Phrase(move |f| match *self {
+        phrase::Phrase(move |f| match self {
             BatchError::DimensionMismatch { expected, actual, .. } => {
-                write!(f, "{}", phrase::dimension(expected, actual))
+                write!(f, "{}", phrase::dimension(*expected, *actual))
             }
             BatchError::InvalidVector { reason, .. } => write!(f, "{reason}"),
             BatchError::DuplicateId { id, first_index, .. } => {
-                write!(f, "{}", phrase::duplicate(id, first_index))
+                write!(f, "{}", phrase::duplicate(*id, *first_index))
             }
-            BatchError::CapacityExceeded { limit, .. } => write!(f, "{}", phrase::capacity(limit)),
+            BatchError::CapacityExceeded { limit, .. } => write!(f, "{}", phrase::capacity(*limit)),
             BatchError::Cancelled { inserted } => write!(f, "cancelled after inserting {inserted} items"),
         })
     }
@@ -307,61 +311,7 @@ impl BatchInsertable for Index {
         items: &[(u64, V)],
         opts: &BatchOptions,
     ) -> Result<BatchReport, BatchError> {
-        let start = Instant::now();
-        let tracker = Tracker::new(items.len(), opts.progress.as_ref(), opts.cancel.as_ref());
-        let mut report = BatchReport { total: items.len(), ..Default::default() };
-        let mut failures = self.validate_batch(items);
-        if opts.mode == BatchMode::AllOrNothing {
-            if let Some(f) = failures.first() {
-                return Err(f.error.clone());
-            }
-        }
-        tracker.start();
-        let chunk = if opts.batch_size == 0 { items.len() } else { opts.batch_size }.clamp(1, MAX_CHUNK);
-        let bad_positions: Vec<usize> = failures.iter().map(|f| f.index).collect();
-        let mut bad = bad_positions.into_iter().peekable();
-        let mut result = Ok(());
-        for (c, part) in items.chunks(chunk).enumerate() {
-            let base = c * chunk;
-            let mut accepted = Vec::with_capacity(part.len());
-            for i in base..base + part.len() {
-                if bad.peek() == Some(&i) {
-                    bad.next();
-                } else {
-                    accepted.push(i);
-                }
-            }
-            match self.insert_accepted(items, &accepted, opts.mode, &tracker) {
-                Ok((n, mut f)) => {
-                    report.inserted += n;
-                    tracker.advance(part.len() - accepted.len());
-                    failures.append(&mut f);
-                }
-                Err(e) => {
-                    if let BatchError::Cancelled { inserted } = e {
-                        report.inserted += inserted;
-                    }
-                    result = Err(e);
-                    break;
-                }
-            }
-        }
-        tracker.finish();
-        match result {
-            Err(BatchError::Cancelled { .. }) => Err(BatchError::Cancelled { inserted: report.inserted }),
-            Err(e) => Err(e),
-            Ok(()) => {
-                if self.duplicates_seen.swap(false, std::sync::atomic::Ordering::Relaxed) {
-                    // Exact duplicates can form groups that only link among themselves; this is
-                    // the one case where a batch pays for a whole-graph pass (`repair.rs`).
-                    self.repair();
-                }
-                failures.sort_by_key(|f| f.index);
-                report.failures = failures;
-                report.elapsed = start.elapsed();
-                Ok(report)
-            }
-        }
+        self.insert_batch_side(items, opts, Vec::new(), &|_| None)
     }
 
     fn insert_batch_flat(
@@ -442,6 +392,78 @@ fn shift_index(e: BatchError, by: usize) -> BatchError {
 }
 
 impl Index {
+    /// The body of [`BatchInsertable::insert_batch`], also carrying side data: items in
+    /// `extra_failures` (metadata refused before the call) are reported and skipped like
+    /// invalid vectors, and `side(i)` is attached to item `i` before it is published.
+    pub(crate) fn insert_batch_side<V: AsRef<[f32]> + Sync>(
+        &self,
+        items: &[(u64, V)],
+        opts: &BatchOptions,
+        extra_failures: Vec<BatchFailure>,
+        side: &(dyn Fn(usize) -> Option<crate::items::Side> + Sync),
+    ) -> Result<BatchReport, BatchError> {
+        let start = Instant::now();
+        let tracker = Tracker::new(items.len(), opts.progress.as_ref(), opts.cancel.as_ref());
+        let mut report = BatchReport { total: items.len(), ..Default::default() };
+        let mut failures = self.validate_batch(items);
+        if !extra_failures.is_empty() {
+            failures.extend(extra_failures);
+            failures.sort_by_key(|f| f.index);
+            failures.dedup_by_key(|f| f.index);
+        }
+        if opts.mode == BatchMode::AllOrNothing {
+            if let Some(f) = failures.first() {
+                return Err(f.error.clone());
+            }
+        }
+        tracker.start();
+        let chunk = if opts.batch_size == 0 { items.len() } else { opts.batch_size }.clamp(1, MAX_CHUNK);
+        let bad_positions: Vec<usize> = failures.iter().map(|f| f.index).collect();
+        let mut bad = bad_positions.into_iter().peekable();
+        let mut result = Ok(());
+        for (c, part) in items.chunks(chunk).enumerate() {
+            let base = c * chunk;
+            let mut accepted = Vec::with_capacity(part.len());
+            for i in base..base + part.len() {
+                if bad.peek() == Some(&i) {
+                    bad.next();
+                } else {
+                    accepted.push(i);
+                }
+            }
+            match self.insert_accepted(items, &accepted, opts.mode, &tracker, side) {
+                Ok((n, mut f)) => {
+                    report.inserted += n;
+                    tracker.advance(part.len() - accepted.len());
+                    failures.append(&mut f);
+                }
+                Err(e) => {
+                    if let BatchError::Cancelled { inserted } = e {
+                        report.inserted += inserted;
+                    }
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        tracker.finish();
+        match result {
+            Err(BatchError::Cancelled { .. }) => Err(BatchError::Cancelled { inserted: report.inserted }),
+            Err(e) => Err(e),
+            Ok(()) => {
+                if self.duplicates_seen.swap(false, std::sync::atomic::Ordering::Relaxed) {
+                    // Exact duplicates can form groups that only link among themselves; this is
+                    // the one case where a batch pays for a whole-graph pass (`repair.rs`).
+                    self.repair();
+                }
+                failures.sort_by_key(|f| f.index);
+                report.failures = failures;
+                report.elapsed = start.elapsed();
+                Ok(report)
+            }
+        }
+    }
+
     /// Vector checks of every item, in parallel, in input order.
     pub(crate) fn validate_vectors<V: AsRef<[f32]> + Sync>(&self, items: &[(u64, V)]) -> Vec<BatchFailure> {
         items
@@ -509,6 +531,7 @@ impl Index {
         accepted: &[usize],
         mode: BatchMode,
         tracker: &Tracker<'_>,
+        side: &(dyn Fn(usize) -> Option<crate::items::Side> + Sync),
     ) -> Result<(usize, Vec<BatchFailure>), BatchError> {
         let mut failures = Vec::new();
         // Ids: another thread may have taken one since validation.
@@ -567,7 +590,7 @@ impl Index {
             let ok = match self.alloc_node() {
                 Ok(node) => {
                     let q = self.query_form(v);
-                    with_scratch(|s| self.insert_prepared(node, *id, &q, levels[j] as usize, s))
+                    with_scratch(|s| self.insert_prepared(node, *id, &q, levels[j] as usize, s, side(i)))
                 }
                 Err(_) => {
                     // Out of node space: give the item back (it is counted, not inserted).

@@ -51,6 +51,21 @@ pub struct FilterDeleteReport {
     pub dry_run: bool,
 }
 
+/// The safety checks of [`DeleteOptions`] for `found` matching items.
+pub(crate) fn check_guards(found: usize, opts: &DeleteOptions) -> Result<(), DeleteError> {
+    if let Some(expected) = opts.confirm_count {
+        if expected != found {
+            return Err(DeleteError::CountMismatch { expected, found });
+        }
+    }
+    if let Some(limit) = opts.max_affected {
+        if found > limit {
+            return Err(DeleteError::TooMany { limit, found });
+        }
+    }
+    Ok(())
+}
+
 impl Index {
     /// Deletes every id in `ids` that is present. Absent ids (and repeats) count as `not_found`.
     pub fn delete_batch(&self, ids: &[u64]) -> BatchReport {
@@ -92,17 +107,7 @@ impl Index {
     ) -> Result<FilterDeleteReport, DeleteError> {
         let mut matched: Vec<u64> = self.ids().into_iter().filter(|&id| filter(id)).collect();
         matched.sort_unstable();
-        let found = matched.len();
-        if let Some(expected) = opts.confirm_count {
-            if expected != found {
-                return Err(DeleteError::CountMismatch { expected, found });
-            }
-        }
-        if let Some(limit) = opts.max_affected {
-            if found > limit {
-                return Err(DeleteError::TooMany { limit, found });
-            }
-        }
+        check_guards(matched.len(), opts)?;
         let mut deleted = 0;
         if !opts.dry_run {
             // An id deleted by another thread meanwhile is simply not counted.

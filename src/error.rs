@@ -56,6 +56,16 @@ pub enum IndexError {
         /// The limit that was hit.
         limit: u64,
     },
+    /// Metadata breaks a [`MetaLimits`](crate::MetaLimits) limit or value rule.
+    #[error("invalid metadata: {0}")]
+    InvalidMetadata(#[from] crate::metadata::MetaError),
+    /// A filter is malformed ([`Filter::check`](crate::Filter::check)).
+    #[error("invalid filter: {0}")]
+    InvalidFilter(#[from] crate::filter::FilterError),
+    /// A bulk operation's safety option (`confirm_count`, `max_affected`) refused it; nothing
+    /// changed.
+    #[error("refused: {0}")]
+    Refused(crate::batch_ops::DeleteError),
     /// A parameter is out of its valid range.
     #[error("invalid parameter `{name}`: {reason}")]
     InvalidParameter {

@@ -106,6 +106,35 @@ impl IdMap {
         }
     }
 
+    /// Runs `f(node)` for a published id under the shard's read lock, so no transition of the id
+    /// (publish, delete, replace) runs meanwhile; `None` when the id is absent or only reserved.
+    pub(crate) fn with_published<R>(&self, id: u64, f: impl FnOnce(u32) -> R) -> Option<R> {
+        let s = self.shards[shard_of(id)].read();
+        match s.get(&id) {
+            Some(&n) if n != RESERVED => Some(f(n)),
+            _ => None,
+        }
+    }
+
+    /// Like [`remove_published`](Self::remove_published), but only when `keep_going(node)`
+    /// (evaluated under the shard lock, so the id cannot change meanwhile) says so.
+    pub(crate) fn remove_published_if(
+        &self,
+        id: u64,
+        keep_going: impl FnOnce(u32) -> bool,
+        removed: impl FnOnce(u32),
+    ) -> Option<u32> {
+        let mut s = self.shards[shard_of(id)].write();
+        match s.get(&id) {
+            Some(&n) if n != RESERVED && keep_going(n) => {
+                s.remove(&id);
+                removed(n);
+                Some(n)
+            }
+            _ => None,
+        }
+    }
+
     /// Points a published id at `node`, running `replaced(old)` under the shard lock. Returns the
     /// old node, or `None` (changing nothing) when the id is absent or only reserved.
     pub(crate) fn replace_published(&self, id: u64, node: u32, replaced: impl FnOnce(u32)) -> Option<u32> {

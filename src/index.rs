@@ -92,6 +92,15 @@ pub struct Index {
     /// Set when neighbour selection turned away an exact duplicate of a kept neighbour: groups
     /// of duplicates can then close in on themselves, so the batch ends with a repair pass.
     pub(crate) duplicates_seen: std::sync::atomic::AtomicBool,
+    /// Per-node metadata, expiry and field indexes (`items.rs`). Lock order: an id's shard lock
+    /// (`idmap.rs`) before this one, never the reverse.
+    pub(crate) meta: parking_lot::RwLock<crate::items::MetaState>,
+    /// Entries in `meta`'s side map: lets inserts and deletes of plain vectors skip the lock.
+    pub(crate) side_len: AtomicUsize,
+    /// Side entries with an expiry time: lets searches skip the expiry check when there are none.
+    pub(crate) expiring: AtomicUsize,
+    /// Where "now" comes from for expiry.
+    pub(crate) clock: parking_lot::RwLock<std::sync::Arc<dyn crate::expiry::Clock>>,
 }
 
 impl std::fmt::Debug for Index {
@@ -129,6 +138,10 @@ impl Index {
             claimed: AtomicUsize::new(0),
             repair_lock: Mutex::new(()),
             duplicates_seen: std::sync::atomic::AtomicBool::new(false),
+            meta: parking_lot::RwLock::new(crate::items::MetaState::default()),
+            side_len: AtomicUsize::new(0),
+            expiring: AtomicUsize::new(0),
+            clock: parking_lot::RwLock::new(std::sync::Arc::new(crate::expiry::SystemClock)),
             cfg: config,
         })
     }
@@ -153,15 +166,16 @@ impl Index {
         self.len() == 0
     }
 
-    /// Whether `id` is present and searchable.
+    /// Whether `id` is present and searchable (not deleted, not expired).
     pub fn contains(&self, id: u64) -> bool {
-        self.ids.get(id).is_some_and(|n| self.store.is_live(n))
+        self.ids.get(id).is_some_and(|n| self.store.is_live(n) && !self.is_expired_node(n))
     }
 
-    /// The stored vector of `id` (normalised under [`Metric::Cosine`]).
+    /// The stored vector of `id` (normalised under [`Metric::Cosine`]); `None` when absent or
+    /// expired.
     pub fn get(&self, id: u64) -> Option<Vec<f32>> {
         let n = self.ids.get(id)?;
-        if !self.store.is_live(n) {
+        if !self.store.is_live(n) || self.is_expired_node(n) {
             return None;
         }
         let mut out = Vec::with_capacity(self.cfg.dim);
@@ -169,9 +183,15 @@ impl Index {
         Some(out)
     }
 
-    /// Every live id, in no particular order.
+    /// Every live, unexpired id, in no particular order.
     pub fn ids(&self) -> Vec<u64> {
-        self.ids.entries().into_iter().filter(|&(_, n)| self.store.is_live(n)).map(|(id, _)| id).collect()
+        let expiry = self.expiry_view();
+        self.ids
+            .entries()
+            .into_iter()
+            .filter(|&(_, n)| self.store.is_live(n) && !expiry.is_expired(n))
+            .map(|(id, _)| id)
+            .collect()
     }
 
     /// Approximate bytes held by the index (vectors, links, per-node fields and the id map).
@@ -208,7 +228,7 @@ impl Index {
     }
 
     /// Checks a query: dimension and finiteness (any finite value is fine for `u8` storage).
-    fn validate_query(&self, q: &[f32]) -> Result<()> {
+    pub(crate) fn validate_query(&self, q: &[f32]) -> Result<()> {
         if q.len() != self.cfg.dim {
             return Err(IndexError::DimensionMismatch { expected: self.cfg.dim, actual: q.len() });
         }
@@ -375,6 +395,16 @@ impl Index {
     /// [`IndexError::ZeroVector`] (cosine), [`IndexError::UnrepresentableValue`] (`u8` storage),
     /// [`IndexError::DuplicateId`], [`IndexError::CapacityExceeded`]. On error the index is unchanged.
     pub fn insert(&self, id: u64, vector: &[f32]) -> Result<()> {
+        self.insert_side(id, vector, None)
+    }
+
+    /// [`insert`](Self::insert) with side data (metadata, expiry) already validated and encoded.
+    pub(crate) fn insert_side(
+        &self,
+        id: u64,
+        vector: &[f32],
+        side: Option<crate::items::Side>,
+    ) -> Result<()> {
         self.validate_vector(vector).map_err(IndexError::from)?;
         let q = self.query_form(vector);
         if !self.ids.reserve(id) {
@@ -395,7 +425,7 @@ impl Index {
         };
         let mut levels = Vec::with_capacity(1);
         self.draw_levels(&mut levels, 1);
-        if with_scratch(|s| self.insert_prepared(node, id, &q, levels[0] as usize, s)) {
+        if with_scratch(|s| self.insert_prepared(node, id, &q, levels[0] as usize, s, side)) {
             Ok(())
         } else {
             Err(IndexError::CapacityExceeded { limit: self.allocated_nodes() as u64 })
@@ -411,12 +441,17 @@ impl Index {
         q: &[f32],
         level: usize,
         s: &mut Scratch,
+        side: Option<crate::items::Side>,
     ) -> bool {
         if !self.write_and_link(node, id, q, level, s) {
             self.ids.release(id);
             self.unclaim(1);
             self.give_back_unpublished(node);
             return false;
+        }
+        // Side data before publication, so no reader sees the live node without its metadata.
+        if let Some(side) = side {
+            self.attach_side(node, side);
         }
         // Map the id before the node can appear in results, so every result is gettable; the
         // flag and the count change under the id's lock, ordered with any delete of the id.
@@ -447,7 +482,13 @@ impl Index {
     /// old one is tombstoned, so searches see one version or the other, never neither.
     ///
     /// Errors: those of [`insert`](Self::insert) about the vector, and [`IndexError::NotFound`].
+    /// The id's metadata and expiry are carried over to the new vector.
     pub fn update(&self, id: u64, vector: &[f32]) -> Result<()> {
+        self.update_side(id, vector, None)
+    }
+
+    /// [`update`](Self::update); `meta` (encoded), if given, replaces the id's metadata.
+    pub(crate) fn update_side(&self, id: u64, vector: &[f32], meta: Option<Box<[u8]>>) -> Result<()> {
         self.validate_vector(vector).map_err(IndexError::from)?;
         if self.ids.get(id).is_none() {
             return Err(IndexError::NotFound { id });
@@ -463,6 +504,8 @@ impl Index {
         // New version visible first, old one hidden after, both under the id's lock: a search
         // in between may meet both (results keep the closer, see `finish`), never neither.
         let replaced = self.ids.replace_published(id, node, |old| {
+            // Under the id's lock, so no metadata patch of the id slips in between.
+            self.move_side(old, node, meta);
             self.store.mark_ready(node);
             self.store.mark_deleted(old);
         });
@@ -823,29 +866,43 @@ impl Index {
         check_search_params(k, ef)?;
         self.validate_query(query)?;
         let q = self.query_form(query);
+        let expiry = self.expiry_view();
+        let accept = |n: u32| self.store.is_live(n) && !expiry.is_expired(n) && filter(self.store.id(n));
+        Ok(self.search_nodes(&q, k, ef, accept))
+    }
+
+    /// The `k` nearest nodes passing `accept` (which must check liveness) to the query-form
+    /// vector `q`: a beam search of width `ef`, or an exact scan when the beam would cover the
+    /// index anyway.
+    pub(crate) fn search_nodes(
+        &self,
+        q: &[f32],
+        k: usize,
+        ef: usize,
+        accept: impl Fn(u32) -> bool,
+    ) -> (Vec<Neighbour>, SearchStats) {
         let e = self.entry.load(Ordering::Acquire);
         if e == EMPTY {
-            return Ok((Vec::new(), SearchStats::default()));
+            return (Vec::new(), SearchStats::default());
         }
         let nodes = self.store.allocated();
         if nodes as usize <= ef || self.len() <= ef {
             // A beam as wide as the index: an exact scan cannot miss anything, and costs no
             // more than the walk unless tombstones far outnumber live vectors.
-            let all = self.scan(&q, k, nodes, filter);
-            return Ok((all, SearchStats { distance_computations: nodes as u64 }));
+            let all = self.scan(q, k, 0..nodes, accept);
+            return (all, SearchStats { distance_computations: nodes as u64 });
         }
-        Ok(with_scratch(|s| {
+        with_scratch(|s| {
             let (ep, top) = unpack(e);
             s.dists = 1;
-            let mut cur = Cand { d: self.dist(&q, ep), n: ep };
+            let mut cur = Cand { d: self.dist(q, ep), n: ep };
             for l in (1..=top).rev() {
-                cur = self.greedy(&q, cur, l, s);
+                cur = self.greedy(q, cur, l, s);
             }
-            let accept = |n: u32| self.store.is_live(n) && filter(self.store.id(n));
-            self.layer_search(&q, &[cur], 0, ef, s, accept);
+            self.layer_search(q, &[cur], 0, ef, s, accept);
             let stats = SearchStats { distance_computations: s.dists };
             (self.finish(s, k), stats)
-        }))
+        })
     }
 
     fn finish(&self, s: &mut Scratch, k: usize) -> Vec<Neighbour> {
@@ -875,14 +932,24 @@ impl Index {
         check_search_params(k, k)?;
         self.validate_query(query)?;
         let q = self.query_form(query);
-        Ok(self.scan(&q, k, self.store.allocated(), filter))
+        let expiry = self.expiry_view();
+        let accept = |n: u32| self.store.is_live(n) && !expiry.is_expired(n) && filter(self.store.id(n));
+        Ok(self.scan(&q, k, 0..self.store.allocated(), accept))
     }
 
-    /// Exact top-`k` over nodes `0..nodes` that are live and pass `filter` (ties by id).
-    fn scan(&self, q: &[f32], k: usize, nodes: u32, filter: impl Fn(u64) -> bool) -> Vec<Neighbour> {
+    /// Exact top-`k` over the nodes in `nodes` that pass `accept`, which must check liveness
+    /// (ties by id).
+    pub(crate) fn scan(
+        &self,
+        q: &[f32],
+        k: usize,
+        nodes: impl IntoIterator<Item = u32>,
+        accept: impl Fn(u32) -> bool,
+    ) -> Vec<Neighbour> {
         let _pin = epoch::pin();
-        let mut all: Vec<Neighbour> = (0..nodes)
-            .filter(|&n| self.store.is_live(n) && filter(self.store.id(n)))
+        let mut all: Vec<Neighbour> = nodes
+            .into_iter()
+            .filter(|&n| accept(n))
             .map(|n| Neighbour { id: self.store.id(n), distance: self.dist(q, n) })
             .collect();
         all.sort_unstable_by(|a, b| a.distance.total_cmp(&b.distance).then(a.id.cmp(&b.id)));
@@ -904,7 +971,10 @@ impl Index {
     pub fn delete(&self, id: u64) -> Result<()> {
         self.ids
             .remove_published(id, |n| {
+                // Hidden first, then its side data dropped: a search in between sees a deleted
+                // node, never a live one without its metadata.
                 self.store.mark_deleted(n);
+                self.detach_side(n);
                 self.live.fetch_sub(1, Ordering::AcqRel);
             })
             .ok_or(IndexError::NotFound { id })
@@ -912,6 +982,11 @@ impl Index {
                 self.unclaim(1);
                 self.unlink_deleted(n);
             })
+    }
+
+    /// Counts one live vector less (a delete, under the id's lock).
+    pub(crate) fn live_sub_one(&self) {
+        self.live.fetch_sub(1, Ordering::AcqRel);
     }
 
     /// Forgets the entry point (the index has no live vector left).

@@ -12,7 +12,12 @@
 //!   by size or delay, a completion handle per item, retries with backoff, metrics and health.
 //! - [`metadata`], [`filter`], [`expiry`]: typed per-vector metadata with limits and a canonical
 //!   binary form; filters built in Rust or parsed from JSON (`{"year": {"$gte": 2000}}`);
-//!   posting-bitmap field indexes; clocks and expiry times (not yet wired into [`Index`]).
+//!   posting-bitmap field indexes; clocks and expiry times.
+//! - [`items`]: the same wired into [`Index`]: [`Index::insert_with`], [`Index::insert_items`],
+//!   metadata patches, [`Index::create_field_index`], filtered search
+//!   ([`Index::search_where`]), [`Index::count`], [`Index::delete_where_filter`],
+//!   [`Index::update_where`], expiry by an injectable clock and [`Index::purge_expired`].
+//!   Snapshots keep metadata and expiry; [`DurableIndex`] does not take metadata yet.
 //! - [`io`]: vector files (fvecs/bvecs/ivecs, `.npy`, CSV, JSON Lines with feature `formats`).
 //!
 //! ```
@@ -40,6 +45,7 @@ mod idmap;
 mod index;
 mod integrity;
 pub mod io;
+pub mod items;
 pub mod metadata;
 pub mod persist;
 mod progress;
@@ -61,6 +67,7 @@ pub use expiry::{Clock, Expiry, ManualClock, SystemClock};
 pub use filter::{FieldIndex, Filter, FilterError, FilterErrorKind, FilterValue, Number};
 pub use index::{Index, Neighbour, SearchStats};
 pub use integrity::{IntegrityError, IntegrityStats};
+pub use items::{FilterPlan, FilterUpdateReport, FilteredSearchStats, Item, MetaPatch};
 pub use metadata::{MetaError, MetaLimits, MetaValue, Metadata};
 pub use persist::{DurableIndex, DurableOptions, PersistError, SyncPolicy};
 pub use progress::{BatchProgress, CancelFn, ProgressFn};

@@ -217,9 +217,9 @@ fn damaged_version_field_is_corruption() {
         }
     }
     let mut b = bytes.clone();
-    b[10] ^= 1; // 1 | 1 << 16 = 65537
+    b[10] ^= 1; // 2 | 1 << 16 = 65538
     let msg = load_from_bytes(&b).unwrap_err().to_string();
-    assert_eq!(msg, "corrupt data: snapshot header: version field 65537 (0x00010001) is no format version (this build reads version 1)");
+    assert_eq!(msg, "corrupt data: snapshot header: version field 65538 (0x00010002) is no format version (this build reads version 2)");
 }
 
 #[test]

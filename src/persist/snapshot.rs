@@ -17,14 +17,20 @@ use std::path::{Path, PathBuf};
 
 /// First eight bytes of every snapshot.
 pub const SNAPSHOT_MAGIC: [u8; 8] = [0x89, b'H', b'N', b'S', b'W', b'\r', b'\n', 0x1A];
-/// The snapshot format version this build writes and reads.
-pub const SNAPSHOT_VERSION: u32 = 1;
+/// The snapshot format version this build writes. It also reads version 1 (no `META`
+/// section: every item loads without metadata or expiry).
+pub const SNAPSHOT_VERSION: u32 = 2;
 
 const HEADER_LEN: usize = 16;
 /// Section header: tag (4), payload length (8), CRC32 (4).
 const SECTION_HEADER_LEN: usize = 16;
 const PARAMS_LEN: usize = 39;
 const SECTIONS: [(&[u8; 4], &str); 3] = [(b"PARM", "params"), (b"NODE", "nodes"), (b"ENTR", "entry")];
+/// Metadata, expiry, limits and indexed field names (version 2 on).
+const META_SECTION: (&[u8; 4], &str) = (b"META", "metadata");
+/// `META` node flags: has side data; has an expiry.
+const META_PRESENT: u8 = 1;
+const META_EXPIRES: u8 = 2;
 
 // ----- encoding ------------------------------------------------------------------------------------
 
@@ -46,7 +52,7 @@ pub fn try_save_to_bytes(index: &Index) -> Result<Vec<u8>> {
             export.inconsistent.len()
         )));
     }
-    Ok(encode(index.config(), &export))
+    Ok(encode(index, &export))
 }
 
 /// Encodes `index` as a snapshot; never fails.
@@ -56,10 +62,11 @@ pub fn try_save_to_bytes(index: &Index) -> Result<Vec<u8>> {
 /// deleted), which is right for an update in flight but hides corruption. Prefer
 /// [`try_save_to_bytes`] wherever the error can be handled.
 pub fn save_to_bytes(index: &Index) -> Vec<u8> {
-    encode(index.config(), &export(index))
+    encode(index, &export(index))
 }
 
-fn encode(cfg: &IndexConfig, export: &Export) -> Vec<u8> {
+fn encode(index: &Index, export: &Export) -> Vec<u8> {
+    let cfg = index.config();
     let mut out = Vec::with_capacity(HEADER_LEN + 3 * SECTION_HEADER_LEN + PARAMS_LEN + 5);
     out.extend_from_slice(&SNAPSHOT_MAGIC);
     out.put_u32(SNAPSHOT_VERSION);
@@ -76,7 +83,38 @@ fn encode(cfg: &IndexConfig, export: &Export) -> Vec<u8> {
         None => e.put_u8(0),
     }
     push_section(&mut out, SECTIONS[2].0, &e);
+    push_section(&mut out, META_SECTION.0, &encode_meta(index, export));
     out
+}
+
+fn encode_meta(index: &Index, export: &Export) -> Vec<u8> {
+    let (limits, fields, sides) = crate::items::export_side(index, &export.old_of);
+    let mut p = Vec::new();
+    p.put_u64(limits.max_bytes as u64);
+    p.put_u64(limits.max_key_len as u64);
+    p.put_u64(limits.max_list_len as u64);
+    p.put_u32(fields.len() as u32);
+    for f in &fields {
+        p.put_u32(f.len() as u32);
+        p.extend_from_slice(f.as_bytes());
+    }
+    p.put_u32(sides.len() as u32);
+    for (side, node) in sides.iter().zip(&export.nodes) {
+        // A node saved as deleted (a duplicate live id resolved by the export) has no side data.
+        match side.as_ref().filter(|_| !node.deleted) {
+            None => p.put_u8(0),
+            Some(side) => {
+                let flags = META_PRESENT | if side.expires_at.is_some() { META_EXPIRES } else { 0 };
+                p.put_u8(flags);
+                if let Some(at) = side.expires_at {
+                    p.put_u64(at);
+                }
+                p.put_u32(side.meta.len() as u32);
+                p.extend_from_slice(&side.meta);
+            }
+        }
+    }
+    p
 }
 
 fn push_section(out: &mut Vec<u8>, tag: &[u8; 4], payload: &[u8]) {
@@ -179,6 +217,8 @@ struct Export {
     entry: Option<(u32, usize)>,
     /// Live nodes the id map does not name, re-checked under the id's lock: id-map corruption.
     inconsistent: Vec<String>,
+    /// The index's node number of each exported node.
+    old_of: Vec<u32>,
 }
 
 /// The index's fully linked nodes in node order, renumbered densely if there are holes, with
@@ -275,7 +315,7 @@ fn export(index: &Index) -> Export {
             let top = top?;
             level_of.iter().position(|&l| l == top).map(|i| (i as u32, top))
         });
-    Export { nodes, entry, inconsistent }
+    Export { nodes, entry, inconsistent, old_of }
 }
 
 // ----- decoding ------------------------------------------------------------------------------------
@@ -284,12 +324,18 @@ fn export(index: &Index) -> Export {
 /// from the input makes it allocate more than a small multiple of the input's size before the
 /// index itself is built (whose size is that of the graph the input really describes).
 pub fn load_from_bytes(bytes: &[u8]) -> Result<Index> {
-    check_header(bytes)?;
+    let version = check_header(bytes)?;
     let mut pos = HEADER_LEN;
     let mut payloads: [&[u8]; 3] = [&[]; 3];
     for (i, (tag, name)) in SECTIONS.iter().enumerate() {
         let (payload, next) = read_section(bytes, pos, tag, name)?;
         payloads[i] = payload;
+        pos = next;
+    }
+    let mut meta_payload = None;
+    if version >= 2 {
+        let (payload, next) = read_section(bytes, pos, META_SECTION.0, META_SECTION.1)?;
+        meta_payload = Some(payload);
         pos = next;
     }
     if pos != bytes.len() {
@@ -304,14 +350,20 @@ pub fn load_from_bytes(bytes: &[u8]) -> Result<Index> {
             return Err(PersistError::corrupt(format!("entry point on level {level}, top level is {top:?}")));
         }
     }
+    let meta = meta_payload.map(|p| decode_meta(p, &nodes)).transpose()?;
     let nodes: Vec<Option<RawNode>> = nodes.into_iter().map(Some).collect();
     let index = Index::from_raw(cfg, nodes, entry).map_err(PersistError::corrupt)?;
+    if let Some((limits, fields, sides)) = meta {
+        // Field indexes are rebuilt from the metadata, not stored (RFC 0003).
+        crate::items::restore_side(&index, limits, fields, sides);
+    }
     // A snapshot of an index with tombstones drops them; re-link anything that only they reached.
     index.repair();
     Ok(index)
 }
 
-fn check_header(bytes: &[u8]) -> Result<()> {
+/// Checks magic, version and flags; returns the version (1 or 2).
+fn check_header(bytes: &[u8]) -> Result<u32> {
     let magic_len = bytes.len().min(SNAPSHOT_MAGIC.len());
     if bytes[..magic_len] != SNAPSHOT_MAGIC[..magic_len] {
         return Err(PersistError::BadMagic { kind: "snapshot" });
@@ -325,12 +377,66 @@ fn check_header(bytes: &[u8]) -> Result<()> {
     }
     let mut r = Reader::new(&bytes[8..HEADER_LEN], "header");
     let version = r.u32()?;
-    check_version("snapshot", version, SNAPSHOT_VERSION)?;
+    // Version 1 differs only by the missing `META` section.
+    if version != 1 {
+        check_version("snapshot", version, SNAPSHOT_VERSION)?;
+    }
     let flags = r.u32()?;
     if flags != 0 {
         return Err(PersistError::corrupt(format!("unknown header flags {flags:#x}")));
     }
-    Ok(())
+    Ok(version)
+}
+
+type DecodedMeta = (crate::metadata::MetaLimits, Vec<String>, Vec<(u32, crate::items::Side)>);
+
+fn decode_meta(p: &[u8], nodes: &[RawNode]) -> Result<DecodedMeta> {
+    let mut r = Reader::new(p, "metadata");
+    let mut limit = |what: &str| -> Result<usize> {
+        usize::try_from(r.u64()?).map_err(|_| PersistError::corrupt(format!("metadata {what} too large")))
+    };
+    let limits = crate::metadata::MetaLimits::default()
+        .max_bytes(limit("max_bytes")?)
+        .max_key_len(limit("max_key_len")?)
+        .max_list_len(limit("max_list_len")?);
+    let field_count = r.count(4)?;
+    let mut fields = Vec::with_capacity(field_count);
+    for i in 0..field_count {
+        let len = r.count(1)?;
+        let name = std::str::from_utf8(r.take(len)?)
+            .map_err(|_| PersistError::corrupt(format!("indexed field {i}: not UTF-8")))?;
+        if name.is_empty() || name.starts_with('$') || fields.iter().any(|f: &String| f == name) {
+            return Err(PersistError::corrupt(format!("indexed field {i}: bad or repeated name {name:?}")));
+        }
+        fields.push(name.to_owned());
+    }
+    let count = r.count(1)?;
+    if count != nodes.len() {
+        return Err(PersistError::corrupt(format!(
+            "metadata section has {count} nodes, the nodes section {}",
+            nodes.len()
+        )));
+    }
+    let mut sides = Vec::new();
+    for (n, node) in nodes.iter().enumerate() {
+        let flags = r.u8()?;
+        if flags == 0 {
+            continue;
+        }
+        if flags & META_PRESENT == 0 || flags & !(META_PRESENT | META_EXPIRES) != 0 || node.deleted {
+            return Err(PersistError::corrupt(format!("node {n}: bad metadata flags {flags:#x}")));
+        }
+        let expires_at = if flags & META_EXPIRES != 0 { Some(r.u64()?) } else { None };
+        let len = r.count(1)?;
+        let bytes = r.take(len)?;
+        // `decode` accepts only canonical encodings, so the stored bytes are what `encode`
+        // of the decoded map writes.
+        crate::metadata::decode(bytes)
+            .map_err(|e| PersistError::corrupt(format!("node {n}: metadata: {e}")))?;
+        sides.push((n as u32, crate::items::Side { meta: bytes.into(), expires_at }));
+    }
+    r.finish()?;
+    Ok((limits, fields, sides))
 }
 
 /// The payload of the section starting at `pos` and the position after it.
