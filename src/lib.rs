@@ -51,6 +51,7 @@ pub mod writer;
 
 pub use batch::{
     BatchError, BatchFailure, BatchInsertable, BatchMode, BatchOptions, BatchReport, InvalidReason,
+    IterBatchError,
 };
 pub use batch_ops::{DeleteError, DeleteOptions, FilterDeleteReport};
 pub use config::{IndexConfig, Storage, MAX_DIM, MAX_EF, MAX_M};
@@ -60,10 +61,10 @@ pub use expiry::{Clock, Expiry, ManualClock, SystemClock};
 pub use filter::{FieldIndex, Filter, FilterError, FilterErrorKind, FilterValue, Number};
 pub use index::{Index, Neighbour, SearchStats};
 pub use integrity::{IntegrityError, IntegrityStats};
-pub use reuse::SlotStats;
 pub use metadata::{MetaError, MetaLimits, MetaValue, Metadata};
 pub use persist::{DurableIndex, DurableOptions, PersistError, SyncPolicy};
 pub use progress::{BatchProgress, CancelFn, ProgressFn};
+pub use reuse::SlotStats;
 pub use writer::{BatchSink, BatchWriter, Completion, SubmitError, WriteError, WriterOptions};
 
 /// The README's examples, compiled and run as doctests.
