@@ -324,9 +324,8 @@ pub trait BatchInsertable {
     ///
     /// All-or-nothing applies per chunk, since a later chunk is not read yet when an earlier one
     /// is inserted: on error the chunks before the failing one stay inserted, and
-    /// [`IterBatchError::committed`] says how many items they hold (with `Cancelled`, also the
-    /// items of the interrupted chunk inserted before the cancel). Error positions are positions
-    /// in the whole input.
+    /// [`IterBatchError::committed`] says how many items went in before the error. Error
+    /// positions are positions in the whole input.
     fn insert_batch_iter<I, V>(&self, items: I, opts: &BatchOptions) -> Result<BatchReport, IterBatchError>
     where
         I: IntoIterator<Item = (u64, V)>,
@@ -338,7 +337,9 @@ pub trait BatchInsertable {
 #[derive(Debug, Clone, PartialEq, Error)]
 #[error("after committing {committed} items: {error}")]
 pub struct IterBatchError {
-    /// Items inserted (and kept) before the error.
+    /// Items inserted (and kept) before the error: those of the earlier chunks, plus those of
+    /// the failing chunk that went in before a cancel (or before node memory ran out; any other
+    /// error rejects its chunk whole).
     pub committed: usize,
     /// What stopped the batch; its position is in the whole input.
     pub error: BatchError,
@@ -359,35 +360,7 @@ impl BatchInsertable for Index {
         items: &[(u64, V)],
         opts: &BatchOptions,
     ) -> Result<BatchReport, BatchError> {
-        let start = Instant::now();
-        let tracker = Tracker::new(items.len(), opts.progress.as_ref(), opts.cancel.as_ref());
-        let mut report = BatchReport { total: items.len(), ..Default::default() };
-        let mut failures = self.validate_batch(items);
-        if opts.mode == BatchMode::AllOrNothing {
-            if let Some(f) = failures.first() {
-                return Err(f.error.clone());
-            }
-        }
-        tracker.start();
-        let chunk = if opts.batch_size == 0 { items.len() } else { opts.batch_size }.clamp(1, MAX_CHUNK);
-        let result =
-            self.insert_chunks(items, &mut failures, opts.mode, chunk, &tracker, &mut report.inserted);
-        tracker.finish();
-        match result {
-            Err(BatchError::Cancelled { .. }) => Err(BatchError::Cancelled { inserted: report.inserted }),
-            Err(e) => Err(e),
-            Ok(()) => {
-                if self.duplicates_seen.swap(false, std::sync::atomic::Ordering::Relaxed) {
-                    // Exact duplicates can form groups that only link among themselves; this is
-                    // the one case where a batch pays for a whole-graph pass (`repair.rs`).
-                    self.repair();
-                }
-                failures.sort_by_key(|f| f.index);
-                report.failures = failures;
-                report.elapsed = start.elapsed();
-                Ok(report)
-            }
-        }
+        self.insert_batch_counted(items, opts).map_err(|(e, _)| e)
     }
 
     fn insert_batch_flat(
@@ -427,7 +400,7 @@ impl BatchInsertable for Index {
             }
             let n = buf.len();
             let chunk_opts = BatchOptions { batch_size: 0, ..opts.clone() };
-            match self.insert_batch(&buf, &chunk_opts) {
+            match self.insert_batch_counted(&buf, &chunk_opts) {
                 Ok(r) => {
                     total.inserted += r.inserted;
                     total.failures.extend(r.failures.into_iter().map(|mut f| {
@@ -436,15 +409,13 @@ impl BatchInsertable for Index {
                         f
                     }));
                 }
-                Err(BatchError::Cancelled { inserted }) => {
+                Err((e, inserted)) => {
                     let committed = total.inserted + inserted;
-                    return Err(IterBatchError {
-                        committed,
-                        error: BatchError::Cancelled { inserted: committed },
-                    });
-                }
-                Err(e) => {
-                    return Err(IterBatchError { committed: total.inserted, error: shift_index(e, offset) })
+                    let error = match e {
+                        BatchError::Cancelled { .. } => BatchError::Cancelled { inserted: committed },
+                        e => shift_index(e, offset),
+                    };
+                    return Err(IterBatchError { committed, error });
                 }
             }
             offset += n;
@@ -474,6 +445,46 @@ fn shift_index(e: BatchError, by: usize) -> BatchError {
 }
 
 impl Index {
+    /// [`BatchInsertable::insert_batch`], also telling on error how many items went in anyway
+    /// (a cancel, or running out of node memory), for the iterator form's `committed`.
+    fn insert_batch_counted<V: AsRef<[f32]> + Sync>(
+        &self,
+        items: &[(u64, V)],
+        opts: &BatchOptions,
+    ) -> Result<BatchReport, (BatchError, usize)> {
+        let start = Instant::now();
+        let tracker = Tracker::new(items.len(), opts.progress.as_ref(), opts.cancel.as_ref());
+        let mut report = BatchReport { total: items.len(), ..Default::default() };
+        let mut failures = self.validate_batch(items);
+        if opts.mode == BatchMode::AllOrNothing {
+            if let Some(f) = failures.first() {
+                return Err((f.error.clone(), 0));
+            }
+        }
+        tracker.start();
+        let chunk = if opts.batch_size == 0 { items.len() } else { opts.batch_size }.clamp(1, MAX_CHUNK);
+        let result =
+            self.insert_chunks(items, &mut failures, opts.mode, chunk, &tracker, &mut report.inserted);
+        tracker.finish();
+        match result {
+            Err(BatchError::Cancelled { .. }) => {
+                Err((BatchError::Cancelled { inserted: report.inserted }, report.inserted))
+            }
+            Err(e) => Err((e, report.inserted)),
+            Ok(()) => {
+                if self.duplicates_seen.swap(false, std::sync::atomic::Ordering::Relaxed) {
+                    // Exact duplicates can form groups that only link among themselves; this is
+                    // the one case where a batch pays for a whole-graph pass (`repair.rs`).
+                    self.repair();
+                }
+                failures.sort_by_key(|f| f.index);
+                report.failures = failures;
+                report.elapsed = start.elapsed();
+                Ok(report)
+            }
+        }
+    }
+
     /// Vector checks of every item, in parallel, in input order.
     pub(crate) fn validate_vectors<V: AsRef<[f32]> + Sync>(&self, items: &[(u64, V)]) -> Vec<BatchFailure> {
         items
