@@ -2,11 +2,13 @@
 //! cancellation. The design is recorded in `rfcs/0001-batch-insert.md`.
 
 use crate::error::phrase;
+use crate::error::IndexError;
 use crate::index::{Index, VectorError};
 use crate::progress::{CancelFn, ProgressFn, Tracker};
 use crate::scratch::with_scratch;
+use parking_lot::Mutex;
 use rayon::prelude::*;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use thiserror::Error;
@@ -159,9 +161,19 @@ impl BatchError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum BatchMode {
     /// Validate the whole batch first; one bad item rejects the batch and changes nothing.
+    ///
+    /// For the slice and flat forms this holds for the whole call whatever `batch_size`: every
+    /// id is reserved and all the capacity claimed before anything is linked, so a duplicate
+    /// (also one inserted concurrently since validation) or a full index is found while the
+    /// index is unchanged. The exceptions: [`BatchError::Cancelled`] (the items inserted before
+    /// the cancel stay, fully linked), and the process running out of memory or of `u32` node
+    /// numbers while linking, which no check beforehand can see (then the call returns
+    /// `CapacityExceeded` for the first item that could not get a node, and the items linked
+    /// before it stay). The iterator form is all-or-nothing per chunk only.
     #[default]
     AllOrNothing,
-    /// Insert every valid item; report each bad one with its position and error.
+    /// Insert every valid item; report each bad one with its position and error. Every item is
+    /// accounted for: `inserted + failures.len() == total` (unless cancelled).
     BestEffort,
 }
 
@@ -180,6 +192,12 @@ pub struct BatchOptions {
     pub mode: BatchMode,
     /// Items handled per chunk (0 = the whole batch at once). Bounds the per-batch bookkeeping
     /// memory, and the memory of the iterator form, which buffers one chunk at a time.
+    ///
+    /// It never changes what is atomic in the slice and flat forms: an all-or-nothing call
+    /// reserves the ids and capacity of all its items before linking the first chunk, so it
+    /// fails before anything changes or not at all (see [`BatchMode::AllOrNothing`]). The
+    /// iterator form cannot see past its buffer, so there each chunk is all-or-nothing on its
+    /// own, and an error reports how many items earlier chunks committed ([`IterBatchError`]).
     pub batch_size: usize,
     /// Progress callback: one 0 % event, events at most every 1 %, one final event.
     pub progress: Option<ProgressFn>,
@@ -257,6 +275,21 @@ pub struct BatchReport {
 
 /// Inserting many vectors in one call, in parallel on the caller's rayon pool.
 ///
+/// # What is atomic
+///
+/// - [`insert_batch`](Self::insert_batch) and [`insert_batch_flat`](Self::insert_batch_flat) in
+///   [`BatchMode::AllOrNothing`]: the whole call, whatever `batch_size`: `Ok` with every item
+///   inserted, or `Err` and the index as it was (except for the cases listed on
+///   [`BatchMode::AllOrNothing`]: cancellation and running out of memory or node numbers).
+/// - In [`BatchMode::BestEffort`] every item is either inserted or reported in
+///   [`BatchReport::failures`] with its position: `inserted + failures.len() == total`.
+/// - [`insert_batch_iter`](Self::insert_batch_iter): each chunk of `batch_size` items on its
+///   own; an error says how many items were committed before it ([`IterBatchError`]).
+/// - Cancellation keeps the items inserted so far (fully linked, searchable) and gives back the
+///   ids and capacity of the rest. A panicking progress or cancel callback does the same and
+///   the panic then propagates to the caller: the index stays consistent, every item of the
+///   batch is either inserted or free to insert again.
+///
 /// The thread count is the current rayon pool's: call inside
 /// [`rayon::ThreadPool::install`] to choose it.
 ///
@@ -274,13 +307,15 @@ pub struct BatchReport {
 /// ```
 pub trait BatchInsertable {
     /// Inserts `(id, vector)` items given as a slice (vectors are borrowed, never copied).
+    /// All-or-nothing applies to the whole call, whatever `opts.batch_size`.
     fn insert_batch<V: AsRef<[f32]> + Sync>(
         &self,
         items: &[(u64, V)],
         opts: &BatchOptions,
     ) -> Result<BatchReport, BatchError>;
 
-    /// Inserts a row-major matrix `flat` (`ids.len()` rows) under `ids`.
+    /// Inserts a row-major matrix `flat` (`ids.len()` rows) under `ids`. All-or-nothing applies
+    /// to the whole call, whatever `opts.batch_size`.
     fn insert_batch_flat(
         &self,
         ids: &[u64],
@@ -289,11 +324,29 @@ pub trait BatchInsertable {
     ) -> Result<BatchReport, BatchError>;
 
     /// Inserts from an iterator, buffering `opts.batch_size` items (default 65 536) at a time,
-    /// so inputs larger than memory work. All-or-nothing applies per chunk.
-    fn insert_batch_iter<I, V>(&self, items: I, opts: &BatchOptions) -> Result<BatchReport, BatchError>
+    /// so inputs larger than memory work.
+    ///
+    /// All-or-nothing applies per chunk, since a later chunk is not read yet when an earlier one
+    /// is inserted: on error the chunks before the failing one stay inserted, and
+    /// [`IterBatchError::committed`] says how many items went in before the error. Error
+    /// positions are positions in the whole input.
+    fn insert_batch_iter<I, V>(&self, items: I, opts: &BatchOptions) -> Result<BatchReport, IterBatchError>
     where
         I: IntoIterator<Item = (u64, V)>,
         V: AsRef<[f32]> + Sync;
+}
+
+/// The error of [`BatchInsertable::insert_batch_iter`]: the error that stopped the input, and
+/// how many items were inserted before it (they stay in the index and are searchable).
+#[derive(Debug, Clone, PartialEq, Error)]
+#[error("after committing {committed} items: {error}")]
+pub struct IterBatchError {
+    /// Items inserted (and kept) before the error: those of the earlier chunks, plus those of
+    /// the failing chunk that went in before a cancel (or before node memory ran out; any other
+    /// error rejects its chunk whole).
+    pub committed: usize,
+    /// What stopped the batch; its position is in the whole input.
+    pub error: BatchError,
 }
 
 /// Largest chunk linked in one go (positions inside a chunk are kept as `u32`).
@@ -311,7 +364,7 @@ impl BatchInsertable for Index {
         items: &[(u64, V)],
         opts: &BatchOptions,
     ) -> Result<BatchReport, BatchError> {
-        self.insert_batch_side(items, opts, Vec::new(), &|_| None)
+        self.insert_batch_counted(items, opts, Vec::new(), &|_| None).map_err(|(e, _)| e)
     }
 
     fn insert_batch_flat(
@@ -334,7 +387,7 @@ impl BatchInsertable for Index {
         self.insert_batch(&items, opts)
     }
 
-    fn insert_batch_iter<I, V>(&self, items: I, opts: &BatchOptions) -> Result<BatchReport, BatchError>
+    fn insert_batch_iter<I, V>(&self, items: I, opts: &BatchOptions) -> Result<BatchReport, IterBatchError>
     where
         I: IntoIterator<Item = (u64, V)>,
         V: AsRef<[f32]> + Sync,
@@ -351,7 +404,7 @@ impl BatchInsertable for Index {
             }
             let n = buf.len();
             let chunk_opts = BatchOptions { batch_size: 0, ..opts.clone() };
-            match self.insert_batch(&buf, &chunk_opts) {
+            match self.insert_batch_counted(&buf, &chunk_opts, Vec::new(), &|_| None) {
                 Ok(r) => {
                     total.inserted += r.inserted;
                     total.failures.extend(r.failures.into_iter().map(|mut f| {
@@ -360,10 +413,14 @@ impl BatchInsertable for Index {
                         f
                     }));
                 }
-                Err(BatchError::Cancelled { inserted }) => {
-                    return Err(BatchError::Cancelled { inserted: total.inserted + inserted })
+                Err((e, inserted)) => {
+                    let committed = total.inserted + inserted;
+                    let error = match e {
+                        BatchError::Cancelled { .. } => BatchError::Cancelled { inserted: committed },
+                        e => shift_index(e, offset),
+                    };
+                    return Err(IterBatchError { committed, error });
                 }
-                Err(e) => return Err(shift_index(e, offset)),
             }
             offset += n;
         }
@@ -392,9 +449,7 @@ fn shift_index(e: BatchError, by: usize) -> BatchError {
 }
 
 impl Index {
-    /// The body of [`BatchInsertable::insert_batch`], also carrying side data: items in
-    /// `extra_failures` (metadata refused before the call) are reported and skipped like
-    /// invalid vectors, and `side(i)` is attached to item `i` before it is published.
+    /// [`BatchInsertable::insert_batch`] with side data (see `insert_batch_counted`).
     pub(crate) fn insert_batch_side<V: AsRef<[f32]> + Sync>(
         &self,
         items: &[(u64, V)],
@@ -402,6 +457,22 @@ impl Index {
         extra_failures: Vec<BatchFailure>,
         side: &(dyn Fn(usize) -> Option<crate::items::Side> + Sync),
     ) -> Result<BatchReport, BatchError> {
+        self.insert_batch_counted(items, opts, extra_failures, side).map_err(|(e, _)| e)
+    }
+
+    /// [`BatchInsertable::insert_batch`], also telling on error how many items went in anyway
+    /// (a cancel, or running out of node memory), for the iterator form's `committed`.
+    ///
+    /// Also carries side data: items in `extra_failures` (metadata refused before the call) are
+    /// reported and skipped like invalid vectors, and `side(i)` is attached to item `i` before it
+    /// is published.
+    fn insert_batch_counted<V: AsRef<[f32]> + Sync>(
+        &self,
+        items: &[(u64, V)],
+        opts: &BatchOptions,
+        extra_failures: Vec<BatchFailure>,
+        side: &(dyn Fn(usize) -> Option<crate::items::Side> + Sync),
+    ) -> Result<BatchReport, (BatchError, usize)> {
         let start = Instant::now();
         let tracker = Tracker::new(items.len(), opts.progress.as_ref(), opts.cancel.as_ref());
         let mut report = BatchReport { total: items.len(), ..Default::default() };
@@ -413,43 +484,19 @@ impl Index {
         }
         if opts.mode == BatchMode::AllOrNothing {
             if let Some(f) = failures.first() {
-                return Err(f.error.clone());
+                return Err((f.error.clone(), 0));
             }
         }
         tracker.start();
         let chunk = if opts.batch_size == 0 { items.len() } else { opts.batch_size }.clamp(1, MAX_CHUNK);
-        let bad_positions: Vec<usize> = failures.iter().map(|f| f.index).collect();
-        let mut bad = bad_positions.into_iter().peekable();
-        let mut result = Ok(());
-        for (c, part) in items.chunks(chunk).enumerate() {
-            let base = c * chunk;
-            let mut accepted = Vec::with_capacity(part.len());
-            for i in base..base + part.len() {
-                if bad.peek() == Some(&i) {
-                    bad.next();
-                } else {
-                    accepted.push(i);
-                }
-            }
-            match self.insert_accepted(items, &accepted, opts.mode, &tracker, side) {
-                Ok((n, mut f)) => {
-                    report.inserted += n;
-                    tracker.advance(part.len() - accepted.len());
-                    failures.append(&mut f);
-                }
-                Err(e) => {
-                    if let BatchError::Cancelled { inserted } = e {
-                        report.inserted += inserted;
-                    }
-                    result = Err(e);
-                    break;
-                }
-            }
-        }
+        let result =
+            self.insert_chunks(items, &mut failures, opts.mode, chunk, &tracker, &mut report.inserted, side);
         tracker.finish();
         match result {
-            Err(BatchError::Cancelled { .. }) => Err(BatchError::Cancelled { inserted: report.inserted }),
-            Err(e) => Err(e),
+            Err(BatchError::Cancelled { .. }) => {
+                Err((BatchError::Cancelled { inserted: report.inserted }, report.inserted))
+            }
+            Err(e) => Err((e, report.inserted)),
             Ok(()) => {
                 if self.duplicates_seen.swap(false, std::sync::atomic::Ordering::Relaxed) {
                     // Exact duplicates can form groups that only link among themselves; this is
@@ -523,57 +570,144 @@ impl Index {
         failures
     }
 
-    /// Reserves ids and capacity for the `accepted` items (positions into `items`), then links
-    /// them in parallel. Returns how many were inserted and the failures found while reserving.
-    fn insert_accepted<V: AsRef<[f32]> + Sync>(
+    /// Links the items of a batch that passed validation, chunk by chunk; `failures` holds the
+    /// validation failures (input order) and gains those found on the way; `inserted` counts
+    /// what went in, also when this returns `Cancelled`.
+    fn insert_chunks<V: AsRef<[f32]> + Sync>(
         &self,
         items: &[(u64, V)],
-        accepted: &[usize],
+        failures: &mut Vec<BatchFailure>,
         mode: BatchMode,
+        chunk: usize,
         tracker: &Tracker<'_>,
+        inserted: &mut usize,
         side: &(dyn Fn(usize) -> Option<crate::items::Side> + Sync),
-    ) -> Result<(usize, Vec<BatchFailure>), BatchError> {
-        let mut failures = Vec::new();
-        // Ids: another thread may have taken one since validation.
-        let mut reserved: Vec<usize> = Vec::with_capacity(accepted.len());
-        for &i in accepted {
-            let id = items[i].0;
-            if self.ids.reserve(id) {
-                reserved.push(i);
-            } else {
-                let error = BatchError::DuplicateId { index: i, id, first_index: None };
-                if mode == BatchMode::AllOrNothing {
-                    self.release_ids(items, &reserved);
-                    return Err(error);
+    ) -> Result<(), BatchError> {
+        // All-or-nothing takes every id and all the capacity of the whole call before it links
+        // anything: a concurrent insert of one of the ids, or a full index, is then found while
+        // nothing has changed, whatever the chunk size. Chunks only bound the linking
+        // bookkeeping.
+        let mut held = match mode {
+            BatchMode::AllOrNothing => Some(self.hold_all(items)?),
+            BatchMode::BestEffort => None,
+        };
+        let bad_positions: Vec<usize> = failures.iter().map(|f| f.index).collect();
+        let mut bad = bad_positions.into_iter().peekable();
+        for (c, part) in items.chunks(chunk).enumerate() {
+            let base = c * chunk;
+            let mut accepted = Vec::with_capacity(part.len());
+            for i in base..base + part.len() {
+                if bad.peek() == Some(&i) {
+                    bad.next();
+                } else {
+                    accepted.push(i);
                 }
-                failures.push(BatchFailure { index: i, id, error });
+            }
+            let reserved = match held.as_mut() {
+                Some(h) => {
+                    // The chunk's guard in `link_reserved` owns these reservations from here.
+                    h.hand_over(base + part.len());
+                    accepted
+                }
+                None => self.reserve_chunk(items, accepted, failures),
+            };
+            let linked = reserved.len();
+            match self.link_reserved(items, reserved, mode, tracker, side) {
+                Ok((n, lost)) => {
+                    *inserted += n;
+                    if mode == BatchMode::AllOrNothing {
+                        if let Some(f) = lost.iter().min_by_key(|f| f.index) {
+                            return Err(f.error.clone());
+                        }
+                    }
+                    failures.extend(lost);
+                }
+                Err(e) => {
+                    if let BatchError::Cancelled { inserted: n } = e {
+                        *inserted += n;
+                    }
+                    return Err(e);
+                }
+            }
+            // Items that never reached linking (rejected earlier) count as done now.
+            tracker.advance(part.len() - linked);
+        }
+        Ok(())
+    }
+
+    /// Reserves the id of every item and claims capacity for all of them (all-or-nothing), or
+    /// changes nothing and returns the error of the first item that cannot go in.
+    fn hold_all<'a, V>(&'a self, items: &'a [(u64, V)]) -> Result<Held<'a, V>, BatchError> {
+        for (i, (id, _)) in items.iter().enumerate() {
+            // Validation saw the id free; another writer may have taken it since.
+            if !self.ids.reserve(*id) {
+                for (id, _) in &items[..i] {
+                    self.ids.release(*id);
+                }
+                return Err(BatchError::DuplicateId { index: i, id: *id, first_index: None });
             }
         }
-        // Capacity: all-or-nothing claims everything or nothing; best-effort takes what fits.
-        let room = self.claim_up_to(reserved.len(), mode == BatchMode::AllOrNothing);
+        if self.claim_up_to(items.len(), true) < items.len() {
+            // The first item that does not fit is the one to blame.
+            let i = self.capacity_room().min(items.len() - 1);
+            for (id, _) in items {
+                self.ids.release(*id);
+            }
+            let limit = self.capacity_limit() as u64;
+            return Err(BatchError::CapacityExceeded { index: i, id: items[i].0, limit });
+        }
+        Ok(Held { index: self, items, from: 0 })
+    }
+
+    /// Best-effort: reserves the ids of the `accepted` items (positions into `items`) and claims
+    /// capacity for as many as fit; the rest become `failures`. Returns the positions held.
+    fn reserve_chunk<V>(
+        &self,
+        items: &[(u64, V)],
+        accepted: Vec<usize>,
+        failures: &mut Vec<BatchFailure>,
+    ) -> Vec<usize> {
+        // Ids: another thread may have taken one since validation.
+        let mut reserved = accepted;
+        reserved.retain(|&i| {
+            let id = items[i].0;
+            let ok = self.ids.reserve(id);
+            if !ok {
+                let error = BatchError::DuplicateId { index: i, id, first_index: None };
+                failures.push(BatchFailure { index: i, id, error });
+            }
+            ok
+        });
+        let room = self.claim_up_to(reserved.len(), false);
         if room < reserved.len() {
             let limit = self.capacity_limit() as u64;
-            if mode == BatchMode::AllOrNothing {
-                // The first item that does not fit is the one to blame.
-                let i = reserved[self.capacity_room().min(reserved.len() - 1)];
-                self.release_ids(items, &reserved);
-                return Err(BatchError::CapacityExceeded { index: i, id: items[i].0, limit });
-            }
             for &i in &reserved[room..] {
                 let id = items[i].0;
+                self.ids.release(id);
                 failures.push(BatchFailure {
                     index: i,
                     id,
                     error: BatchError::CapacityExceeded { index: i, id, limit },
                 });
             }
-            self.release_ids(items, &reserved[room..]);
             reserved.truncate(room);
         }
-        tracker.advance(failures.len());
-        if reserved.is_empty() {
-            return Ok((0, failures));
-        }
+        reserved
+    }
+
+    /// Links the `reserved` items (positions into `items`, ids reserved and capacity claimed) in
+    /// parallel. Returns how many were inserted and the items lost because node memory or the
+    /// `u32` node space ran out (reported as `CapacityExceeded`); `Cancelled` when the cancel
+    /// check (or a panicking callback) stopped it. Whatever happens, including a panic in a
+    /// callback, the items never started give back their ids and capacity.
+    fn link_reserved<V: AsRef<[f32]> + Sync>(
+        &self,
+        items: &[(u64, V)],
+        reserved: Vec<usize>,
+        mode: BatchMode,
+        tracker: &Tracker<'_>,
+        side: &(dyn Fn(usize) -> Option<crate::items::Side> + Sync),
+    ) -> Result<(usize, Vec<BatchFailure>), BatchError> {
         let mut levels: Vec<u8> = Vec::with_capacity(reserved.len());
         self.draw_levels(&mut levels, reserved.len());
         // Highest levels first, so the top of the graph exists before the bulk links under it.
@@ -583,41 +717,61 @@ impl Index {
 
         let inserted = AtomicUsize::new(0);
         let cursor = AtomicUsize::new(0);
+        let unstarted = Unstarted { index: self, items, reserved: &reserved, order: &order, cursor: &cursor };
+        // Set when an all-or-nothing item is lost: the batch fails, so stop linking more.
+        let halt = AtomicBool::new(false);
+        let lost = Mutex::new(Vec::new());
+        let stop = || tracker.is_cancelled() || halt.load(Ordering::Relaxed);
         let insert_one = |j: u32| {
             let j = j as usize;
             let i = reserved[j];
-            let (id, v) = (&items[i].0, items[i].1.as_ref());
+            let (id, v) = (items[i].0, items[i].1.as_ref());
             let ok = match self.alloc_node() {
                 Ok(node) => {
                     let q = self.query_form(v);
-                    with_scratch(|s| self.insert_prepared(node, *id, &q, levels[j] as usize, s, side(i)))
+                    // On `false` the id, the claim and the node were given back.
+                    with_scratch(|s| self.insert_prepared(node, id, &q, levels[j] as usize, s, side(i)))
+                        .then_some(())
+                        .ok_or(self.allocated_nodes() as u64)
                 }
-                Err(_) => {
-                    // Out of node space: give the item back (it is counted, not inserted).
-                    self.release_ids(items, &[i]);
+                Err(e) => {
+                    // Out of node space: give the item back.
+                    self.ids.release(id);
                     self.unclaim(1);
-                    false
+                    Err(match e {
+                        IndexError::CapacityExceeded { limit } => limit,
+                        _ => self.allocated_nodes() as u64,
+                    })
                 }
             };
-            if ok {
-                inserted.fetch_add(1, Ordering::Relaxed);
+            match ok {
+                Ok(()) => {
+                    inserted.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(limit) => {
+                    let error = BatchError::CapacityExceeded { index: i, id, limit };
+                    lost.lock().push(BatchFailure { index: i, id, error });
+                    if mode == BatchMode::AllOrNothing {
+                        halt.store(true, Ordering::Relaxed);
+                    }
+                }
             }
             tracker.advance(1);
         };
         let seed = serial_seed_len(self).min(order.len());
         for &j in &order[..seed] {
-            if tracker.is_cancelled() {
+            if stop() {
                 break;
             }
             cursor.fetch_add(1, Ordering::Relaxed);
             insert_one(j);
         }
-        if !tracker.is_cancelled() {
+        if !stop() {
             // A shared cursor instead of rayon's recursive splitting keeps the global
             // highest-level-first order across threads.
             let threads = rayon::current_num_threads().max(1);
             (0..threads).into_par_iter().with_max_len(1).for_each(|_| loop {
-                if tracker.is_cancelled() {
+                if stop() {
                     return;
                 }
                 let k = cursor.fetch_add(1, Ordering::Relaxed);
@@ -627,24 +781,61 @@ impl Index {
                 insert_one(order[k]);
             });
         }
+        // Gives back what was never started (cancelled or halted).
+        drop(unstarted);
         let n = inserted.load(Ordering::Acquire);
-        let started = cursor.load(Ordering::Acquire).min(order.len());
-        if started < order.len() {
-            // Cancelled: give back what was never started.
-            let left: Vec<usize> = order[started..].iter().map(|&j| reserved[j as usize]).collect();
-            self.release_ids(items, &left);
-            self.unclaim(left.len());
-        }
         if tracker.is_cancelled() {
             return Err(BatchError::Cancelled { inserted: n });
         }
-        Ok((n, failures))
+        Ok((n, lost.into_inner()))
     }
+}
 
-    /// Undoes the id reservations of items never inserted.
-    fn release_ids<V>(&self, items: &[(u64, V)], which: &[usize]) {
-        for &i in which {
-            self.ids.release(items[i].0);
+/// Ids reserved and capacity claimed for `items[from..]`, none of them linked yet. Dropping it
+/// (normal end, error, or unwinding from a panicking callback) gives them back, so no id stays
+/// reserved and no claim outlives the call.
+struct Held<'a, V> {
+    index: &'a Index,
+    items: &'a [(u64, V)],
+    from: usize,
+}
+
+impl<V> Held<'_, V> {
+    /// Hands `items[..to]` over to a chunk, whose own guard owns them from now on.
+    fn hand_over(&mut self, to: usize) {
+        self.from = to.min(self.items.len());
+    }
+}
+
+impl<V> Drop for Held<'_, V> {
+    fn drop(&mut self) {
+        let rest = &self.items[self.from..];
+        for (id, _) in rest {
+            self.index.ids.release(*id);
         }
+        self.index.unclaim(rest.len());
+    }
+}
+
+/// The items of one chunk whose linking has not started: `order[cursor..]`. Workers take items
+/// by advancing `cursor` and finish each item they take (its failure gives its own
+/// reservation back), so at drop, after every worker has stopped, exactly these still hold an
+/// id reservation and a capacity claim.
+struct Unstarted<'a, V> {
+    index: &'a Index,
+    items: &'a [(u64, V)],
+    reserved: &'a [usize],
+    order: &'a [u32],
+    cursor: &'a AtomicUsize,
+}
+
+impl<V> Drop for Unstarted<'_, V> {
+    fn drop(&mut self) {
+        let started = self.cursor.load(Ordering::Acquire).min(self.order.len());
+        let left = &self.order[started..];
+        for &j in left {
+            self.index.ids.release(self.items[self.reserved[j as usize]].0);
+        }
+        self.index.unclaim(left.len());
     }
 }

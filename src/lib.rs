@@ -58,6 +58,7 @@ pub mod writer;
 
 pub use batch::{
     BatchError, BatchFailure, BatchInsertable, BatchMode, BatchOptions, BatchReport, InvalidReason,
+    IterBatchError,
 };
 pub use batch_ops::{DeleteError, DeleteOptions, FilterDeleteReport};
 pub use config::{IndexConfig, Storage, MAX_DIM, MAX_EF, MAX_M};

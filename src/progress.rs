@@ -92,6 +92,14 @@ impl<'a> Tracker<'a> {
         if self.busy.swap(true, Ordering::Acquire) {
             return;
         }
+        // Frees `busy` however the callbacks end; if one panics, also stops the other workers
+        // (as a cancel would) while the panic unwinds to the caller.
+        let _busy = Busy(self);
+        if self.is_cancelled() {
+            // Stopping already (cancelled, or another callback panicked): no more calls into
+            // user code until the final event.
+            return;
+        }
         let done = self.done.load(Ordering::Acquire);
         self.next_due.store(done + self.step, Ordering::Relaxed);
         if self.cancel.is_some_and(|c| c()) {
@@ -105,7 +113,6 @@ impl<'a> Tracker<'a> {
                 p(BatchProgress { done, total: self.total });
             }
         }
-        self.busy.store(false, Ordering::Release);
     }
 
     /// Items counted so far.
@@ -119,5 +126,47 @@ impl<'a> Tracker<'a> {
             let done = if self.is_cancelled() { self.done() } else { self.total };
             p(BatchProgress { done, total: self.total });
         }
+    }
+}
+
+/// Holds a tracker's `busy` flag while the user's callbacks run.
+struct Busy<'t, 'a>(&'t Tracker<'a>);
+
+impl Drop for Busy<'_, '_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            // A callback panicked: no worker should take another item; the batch's guards give
+            // back what was never started while the panic propagates.
+            self.0.cancelled.store(true, Ordering::Release);
+        }
+        self.0.busy.store(false, Ordering::Release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::panic::{catch_unwind, AssertUnwindSafe};
+
+    /// A progress callback that panics once must not leave `busy` set (which would silence
+    /// every later event and cancel poll), and must stop the batch's other workers. Catches
+    /// clearing `busy` only on a normal return.
+    #[test]
+    fn panicking_callback_frees_busy_and_stops_workers() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let c = calls.clone();
+        let p: ProgressFn = Arc::new(move |_| {
+            if c.fetch_add(1, Ordering::SeqCst) == 1 {
+                panic!("callback fails");
+            }
+        });
+        let t = Tracker::new(1000, Some(&p), None);
+        t.start();
+        let r = catch_unwind(AssertUnwindSafe(|| (0..1000).for_each(|_| t.advance(1))));
+        assert!(r.is_err(), "the panic did not propagate");
+        assert!(t.is_cancelled(), "a panicking callback did not stop the workers");
+        let before = calls.load(Ordering::SeqCst);
+        (0..100).for_each(|_| t.advance(1));
+        assert!(calls.load(Ordering::SeqCst) > before, "no event after the panic: busy flag stuck");
     }
 }

@@ -418,16 +418,14 @@ proptest! {
 
     /// As above, all-or-nothing batches also split into chunks (`batch_size` 1..4).
     #[test]
-    #[ignore = "issue 9: chunked all-or-nothing insert_batch over max_elements inserts the chunks that fit, then returns CapacityExceeded"]
     fn operations_match_model_with_max_elements_chunked(ops in prop::collection::vec(op(), 1..120)) {
         run(Metric::L2, Some(6), true, &ops)?;
     }
 }
 
-/// Minimal reproduction of the bug the ignored test above finds: an all-or-nothing batch that
-/// does not fit under `max_elements` must change nothing, whatever its `batch_size`.
+/// Minimal reproduction of the bug the chunked test above found (issue 9): an all-or-nothing
+/// batch that does not fit under `max_elements` must change nothing, whatever its `batch_size`.
 #[test]
-#[ignore = "issue 9: chunked all-or-nothing insert_batch over max_elements inserts the chunks that fit, then returns CapacityExceeded"]
 fn chunked_all_or_nothing_batch_over_capacity_changes_nothing() {
     let index = Index::new(IndexConfig::new(DIM, Metric::L2).max_elements(6)).unwrap();
     index.insert(1, &[0.0; DIM]).unwrap();
@@ -438,4 +436,86 @@ fn chunked_all_or_nothing_batch_over_capacity_changes_nothing() {
     let err = index.insert_batch(&items, &opts).unwrap_err();
     assert!(matches!(err, BatchError::CapacityExceeded { index: 4, .. }), "{err}");
     assert_eq!(index.len(), 2, "a rejected all-or-nothing batch changed the index: ids {:?}", index.ids());
+}
+
+/// One batch into an index prefilled up to near `max_elements`, checked against the contract of
+/// its mode: best effort accounts for every item exactly once (`inserted + failures == total`,
+/// failures sorted by position, one per position, each naming its own position); all-or-nothing
+/// is `Ok` with every item in, or `Err` with the index unchanged (length, ids, graph).
+fn check_batch_contract(
+    max: usize,
+    prefill: &[(u64, Vec<f32>)],
+    items: &[(u64, Vec<f32>)],
+    mode: BatchMode,
+    batch_size: usize,
+) -> Result<(), TestCaseError> {
+    let index =
+        Index::new(IndexConfig::new(DIM, Metric::L2).m(4).ef_construction(16).max_elements(max)).unwrap();
+    for (id, v) in prefill {
+        // Prefill failures (duplicates, bad vectors, full) are fine: only the state matters.
+        let _ = index.insert(*id, v);
+    }
+    let mut ids_before = index.ids();
+    ids_before.sort_unstable();
+    let before = (index.len(), ids_before, index.graph_fingerprint(), index.allocated_nodes());
+    let res = index.insert_batch(items, &BatchOptions::new().mode(mode).batch_size(batch_size));
+    let mut ids_after = index.ids();
+    ids_after.sort_unstable();
+    match (mode, res) {
+        (BatchMode::BestEffort, Ok(r)) => {
+            prop_assert_eq!(r.total, items.len());
+            prop_assert_eq!(r.inserted + r.failures.len(), r.total, "{:?}", r);
+            for w in r.failures.windows(2) {
+                prop_assert!(w[0].index < w[1].index, "failures not sorted / repeated: {:?}", r.failures);
+            }
+            for f in &r.failures {
+                prop_assert!(f.index < items.len(), "{:?}", f);
+                prop_assert_eq!(f.error.index(), Some(f.index), "{:?}", f);
+                prop_assert_eq!(f.id, items[f.index].0, "{:?}", f);
+            }
+            prop_assert_eq!(index.len(), before.0 + r.inserted);
+            prop_assert!(index.len() <= max);
+            for (i, (id, _)) in items.iter().enumerate() {
+                if r.failures.binary_search_by_key(&i, |f| f.index).is_err() {
+                    prop_assert!(index.contains(*id), "item {} (id {}) neither inserted nor failed", i, id);
+                }
+            }
+        }
+        (BatchMode::BestEffort, Err(e)) => prop_assert!(false, "best effort failed: {}", e),
+        (BatchMode::AllOrNothing, Ok(r)) => {
+            prop_assert_eq!((r.total, r.inserted), (items.len(), items.len()));
+            prop_assert!(r.failures.is_empty());
+            prop_assert_eq!(index.len(), before.0 + items.len());
+            prop_assert!(items.iter().all(|(id, _)| index.contains(*id)));
+        }
+        (BatchMode::AllOrNothing, Err(e)) => {
+            prop_assert!(e.index().is_some_and(|i| i < items.len()), "{:?}", e);
+            let after = (index.len(), ids_after, index.graph_fingerprint(), index.allocated_nodes());
+            prop_assert_eq!(after, before, "rejected batch ({}) changed the index", e);
+        }
+    }
+    if let Err(e) = index.check_integrity() {
+        return Err(TestCaseError::fail(format!("check_integrity: {e}")));
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
+
+    /// Random batches (duplicates in the batch and against the index, NaN and wrong-length
+    /// vectors) into an index near its `max_elements`, both modes, random `batch_size`.
+    /// Catches a best-effort item dropped without a failure (or reported twice), and an
+    /// all-or-nothing batch that links some chunks before failing. Proptest prints the failing
+    /// input (the reproduction) and keeps it in `batch_model.proptest-regressions`.
+    #[test]
+    fn batch_contract_holds(
+        max in 1..16usize,
+        prefill in prop::collection::vec((0..2 * ID_RANGE, vector()), 0..12),
+        items in prop::collection::vec((0..2 * ID_RANGE, vector()), 0..24),
+        mode in mode(),
+        batch_size in prop_oneof![Just(0usize), 1..6usize],
+    ) {
+        check_batch_contract(max, &prefill, &items, mode, batch_size)?;
+    }
 }

@@ -179,6 +179,219 @@ fn chunked_and_iterator_forms_match() {
     let mut bad: Vec<(u64, Vec<f32>)> = (0..300).map(|i| (10_000 + i, vec![1.0 + i as f32; 8])).collect();
     bad[250].1[2] = f32::NAN;
     let e = idx.insert_batch_iter(bad, &BatchOptions::new().batch_size(100)).unwrap_err();
-    assert_eq!(e.index(), Some(250));
+    assert_eq!(e.error.index(), Some(250));
+    // Per-chunk atomicity: the two chunks before the bad one are in, the bad chunk is not.
+    assert_eq!(e.committed, 200, "{e}");
+    assert_eq!(idx.len(), 2200);
+    assert!(idx.contains(10_199) && !idx.contains(10_200));
+    assert!(e.to_string().starts_with("after committing 200 items: item 250"), "{e}");
     idx.check_integrity().unwrap();
+}
+
+/// Iterator form, cancelled in its third chunk: `committed` counts the whole chunks before it
+/// and the part of the third inserted before the cancel, and equals what the index gained.
+/// Catches reporting only the current chunk's count (or only the earlier chunks').
+#[test]
+fn iterator_cancel_reports_everything_committed() {
+    let base = clustered(600, 8, 21);
+    let idx = Index::new(IndexConfig::new(8, Metric::L2)).unwrap();
+    let polls = Arc::new(AtomicUsize::new(0));
+    let p2 = polls.clone();
+    // Chunks of 200 poll at start and then every item (step 1): cancel in the third chunk.
+    let opts =
+        BatchOptions::new().batch_size(200).cancel_when(move || p2.fetch_add(1, Ordering::SeqCst) > 450);
+    // One thread, so every step's poll happens (none is skipped by a busy reporter).
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+    let input = base.iter().enumerate().map(|(i, v)| (i as u64, v.clone()));
+    let e = pool.install(|| idx.insert_batch_iter(input, &opts)).unwrap_err();
+    let BatchError::Cancelled { inserted } = e.error else { panic!("{e:?}") };
+    assert_eq!(inserted, e.committed);
+    assert!((400..600).contains(&e.committed), "{e}");
+    assert_eq!(idx.len(), e.committed);
+    idx.check_integrity().unwrap();
+}
+
+/// An all-or-nothing batch split into chunks whose last item's id is taken by another writer
+/// after validation (here from the 0 % progress event, which runs between validation and
+/// linking) must fail before linking anything. Catches reserving ids per chunk, which inserts
+/// the first chunks and then fails on the last.
+#[test]
+fn chunked_all_or_nothing_sees_concurrent_duplicate_before_linking() {
+    let idx = Arc::new(base_index(Metric::L2));
+    let batch: Vec<(u64, Vec<f32>)> = (0..8).map(|i| (100 + i, vec![i as f32, 5.0, 5.0, 5.0])).collect();
+    let (len0, nodes0) = (idx.len(), idx.allocated_nodes());
+    let racer = idx.clone();
+    let opts = BatchOptions::new().batch_size(2).on_progress(move |p| {
+        if p.done == 0 {
+            racer.insert(107, &[9.0, 9.0, 9.0, 9.0]).unwrap();
+        }
+    });
+    let e = idx.insert_batch(&batch, &opts).unwrap_err();
+    assert!(matches!(e, BatchError::DuplicateId { index: 7, id: 107, first_index: None }), "{e:?}");
+    assert_eq!(idx.len(), len0 + 1, "ids {:?}", idx.ids());
+    assert_eq!(idx.allocated_nodes(), nodes0 + 1);
+    assert!((100..107).all(|id| !idx.contains(id)));
+    idx.check_integrity().unwrap();
+    // The reservations were given back: the same items (less the taken id) go in.
+    idx.insert_batch(&batch[..7], &BatchOptions::new().batch_size(2)).unwrap();
+    assert_eq!(idx.len(), len0 + 8);
+}
+
+/// All-or-nothing over capacity with chunks: nothing changes, not even the node slots.
+/// Catches claiming capacity per chunk (the first chunks would go in).
+#[test]
+fn chunked_all_or_nothing_over_capacity_changes_nothing() {
+    let idx = base_index(Metric::L2); // 10 of 30
+    let batch: Vec<(u64, Vec<f32>)> = (0..25).map(|i| (100 + i, vec![i as f32, 0.0, 1.0, 2.0])).collect();
+    let before = (state(&idx), idx.allocated_nodes());
+    for size in [1, 3, 20] {
+        let e = idx.insert_batch(&batch, &BatchOptions::new().batch_size(size)).unwrap_err();
+        assert!(matches!(e, BatchError::CapacityExceeded { index: 20, id: 120, limit: 30 }), "{size}: {e:?}");
+        assert_eq!((state(&idx), idx.allocated_nodes()), before, "batch_size {size}");
+        let e = idx.insert_batch_flat(
+            &batch.iter().map(|b| b.0).collect::<Vec<_>>(),
+            &batch.iter().flat_map(|b| b.1.clone()).collect::<Vec<_>>(),
+            &BatchOptions::new().batch_size(size),
+        );
+        assert!(matches!(e, Err(BatchError::CapacityExceeded { index: 20, .. })), "{size}: {e:?}");
+        assert_eq!((state(&idx), idx.allocated_nodes()), before, "flat, batch_size {size}");
+    }
+    // Neither ids nor capacity leaked: exactly the 20 that fit go in.
+    idx.insert_batch(&batch[..20], &BatchOptions::new().batch_size(3)).unwrap();
+    assert_eq!(idx.len(), 30);
+}
+
+/// Failed single inserts give back everything: many capacity and duplicate failures leave the
+/// node slots as they were. Catches allocating a node before claiming capacity (or not giving
+/// it back on failure).
+#[test]
+fn failed_inserts_do_not_leak_node_slots() {
+    let idx = Index::new(IndexConfig::new(4, Metric::L2).max_elements(5)).unwrap();
+    for i in 0..5 {
+        idx.insert(i, &[i as f32, 1.0, 2.0, 3.0]).unwrap();
+    }
+    let before = (idx.allocated_nodes(), idx.slot_stats());
+    for i in 0..200u64 {
+        let e = idx.insert(100 + i, &[i as f32, 0.0, 0.0, 1.0]).unwrap_err();
+        assert!(matches!(e, IndexError::CapacityExceeded { limit: 5 }), "{e:?}");
+        let e = idx.insert(i % 5, &[1.0; 4]).unwrap_err();
+        assert_eq!(e, IndexError::DuplicateId { id: i % 5 });
+        let r = idx
+            .insert_batch(&[(100 + i, [1.0f32; 4])], &BatchOptions::new().mode(BatchMode::BestEffort))
+            .unwrap();
+        assert_eq!((r.inserted, r.failures.len()), (0, 1));
+    }
+    assert_eq!((idx.allocated_nodes(), idx.slot_stats()), before);
+    // Room again after a delete: the freed capacity is usable, the failed ids are free.
+    idx.delete(0).unwrap();
+    idx.insert(100, &[7.0, 0.0, 0.0, 1.0]).unwrap();
+    idx.check_integrity().unwrap();
+}
+
+/// What the index must look like after a batch was interrupted by a panic: consistent, every
+/// id of the batch either in (and counted) or free to insert again with the capacity it had
+/// claimed given back, and later batches (with progress) working normally.
+fn check_after_panic(
+    what: &str,
+    threads: usize,
+    idx: &Index,
+    items: &[(u64, &[f32])],
+    extra: &[(u64, &[f32])],
+) {
+    idx.check_integrity().unwrap();
+    let contained = items.iter().filter(|(id, _)| idx.contains(*id)).count();
+    println!("{what}: {contained} of {} inserted before the panic", items.len());
+    if threads == 1 {
+        // With several workers a descheduled one may report (and panic) only after the others
+        // linked everything, so only the single-worker run pins where the batch stopped.
+        assert!(contained < items.len(), "{what}: the panic did not stop the batch");
+    }
+    assert_eq!(idx.len(), contained);
+    assert_eq!(idx.ids().len(), contained);
+    // `max_elements` is exactly `items + extra`: a leaked claim or a stuck reservation makes one
+    // of these inserts fail.
+    for (id, v) in items {
+        if !idx.contains(*id) {
+            idx.insert(*id, v).unwrap_or_else(|e| panic!("id {id} not insertable again: {e}"));
+        }
+    }
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let ev = events.clone();
+    let opts = BatchOptions::new().batch_size(300).on_progress(move |p| ev.lock().unwrap().push(p.done));
+    idx.insert_batch(extra, &opts).unwrap();
+    let ev = events.lock().unwrap();
+    assert_eq!((ev.first(), ev.last()), (Some(&0), Some(&extra.len())), "{ev:?}");
+    assert!(ev.len() > 10, "progress events missing after a panic: {ev:?}");
+    assert_eq!(idx.len(), items.len() + extra.len());
+    idx.check_integrity().unwrap();
+}
+
+fn panic_fixture(seed: u64) -> (Vec<Vec<f32>>, Index) {
+    let base = clustered(3000, 8, seed);
+    let idx = Index::new(IndexConfig::new(8, Metric::L2).max_elements(3000)).unwrap();
+    (base, idx)
+}
+
+/// A progress callback that panics at about 50 %, in both modes, chunked or not: the panic
+/// reaches the caller and `check_after_panic` holds. Catches a missing release of the
+/// unstarted items' ids or claims (reinserting them fails), and linking on after the panic.
+#[test]
+fn panicking_progress_callback_releases_everything() {
+    let configs =
+        [(BatchMode::AllOrNothing, 0), (BatchMode::AllOrNothing, 700), (BatchMode::BestEffort, 700)];
+    for ((mode, batch_size), threads) in configs.into_iter().flat_map(|c| [(c, 1), (c, 2)]) {
+        let (base, idx) = panic_fixture(31);
+        let items: Vec<(u64, &[f32])> =
+            base.iter().enumerate().map(|(i, v)| (i as u64, v.as_slice())).collect();
+        let (items, extra) = items.split_at(2000);
+        let opts = BatchOptions::new().mode(mode).batch_size(batch_size).on_progress(|p| {
+            if p.done >= p.total / 2 && p.done < p.total {
+                panic!("progress callback fails at {}", p.done);
+            }
+        });
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            pool.install(|| idx.insert_batch(items, &opts))
+        }));
+        assert!(res.is_err(), "{mode:?}/{batch_size}/{threads}: the panic was swallowed: {res:?}");
+        check_after_panic(
+            &format!("{mode:?}, batch_size {batch_size}, {threads} threads"),
+            threads,
+            &idx,
+            items,
+            extra,
+        );
+    }
+}
+
+/// The same for a cancel check that panics at its 100th poll (about 50 %).
+#[test]
+fn panicking_cancel_callback_releases_everything() {
+    let configs = [(BatchMode::AllOrNothing, 500), (BatchMode::BestEffort, 0)];
+    for ((mode, batch_size), threads) in configs.into_iter().flat_map(|c| [(c, 1), (c, 2)]) {
+        let (base, idx) = panic_fixture(32);
+        let items: Vec<(u64, &[f32])> =
+            base.iter().enumerate().map(|(i, v)| (i as u64, v.as_slice())).collect();
+        let (items, extra) = items.split_at(2000);
+        let polls = AtomicUsize::new(0);
+        let polls = Arc::new(polls);
+        let opts = BatchOptions::new().mode(mode).batch_size(batch_size).cancel_when(move || {
+            if polls.fetch_add(1, Ordering::SeqCst) == 100 {
+                panic!("cancel check fails");
+            }
+            false
+        });
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            pool.install(|| idx.insert_batch(items, &opts))
+        }));
+        assert!(res.is_err(), "{mode:?}/{batch_size}/{threads}: the panic was swallowed: {res:?}");
+        check_after_panic(
+            &format!("{mode:?}, batch_size {batch_size}, {threads} threads"),
+            threads,
+            &idx,
+            items,
+            extra,
+        );
+    }
 }

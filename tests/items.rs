@@ -5,7 +5,7 @@ mod common;
 use hnsw_batch::items::{FilterPlan, Item, MetaPatch};
 use hnsw_batch::{
     BatchError, BatchMode, BatchOptions, DeleteError, DeleteOptions, Expiry, Filter, Index, IndexConfig,
-    IndexError, ManualClock, MetaError, MetaLimits, Metadata, Metric,
+    IndexError, InvalidReason, ManualClock, MetaError, MetaLimits, Metadata, Metric,
 };
 use rand::{Rng, SeedableRng};
 use std::sync::Arc;
