@@ -104,7 +104,8 @@ impl IdOps for OldIdMap {
         }
     }
     fn publish(&self, id: u64, node: u32, f: impl FnOnce()) {
-        self.0.lock().unwrap().insert(id, node);
+        let mut s = self.0.lock().unwrap();
+        s.insert(id, node);
         f();
     }
     fn remove_published(&self, id: u64, f: impl FnOnce(u32)) -> Option<u32> {
