@@ -4,9 +4,29 @@
 //! since ids are integers and need no protection against adversarial collisions more than the
 //! high bits of a 64-bit multiplicative hash already give.
 
+#[cfg(not(all(loom, test)))]
 use parking_lot::RwLock;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
+
+/// Under `--cfg loom`, `tests/loom_protocols.rs` compiles this file as its own module (the
+/// library build itself never has `cfg(test)` there) and model-checks this very code with loom's
+/// lock, which has `parking_lot`'s API once its poisoning results are unwrapped.
+#[cfg(all(loom, test))]
+struct RwLock<T>(loom::sync::RwLock<T>);
+
+#[cfg(all(loom, test))]
+impl<T> RwLock<T> {
+    fn new(v: T) -> Self {
+        Self(loom::sync::RwLock::new(v))
+    }
+    fn read(&self) -> loom::sync::RwLockReadGuard<'_, T> {
+        self.0.read().unwrap()
+    }
+    fn write(&self) -> loom::sync::RwLockWriteGuard<'_, T> {
+        self.0.write().unwrap()
+    }
+}
 
 /// Value stored for an id that is reserved by an insert still in progress.
 pub(crate) const RESERVED: u32 = u32::MAX;

@@ -1,0 +1,568 @@
+//! Loom model checks of the two concurrency protocols the index's correctness rests on.
+//!
+//! Run with `RUSTFLAGS="--cfg loom" cargo test --test loom_protocols` (`.ci/run` does, with
+//! `LOOM_MAX_PREEMPTIONS=3` and its own target directory). Without `--cfg loom` this file is empty.
+//!
+//! * **Id protocol** (reserve / publish / remove_published / replace_published / release): the
+//!   real `src/idmap.rs` is compiled into this test, with loom's lock in place of parking_lot's
+//!   (see the `cfg(all(loom, test))` shim there), so loom explores the real map code. The callers
+//!   (`Index::insert`/`insert_prepared`, `Index::delete`, `Index::update`) and the node flags of
+//!   `NodeStore` cannot run under loom (rayon, crossbeam-epoch, arenas), so they are mirrored
+//!   below with the same orderings; each mirror names the function it copies. **Changing one of
+//!   those functions means changing its mirror here.**
+//! * **Neighbour lists and in-degrees** (`NodeStore::write_slots`, `try_push_link`, `read_links`,
+//!   `lock`, `try_release0`, `inc_indeg`): mirrored in miniature, same orderings.
+//!
+//! Each protocol also has a `#[should_panic]` model of a broken variant (the old id-map remove,
+//! a relaxed count store, a split check-then-decrement), so we know the checks can fail.
+#![cfg(loom)]
+
+use loom::sync::atomic::{AtomicU32, AtomicU8, AtomicUsize, Ordering};
+use loom::sync::Arc;
+use loom::thread;
+use std::collections::HashMap;
+
+// The real id map. Items the model does not call (entries, heap_bytes, ...) are dead here.
+#[allow(dead_code)]
+#[path = "../src/idmap.rs"]
+mod idmap;
+
+use idmap::{IdMap, RESERVED};
+
+/// Runs `f` under loom with a preemption bound (`LOOM_MAX_PREEMPTIONS`, default 3): enough for
+/// the three-thread races below and keeps the whole file well under a minute.
+fn model(f: impl Fn() + Sync + Send + 'static) {
+    let mut b = loom::model::Builder::new();
+    if b.preemption_bound.is_none() {
+        b.preemption_bound = Some(3);
+    }
+    b.check(f);
+}
+
+// ----- id protocol -------------------------------------------------------------------------------
+
+const ID: u64 = 7;
+/// Node flags, as in `store.rs`.
+const READY: u8 = 0x40;
+const DELETED: u8 = 0x80;
+const NODES: usize = 3;
+
+/// The id-map operations the index's mutations use, so the same drivers and checker run against
+/// the real map and against a broken one.
+trait IdOps: Send + Sync + 'static {
+    fn reserve(&self, id: u64) -> bool;
+    fn release(&self, id: u64);
+    fn publish(&self, id: u64, node: u32, f: impl FnOnce());
+    fn remove_published(&self, id: u64, f: impl FnOnce(u32)) -> Option<u32>;
+    fn replace_published(&self, id: u64, node: u32, f: impl FnOnce(u32)) -> Option<u32>;
+    fn get(&self, id: u64) -> Option<u32>;
+    fn is_taken(&self, id: u64) -> bool;
+}
+
+impl IdOps for IdMap {
+    fn reserve(&self, id: u64) -> bool {
+        IdMap::reserve(self, id)
+    }
+    fn release(&self, id: u64) {
+        IdMap::release(self, id)
+    }
+    fn publish(&self, id: u64, node: u32, f: impl FnOnce()) {
+        IdMap::publish(self, id, node, f)
+    }
+    fn remove_published(&self, id: u64, f: impl FnOnce(u32)) -> Option<u32> {
+        IdMap::remove_published(self, id, f)
+    }
+    fn replace_published(&self, id: u64, node: u32, f: impl FnOnce(u32)) -> Option<u32> {
+        IdMap::replace_published(self, id, node, f)
+    }
+    fn get(&self, id: u64) -> Option<u32> {
+        IdMap::get(self, id)
+    }
+    fn is_taken(&self, id: u64) -> bool {
+        IdMap::is_taken(self, id)
+    }
+}
+
+/// The map before issue 9: `remove` dropped whatever the id held, a reservation included, and
+/// `set` (publication) overwrote whatever it found. Closures still run under the lock, so the
+/// only defect modelled is the dropped reservation.
+struct OldIdMap(loom::sync::Mutex<HashMap<u64, u32>>);
+
+impl IdOps for OldIdMap {
+    fn reserve(&self, id: u64) -> bool {
+        let mut s = self.0.lock().unwrap();
+        if s.contains_key(&id) {
+            return false;
+        }
+        s.insert(id, RESERVED);
+        true
+    }
+    fn release(&self, id: u64) {
+        let mut s = self.0.lock().unwrap();
+        if s.get(&id) == Some(&RESERVED) {
+            s.remove(&id);
+        }
+    }
+    fn publish(&self, id: u64, node: u32, f: impl FnOnce()) {
+        let mut s = self.0.lock().unwrap();
+        s.insert(id, node);
+        f();
+    }
+    fn remove_published(&self, id: u64, f: impl FnOnce(u32)) -> Option<u32> {
+        let mut s = self.0.lock().unwrap();
+        match s.remove(&id) {
+            Some(n) if n != RESERVED => {
+                f(n);
+                Some(n)
+            }
+            _ => None,
+        }
+    }
+    fn replace_published(&self, id: u64, node: u32, f: impl FnOnce(u32)) -> Option<u32> {
+        let mut s = self.0.lock().unwrap();
+        match s.get_mut(&id) {
+            Some(n) if *n != RESERVED => {
+                let old = std::mem::replace(n, node);
+                f(old);
+                Some(old)
+            }
+            _ => None,
+        }
+    }
+    fn get(&self, id: u64) -> Option<u32> {
+        self.0.lock().unwrap().get(&id).copied().filter(|&n| n != RESERVED)
+    }
+    fn is_taken(&self, id: u64) -> bool {
+        self.0.lock().unwrap().contains_key(&id)
+    }
+}
+
+/// One change of the id's state, as seen by the closure that ran it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Event {
+    Publish(u32),
+    Delete(u32),
+    Replace { old: u32, new: u32 },
+}
+
+/// An index in miniature: the id map, node flags and the live count.
+struct World<M> {
+    ids: M,
+    /// Mirrors `NodeStore::meta` (flags only; levels play no part here).
+    meta: [AtomicU8; NODES],
+    /// Mirrors `Index::live`.
+    live: AtomicUsize,
+    /// Ghost log: appended inside the closures, so (when they run under the id's lock, as they
+    /// must) it is the order in which the id's state changed. Not a loom object: it is only
+    /// touched inside those critical sections and adds no synchronisation of its own.
+    log: std::sync::Mutex<Vec<Event>>,
+}
+
+impl<M: IdOps> World<M> {
+    fn new(ids: M) -> Self {
+        Self {
+            ids,
+            meta: std::array::from_fn(|_| AtomicU8::new(0)),
+            live: AtomicUsize::new(0),
+            log: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Starts with `ID` published as node 0 (as if inserted before the race).
+    fn with_published(ids: M) -> Self {
+        let w = Self::new(ids);
+        w.insert(0).unwrap();
+        w.log.lock().unwrap().clear();
+        w
+    }
+
+    /// Mirrors `NodeStore::mark_ready`.
+    fn mark_ready(&self, n: u32) {
+        self.meta[n as usize].fetch_or(READY, Ordering::Release);
+    }
+
+    /// Mirrors `NodeStore::mark_deleted`.
+    fn mark_deleted(&self, n: u32) {
+        self.meta[n as usize].fetch_or(DELETED, Ordering::Release);
+    }
+
+    /// Mirrors `NodeStore::is_live`.
+    fn is_live(&self, n: u32) -> bool {
+        self.meta[n as usize].load(Ordering::Acquire) & (READY | DELETED) == READY
+    }
+
+    fn note(&self, e: Event) {
+        self.log.lock().unwrap().push(e);
+    }
+
+    /// Mirrors `Index::insert` + `insert_prepared` with `node` already allocated and linked.
+    fn insert(&self, node: u32) -> Result<(), &'static str> {
+        if !self.ids.reserve(ID) {
+            return Err("duplicate");
+        }
+        self.ids.publish(ID, node, || {
+            self.mark_ready(node);
+            self.live.fetch_add(1, Ordering::AcqRel);
+            self.note(Event::Publish(node));
+        });
+        Ok(())
+    }
+
+    /// Mirrors `Index::insert` failing after the reservation (capacity, memory): `release`.
+    fn failed_insert(&self) {
+        if self.ids.reserve(ID) {
+            self.ids.release(ID);
+        }
+    }
+
+    /// Mirrors `Index::delete`.
+    fn delete(&self) -> Option<u32> {
+        self.ids.remove_published(ID, |n| {
+            self.mark_deleted(n);
+            self.live.fetch_sub(1, Ordering::AcqRel);
+            self.note(Event::Delete(n));
+        })
+    }
+
+    /// Mirrors `Index::update` with `node` as the freshly linked version.
+    fn update(&self, node: u32) -> Result<u32, &'static str> {
+        if self.ids.get(ID).is_none() {
+            return Err("not found before linking");
+        }
+        let replaced = self.ids.replace_published(ID, node, |old| {
+            self.mark_ready(node);
+            self.mark_deleted(old);
+            self.note(Event::Replace { old, new: node });
+        });
+        match replaced {
+            Some(old) => Ok(old),
+            None => {
+                self.mark_ready(node);
+                self.mark_deleted(node);
+                Err("deleted while linking")
+            }
+        }
+    }
+
+    /// Checks the state once every thread is done, and the results the threads reported.
+    fn check(&self, initial: Option<u32>, outcomes: &[Outcome]) {
+        let log = self.log.lock().unwrap().clone();
+        // Replay the changes in their order: each must be legal in the state it met.
+        let mut mapped = initial;
+        for e in &log {
+            mapped = match (*e, mapped) {
+                (Event::Publish(n), None) => Some(n),
+                (Event::Delete(n), Some(m)) if n == m => None,
+                (Event::Replace { old, new }, Some(m)) if old == m => Some(new),
+                (e, m) => panic!("{e:?} applied to {m:?}; log {log:?}"),
+            };
+        }
+        assert_eq!(self.ids.get(ID), mapped, "map disagrees with its own change log {log:?}");
+        // Every insert has finished: nothing is left reserved.
+        assert_eq!(self.ids.is_taken(ID), mapped.is_some(), "leaked reservation; log {log:?}");
+        assert_eq!(self.live.load(Ordering::Acquire), mapped.is_some() as usize, "live count; log {log:?}");
+        for n in 0..NODES as u32 {
+            assert_eq!(self.is_live(n), mapped == Some(n), "node {n} live flag; log {log:?}");
+        }
+        for o in outcomes {
+            match *o {
+                Outcome::Inserted(n) => assert!(log.contains(&Event::Publish(n)), "insert of {n} unlogged"),
+                Outcome::Deleted(n) => assert!(log.contains(&Event::Delete(n)), "delete of {n} unlogged"),
+                Outcome::Updated { old, new } => {
+                    assert!(log.contains(&Event::Replace { old, new }), "update {old}->{new} unlogged")
+                }
+                // An update that lost to a delete never resurrects the id: its node was never
+                // mapped and is a tombstone.
+                Outcome::UpdateLost(n) => {
+                    assert!(log.iter().all(|e| !matches!(e, Event::Replace { new, .. } if *new == n)));
+                    assert_eq!(
+                        self.meta[n as usize].load(Ordering::Acquire) & (READY | DELETED),
+                        READY | DELETED
+                    );
+                }
+                Outcome::Nothing => {}
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Outcome {
+    Inserted(u32),
+    Deleted(u32),
+    Updated { old: u32, new: u32 },
+    UpdateLost(u32),
+    Nothing,
+}
+
+#[derive(Clone, Copy)]
+enum Op {
+    Insert(u32),
+    FailedInsert,
+    Delete,
+    Update(u32),
+}
+
+impl Op {
+    fn run<M: IdOps>(self, w: &World<M>) -> Outcome {
+        match self {
+            Op::Insert(n) => w.insert(n).map_or(Outcome::Nothing, |()| Outcome::Inserted(n)),
+            Op::FailedInsert => {
+                w.failed_insert();
+                Outcome::Nothing
+            }
+            Op::Delete => w.delete().map_or(Outcome::Nothing, Outcome::Deleted),
+            Op::Update(new) => match w.update(new) {
+                Ok(old) => Outcome::Updated { old, new },
+                Err("deleted while linking") => Outcome::UpdateLost(new),
+                Err(_) => Outcome::Nothing,
+            },
+        }
+    }
+}
+
+/// Runs `ops` on threads of their own against a fresh world (empty, or with `ID` published as
+/// node 0), then checks it.
+fn race<M: IdOps>(map: fn() -> M, published: bool, ops: &'static [Op]) {
+    model(move || {
+        let w = Arc::new(if published { World::with_published(map()) } else { World::new(map()) });
+        let handles: Vec<_> = ops
+            .iter()
+            .map(|&op| {
+                let w = w.clone();
+                thread::spawn(move || op.run(&w))
+            })
+            .collect();
+        let outcomes: Vec<Outcome> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        w.check(published.then_some(0), &outcomes);
+    });
+}
+
+fn old_map() -> OldIdMap {
+    OldIdMap(loom::sync::Mutex::new(HashMap::new()))
+}
+
+#[test]
+fn insert_delete_update_on_absent_id() {
+    race(IdMap::new, false, &[Op::Insert(1), Op::Delete, Op::Update(2)]);
+}
+
+#[test]
+fn insert_delete_update_on_published_id() {
+    race(IdMap::new, true, &[Op::Insert(1), Op::Delete, Op::Update(2)]);
+}
+
+#[test]
+fn two_inserts_and_a_delete() {
+    race(IdMap::new, false, &[Op::Insert(1), Op::Insert(2), Op::Delete]);
+}
+
+#[test]
+fn two_updates_and_a_delete() {
+    race(IdMap::new, true, &[Op::Update(1), Op::Update(2), Op::Delete]);
+}
+
+#[test]
+fn failed_insert_with_insert_and_delete() {
+    race(IdMap::new, false, &[Op::FailedInsert, Op::Insert(1), Op::Delete]);
+}
+
+/// The checker bites: with the pre-issue-9 remove, a delete drops the first insert's
+/// reservation, the second insert reserves the id again and both publish.
+#[test]
+#[should_panic]
+fn old_remove_dropping_a_reservation_is_caught() {
+    race(old_map, false, &[Op::Insert(1), Op::Insert(2), Op::Delete]);
+}
+
+// ----- neighbour lists and in-degrees --------------------------------------------------------------
+
+/// Slot content never written by any writer (`alloc_zeroed` or a previous tenant in the real
+/// store); a reader that sees it read an unpublished slot.
+const GARBAGE: u32 = 0xDEAD;
+const CAP: usize = 3;
+
+/// `[count, slot_1, …, slot_CAP]` plus the node's spin lock, as in `NodeStore`.
+struct List {
+    words: [AtomicU32; CAP + 1],
+    lock: AtomicU8,
+}
+
+struct Guard<'a>(&'a AtomicU8);
+
+impl Drop for Guard<'_> {
+    /// Mirrors `NodeGuard::drop`.
+    fn drop(&mut self) {
+        self.0.store(0, Ordering::Release);
+    }
+}
+
+impl List {
+    fn new(init: &[u32]) -> Self {
+        let words = std::array::from_fn(|i| match i {
+            0 => AtomicU32::new(init.len() as u32),
+            i if i <= init.len() => AtomicU32::new(init[i - 1]),
+            _ => AtomicU32::new(GARBAGE),
+        });
+        Self { words, lock: AtomicU8::new(0) }
+    }
+
+    /// Mirrors `NodeStore::lock` (loom needs the yield to schedule the holder).
+    fn lock(&self) -> Guard<'_> {
+        while self.lock.compare_exchange_weak(0, 1, Ordering::Acquire, Ordering::Relaxed).is_err() {
+            thread::yield_now();
+        }
+        Guard(&self.lock)
+    }
+
+    /// Mirrors `NodeStore::write_slots` (`count_order` is `Release` there; the broken variant
+    /// passes `Relaxed`). The caller holds the lock.
+    fn write_slots(&self, nbrs: &[u32], count_order: Ordering) {
+        let l = &self.words;
+        for (slot, &v) in l[1..].iter().zip(nbrs) {
+            slot.store(v, Ordering::Release);
+        }
+        l[0].store(nbrs.len().min(l.len() - 1) as u32, count_order);
+    }
+
+    /// Mirrors `NodeStore::try_push_link` (without the in-degree, counted by the caller). The
+    /// caller holds the lock.
+    fn try_push_link(&self, v: u32) -> bool {
+        let l = &self.words;
+        let cnt = l[0].load(Ordering::Relaxed) as usize;
+        if cnt + 1 >= l.len() {
+            return false;
+        }
+        l[cnt + 1].store(v, Ordering::Release);
+        l[0].store(cnt as u32 + 1, Ordering::Release);
+        true
+    }
+
+    /// Mirrors `NodeStore::read_links`.
+    fn read_links(&self) -> Vec<u32> {
+        let l = &self.words;
+        let cnt = (l[0].load(Ordering::Acquire) as usize).min(l.len() - 1);
+        l[1..=cnt].iter().map(|s| s.load(Ordering::Acquire)).collect()
+    }
+}
+
+/// Two writers (a full rewrite and an append) race a lock-free reader, which must only see
+/// values some writer stored at that position.
+fn list_race(count_order: Ordering) {
+    model(move || {
+        let list = Arc::new(List::new(&[]));
+        let a = {
+            let list = list.clone();
+            thread::spawn(move || {
+                let _g = list.lock();
+                list.write_slots(&[1, 2], count_order);
+            })
+        };
+        let b = {
+            let list = list.clone();
+            thread::spawn(move || {
+                let _g = list.lock();
+                assert!(list.try_push_link(3), "room for one more in every order");
+            })
+        };
+        // Position p (1-based) may hold: 1 or 3 (the rewrite, or the append to an empty list),
+        // 2 (the rewrite), 3 (the append after the rewrite).
+        let allowed: [&[u32]; CAP] = [&[1, 3], &[2], &[3]];
+        for _ in 0..2 {
+            for (p, v) in list.read_links().into_iter().enumerate() {
+                assert!(allowed[p].contains(&v), "slot {} read {v:#x}", p + 1);
+            }
+        }
+        a.join().unwrap();
+        b.join().unwrap();
+        let fin = list.read_links();
+        assert!(fin == [1, 2, 3] || fin == [1, 2], "final list {fin:?}");
+    });
+}
+
+#[test]
+fn readers_never_see_unwritten_slots() {
+    list_race(Ordering::Release);
+}
+
+/// The checker bites: a relaxed count store lets a reader see the count before the slots.
+#[test]
+#[should_panic]
+fn relaxed_count_store_is_caught() {
+    list_race(Ordering::Relaxed);
+}
+
+/// Mirrors `NodeStore::try_release0`: the check and the decrement are one atomic step.
+fn try_release0(c: &AtomicU32) -> bool {
+    c.fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| (v > 1).then(|| v - 1)).is_ok()
+}
+
+/// The broken variant: check, then decrement.
+fn split_release(c: &AtomicU32) -> bool {
+    if c.load(Ordering::Acquire) > 1 {
+        c.fetch_sub(1, Ordering::AcqRel);
+        true
+    } else {
+        false
+    }
+}
+
+/// Node `X` has in-links from the lists of two nodes; each pruner drops its link only when the
+/// release succeeds. With `inserter`, a third thread links a new node to `X` meanwhile
+/// (`NodeStore::try_push_link` + `inc_indeg`). `X` must keep an in-link, and its counter must
+/// equal the lists that name it.
+fn prune_race(release: fn(&AtomicU32) -> bool, inserter: bool) {
+    const X: u32 = 9;
+    model(move || {
+        let indeg = Arc::new(AtomicU32::new(2));
+        let lists: Arc<[List; 3]> = Arc::new([List::new(&[X, 4]), List::new(&[5, X]), List::new(&[6])]);
+        let pruner = |i: usize| {
+            let (indeg, lists) = (indeg.clone(), lists.clone());
+            thread::spawn(move || {
+                let l = &lists[i];
+                let _g = l.lock();
+                // Mirrors the pruning path of `Index::add_link`: decide the drop with the
+                // release, then write the list with `set_links_counted`.
+                if release(&indeg) {
+                    let kept: Vec<u32> = l.read_links().into_iter().filter(|&v| v != X).collect();
+                    l.write_slots(&kept, Ordering::Release);
+                }
+            })
+        };
+        let mut hs = vec![pruner(0), pruner(1)];
+        if inserter {
+            let (indeg, lists) = (indeg.clone(), lists.clone());
+            hs.push(thread::spawn(move || {
+                let l = &lists[2];
+                let _g = l.lock();
+                // Mirrors `try_push_link`: count first (`inc_indeg`), then the slot.
+                indeg.fetch_add(1, Ordering::AcqRel);
+                assert!(l.try_push_link(X));
+            }));
+        }
+        for h in hs {
+            h.join().unwrap();
+        }
+        let naming = lists.iter().filter(|l| l.read_links().contains(&X)).count() as u32;
+        let c = indeg.load(Ordering::Acquire);
+        assert!(c >= 1, "node lost its last in-link");
+        assert_eq!(c, naming, "in-degree counter drifted from the lists");
+    });
+}
+
+#[test]
+fn pruners_never_drop_the_last_in_link() {
+    prune_race(try_release0, false);
+}
+
+#[test]
+fn pruners_and_an_inserter_keep_counts_exact() {
+    prune_race(try_release0, true);
+}
+
+/// The checker bites: a separate check and decrement lets both pruners drop.
+#[test]
+#[should_panic]
+fn split_check_and_decrement_is_caught() {
+    prune_race(split_release, false);
+}
