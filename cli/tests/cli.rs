@@ -744,6 +744,43 @@ fn bench_writes_table_json_plot_and_compares() {
 }
 
 #[test]
+fn bench_churn_reports_every_round_the_fresh_build_and_json() {
+    let d = tmp();
+    let sift = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/siftsmall");
+    let sift = sift.to_str().unwrap();
+    let o = run(
+        d.path(),
+        &["bench", sift, "--churn", "2", "--queries", "20", "--min-time", "0", "--storage", "f32", "--json", "c.json", "--quiet"],
+    );
+    expect_code(&o, 0);
+    let s = stdout(&o);
+    let first = |label: &str| s.lines().find(|l| l.split_whitespace().next() == Some(label));
+    for label in ["0", "1", "2", "fresh", "compacted"] {
+        assert!(first(label).is_some(), "no `{label}` row:\n{s}");
+    }
+    assert!(first("3").is_none(), "a row for a round that was not run:\n{s}");
+    for want in ["storage=f32", "load average at start=", "recall@10", "allocated/live", "update_batch >= 0.8x"] {
+        assert!(s.contains(want), "churn output lacks `{want}`:\n{s}");
+    }
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.path().join("c.json")).unwrap()).unwrap();
+    assert_eq!(v["mode"], "churn");
+    assert_eq!(v["storage"], "f32");
+    assert_eq!(v["queries"], 20);
+    let rows = v["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 3, "build + 2 rounds");
+    assert_eq!(rows[2]["live"], 8000);
+    assert_eq!(v["fresh"]["live"], 8000);
+    assert!(v["fresh"]["recall"].as_f64().unwrap() > 0.9, "{v}");
+    assert!(rows[1]["update_per_s"].as_f64().unwrap() > 0.0);
+    assert!(v["ratios"]["qps"].as_f64().unwrap() > 0.0);
+
+    // The churn options need --churn.
+    let o = run(d.path(), &["bench", sift, "--limit", "100"]);
+    expect_code(&o, 1);
+}
+
+#[test]
 fn bench_reports_bad_dataset_folders() {
     let d = tmp();
     let o = run(d.path(), &["bench", "nowhere"]);

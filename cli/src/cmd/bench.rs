@@ -85,6 +85,25 @@ pub struct BenchArgs {
     /// No progress messages.
     #[arg(short, long)]
     pub quiet: bool,
+    /// Churn benchmark instead of the ef sweep: build from the base set, then ROUNDS rounds of
+    /// delete_batch / update_batch / insert_batch of --churn-fraction of the live ids each, with
+    /// recall, QPS, memory and slot use after every round, and a fresh build of the final live
+    /// set to compare with (see `cmd/churn.rs`).
+    #[arg(long, value_name = "ROUNDS")]
+    pub churn: Option<usize>,
+    /// Beam width of the churn benchmark's searches (recall@k and QPS).
+    #[arg(long, default_value_t = 64, value_name = "EF", requires = "churn")]
+    pub churn_ef: usize,
+    /// Fraction of the live ids deleted, updated and inserted per churn round (each).
+    #[arg(long, default_value_t = 0.05, value_name = "F", requires = "churn")]
+    pub churn_fraction: f64,
+    /// Fraction of the base vectors held out of the initial build: inserts and updates draw
+    /// their vectors from it, and vectors deleted or replaced go back to it.
+    #[arg(long, default_value_t = 0.2, value_name = "F", requires = "churn")]
+    pub churn_holdout: f64,
+    /// Use only the first N base vectors (churn only: it computes its own ground truth).
+    #[arg(long, value_name = "N", requires = "churn")]
+    pub limit: Option<usize>,
 }
 
 /// One ef of a sweep.
@@ -161,7 +180,7 @@ pub fn peak_rss_bytes() -> Option<u64> {
 }
 
 /// The 1-minute load average, where the system reports it: other work skews timings.
-fn load_average() -> Option<String> {
+pub(crate) fn load_average() -> Option<String> {
     std::fs::read_to_string("/proc/loadavg").ok()?.split_whitespace().next().map(str::to_string)
 }
 
@@ -177,7 +196,7 @@ pub fn load_warning(load: f64, cores: usize) -> Option<String> {
     })
 }
 
-fn machine() -> String {
+pub(crate) fn machine() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|s| {
@@ -203,16 +222,16 @@ fn find_file(dir: &Path, stem: &str, exts: &[&str]) -> Result<PathBuf> {
     Err(CliError::input(format!("`{}` has no {}", dir.display(), names.join(" or "))))
 }
 
-struct Dataset {
-    name: String,
-    metric: Metric,
-    base: Vec<Vec<f32>>,
-    queries: Vec<Vec<f32>>,
-    gt: Vec<Vec<i32>>,
-    bytes: bool,
+pub(crate) struct Dataset {
+    pub(crate) name: String,
+    pub(crate) metric: Metric,
+    pub(crate) base: Vec<Vec<f32>>,
+    pub(crate) queries: Vec<Vec<f32>>,
+    pub(crate) gt: Vec<Vec<i32>>,
+    pub(crate) bytes: bool,
 }
 
-fn load_dataset(args: &BenchArgs, log: &dyn Fn(&str)) -> Result<Dataset> {
+pub(crate) fn load_dataset(args: &BenchArgs, log: &dyn Fn(&str)) -> Result<Dataset> {
     let dir = &args.dataset;
     if !dir.is_dir() {
         return Err(CliError::input(format!("dataset folder `{}` does not exist", dir.display())));
@@ -315,7 +334,7 @@ fn no_fields() -> FieldArgs {
 /// Queries per second of `run` (which answers `n` queries): the fastest of repeated passes over
 /// at least `min_time` seconds (as ann-benchmarks keeps the best of its runs), which keeps
 /// other load on the machine out of the figure as far as possible.
-fn qps(n: usize, min_time: f64, mut run: impl FnMut()) -> f64 {
+pub(crate) fn qps(n: usize, min_time: f64, mut run: impl FnMut()) -> f64 {
     let start = Instant::now();
     let mut best = f64::INFINITY;
     loop {
@@ -365,6 +384,9 @@ pub fn read_compare(path: &Path) -> Result<(Option<String>, Vec<LibResult>)> {
 pub fn run(args: &BenchArgs) -> Result<()> {
     if args.k == 0 {
         return Err(CliError::usage("-k must be at least 1"));
+    }
+    if let Some(rounds) = args.churn {
+        return crate::cmd::churn::run(args, rounds);
     }
     if args.ef.is_empty() || args.ef.contains(&0) {
         return Err(CliError::usage("--ef needs one or more values of at least 1"));
@@ -780,7 +802,7 @@ fn truncate(s: &str, n: usize) -> String {
     }
 }
 
-fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
+pub(crate) fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| CliError::index(io_message("create directory", dir, &e)))?;
     }
