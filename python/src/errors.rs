@@ -47,7 +47,7 @@ pub(crate) fn batch_error_object<'py>(py: Python<'py>, e: &BatchError) -> PyResu
             Some(id),
             &[("expected", int(py, expected as u64)), ("actual", int(py, actual as u64))],
         ),
-        BatchError::InvalidVector { index, id, reason } => {
+        BatchError::InvalidVector { index, id, ref reason } => {
             let reason = reason.to_string().into_pyobject(py)?.into_any().unbind();
             make(py, "InvalidVectorError", msg, Some(index), Some(id), &[("reason", reason)])
         }
