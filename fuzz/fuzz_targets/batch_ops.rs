@@ -194,16 +194,18 @@ fuzz_target!(|data: &[u8]| {
     check(&idx, &model);
 });
 
-/// `check_integrity`, after `repair` when live vectors are exact duplicates (the heuristic may
-/// prune every link to a copy, which only `repair` re-links).
-fn check(idx: &Index, model: &BTreeMap<u64, Vec<f32>>) {
-    if let Err(e) = idx.check_integrity() {
-        let vs: Vec<&Vec<f32>> = model.values().collect();
-        let dups = vs.iter().enumerate().any(|(i, a)| vs[i + 1..].contains(a));
-        assert!(dups, "integrity without duplicates: {e}");
-        idx.repair();
-        if let Err(e) = idx.check_integrity() {
-            panic!("integrity after repair: {e}");
+/// `check_integrity`. Only reachability may need the whole-graph `repair` (exact duplicates, or
+/// delete and update churn on a small graph, can cut a node off; no mutation runs the pass);
+/// every other invariant must hold after every operation.
+fn check(idx: &Index, _model: &BTreeMap<u64, Vec<f32>>) {
+    match idx.check_integrity() {
+        Ok(_) => {}
+        Err(hnsw_batch::IntegrityError::Unreachable { .. }) => {
+            idx.repair();
+            if let Err(e) = idx.check_integrity() {
+                panic!("integrity after repair: {e}");
+            }
         }
+        Err(e) => panic!("integrity: {e}"),
     }
 }
