@@ -55,7 +55,8 @@ impl Rng {
 /// `n` vectors around `CLUSTERS` seeded centres.
 fn clustered(n: usize, seed: u64) -> Vec<Vec<f32>> {
     let mut rng = Rng(seed);
-    let centres: Vec<Vec<f32>> = (0..CLUSTERS).map(|_| (0..DIM).map(|_| rng.unit() * 10.0).collect()).collect();
+    let centres: Vec<Vec<f32>> =
+        (0..CLUSTERS).map(|_| (0..DIM).map(|_| rng.unit() * 10.0).collect()).collect();
     (0..n)
         .map(|_| {
             let c = &centres[rng.below(CLUSTERS)];
@@ -126,7 +127,8 @@ impl Churn {
         let rows = self.rng.take(&mut self.pool, n);
         let ids: Vec<u64> = (0..n as u64).map(|i| self.next_id + i).collect();
         self.next_id += n as u64;
-        let items: Vec<(u64, &[f32])> = ids.iter().zip(&rows).map(|(&id, &r)| (id, self.data[r].as_slice())).collect();
+        let items: Vec<(u64, &[f32])> =
+            ids.iter().zip(&rows).map(|(&id, &r)| (id, self.data[r].as_slice())).collect();
         let t = Instant::now();
         let rep = self.index.insert_batch(&items, &BatchOptions::new()).unwrap();
         let e = t.elapsed();

@@ -750,7 +750,21 @@ fn bench_churn_reports_every_round_the_fresh_build_and_json() {
     let sift = sift.to_str().unwrap();
     let o = run(
         d.path(),
-        &["bench", sift, "--churn", "2", "--queries", "20", "--min-time", "0", "--storage", "f32", "--json", "c.json", "--quiet"],
+        &[
+            "bench",
+            sift,
+            "--churn",
+            "2",
+            "--queries",
+            "20",
+            "--min-time",
+            "0",
+            "--storage",
+            "f32",
+            "--json",
+            "c.json",
+            "--quiet",
+        ],
     );
     expect_code(&o, 0);
     let s = stdout(&o);
@@ -759,7 +773,9 @@ fn bench_churn_reports_every_round_the_fresh_build_and_json() {
         assert!(first(label).is_some(), "no `{label}` row:\n{s}");
     }
     assert!(first("3").is_none(), "a row for a round that was not run:\n{s}");
-    for want in ["storage=f32", "load average at start=", "recall@10", "allocated/live", "update_batch >= 0.8x"] {
+    for want in
+        ["storage=f32", "load average at start=", "recall@10", "allocated/live", "update_batch >= 0.8x"]
+    {
         assert!(s.contains(want), "churn output lacks `{want}`:\n{s}");
     }
     let v: serde_json::Value =

@@ -128,7 +128,8 @@ fn ground_truth(
     queries
         .par_iter()
         .map(|q| {
-            let mut d: Vec<(f32, u64)> = live.iter().map(|&(id, r)| (distance(metric, q, &base[r]), id)).collect();
+            let mut d: Vec<(f32, u64)> =
+                live.iter().map(|&(id, r)| (distance(metric, q, &base[r]), id)).collect();
             let cmp = |a: &(f32, u64), b: &(f32, u64)| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1));
             let k = k.min(d.len());
             if k > 0 && k < d.len() {
@@ -142,12 +143,19 @@ fn ground_truth(
 }
 
 /// recall@k (ids as a set) and mean distance computations, from one untimed pass.
-fn measure_recall(index: &Index, queries: &[Vec<f32>], gt: &[Vec<u64>], k: usize, ef: usize) -> Result<(f64, f64)> {
+fn measure_recall(
+    index: &Index,
+    queries: &[Vec<f32>],
+    gt: &[Vec<u64>],
+    k: usize,
+    ef: usize,
+) -> Result<(f64, f64)> {
     let mut hits = 0usize;
     let mut comps = 0u64;
     for (q, truth) in queries.iter().zip(gt) {
-        let (r, stats) =
-            index.search_with_stats(q, k, ef).map_err(|e| CliError::input(format!("a query was rejected: {e}")))?;
+        let (r, stats) = index
+            .search_with_stats(q, k, ef)
+            .map_err(|e| CliError::input(format!("a query was rejected: {e}")))?;
         comps += stats.distance_computations;
         let mut ids: Vec<u64> = r.iter().take(k).map(|n| n.id).collect();
         ids.sort_unstable();
@@ -335,7 +343,8 @@ pub fn run(args: &BenchArgs, rounds: usize) -> Result<()> {
     table.push(r0);
 
     // --- rounds ---
-    let (mut del_items, mut del_s, mut upd_items, mut upd_s, mut ins_items, mut ins_s) = (0, 0.0, 0, 0.0, 0, 0.0);
+    let (mut del_items, mut del_s, mut upd_items, mut upd_s, mut ins_items, mut ins_s) =
+        (0, 0.0, 0, 0.0, 0, 0.0);
     for round in 1..=rounds {
         let mut returned: Vec<usize> = Vec::new();
         // Deletes.
@@ -344,7 +353,11 @@ pub fn run(args: &BenchArgs, rounds: usize) -> Result<()> {
         let rep = tp.install(|| index.delete_batch(&dels));
         let d_s = t.elapsed().as_secs_f64();
         if rep.deleted != dels.len() {
-            return Err(CliError::index(format!("delete_batch deleted {} of {} ids", rep.deleted, dels.len())));
+            return Err(CliError::index(format!(
+                "delete_batch deleted {} of {} ids",
+                rep.deleted,
+                dels.len()
+            )));
         }
         for id in &dels {
             returned.push(row_of.remove(id).expect("live id has a row"));
@@ -359,7 +372,11 @@ pub fn run(args: &BenchArgs, rounds: usize) -> Result<()> {
         let rep = tp.install(|| index.update_batch(&upd, BatchMode::AllOrNothing)).map_err(bad)?;
         let u_s = t.elapsed().as_secs_f64();
         if rep.updated != upd.len() {
-            return Err(CliError::index(format!("update_batch updated {} of {} ids", rep.updated, upd.len())));
+            return Err(CliError::index(format!(
+                "update_batch updated {} of {} ids",
+                rep.updated,
+                upd.len()
+            )));
         }
         for (&id, &r) in upd_ids.iter().zip(&new_rows) {
             returned.push(row_of.insert(id, r).expect("live id has a row"));
@@ -372,7 +389,11 @@ pub fn run(args: &BenchArgs, rounds: usize) -> Result<()> {
         let rep = tp.install(|| index.insert_batch(&ins, &BatchOptions::new())).map_err(bad)?;
         let i_s = t.elapsed().as_secs_f64();
         if rep.inserted != ins.len() {
-            return Err(CliError::index(format!("insert_batch inserted {} of {} ids", rep.inserted, ins.len())));
+            return Err(CliError::index(format!(
+                "insert_batch inserted {} of {} ids",
+                rep.inserted,
+                ins.len()
+            )));
         }
         for (i, &r) in ins_rows.iter().enumerate() {
             let id = next_id + i as u64;
