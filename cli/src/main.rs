@@ -54,6 +54,16 @@ Examples:
   hnsw-batch bench /data/fashion-mnist-784-euclidean --queries 1000 --skip-sequential
   hnsw-batch bench data/siftsmall --compare peers.json --plot cmp.png   # bench_peers.py --json output
   hnsw-batch bench data/siftsmall --ef 16,32,64 --build-threads 1,4 --storage f32
+  hnsw-batch bench DIR --churn 20 --storage f32 --json churn.json   # deletes/updates/inserts
+
+With --churn ROUNDS the ef sweep is replaced by a churn run: 20 % of the base (--churn-holdout)
+is held out, the rest built with insert_batch, then each round runs delete_batch, update_batch
+(live ids get held-out vectors) and insert_batch (new ids, held-out vectors) of 5 % of the live
+ids each (--churn-fraction, seeded by --seed). After each round: recall@10 at --churn-ef (64)
+against a brute-force ground truth of the live set, 1-thread QPS, memory_bytes, slot_stats and
+each batch's items/s; then a fresh build of the final live set, timed in turns with the churned
+index, and the churned index after compact(). --limit N uses the first N base vectors; the first
+200 queries are used unless --queries is given.
 
 The folder holds base.fvecs|bvecs, query.fvecs|bvecs and gt.ivecs (each optionally .gz) and
 meta.json with the \"metric\" (l2/euclidean, cosine/angular, ip/dot). QPS on one thread is a
