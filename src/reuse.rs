@@ -345,12 +345,21 @@ impl Index {
     /// Retires `d` if no list names it: clears its own lists (re-homing neighbours that would
     /// be left without an in-link), flags it `FREE` and frees its slot after a grace period.
     fn try_retire(&self, d: u32) -> bool {
-        if self.store.indeg(d) != 0 || self.store.indeg_upper(d) != 0 || !self.move_entry_off(d) {
+        if self.store.indeg(d) != 0 || self.store.indeg_upper(d) != 0 {
             return false;
         }
-        // Claim the retirement first: `compact` and a pending retry may race for one tombstone.
-        if !self.store.try_mark_free(d) {
-            return false;
+        {
+            // The entry check and the claim under one lock: another thread moving the entry
+            // point (off a node it deletes) picks only nodes live under this lock, so it can
+            // never land on `d` between the check and the claim.
+            let _g = self.entry_lock.lock();
+            if !self.move_entry_off_locked(d) {
+                return false;
+            }
+            // Claim the retirement: `compact` and a pending retry may race for one tombstone.
+            if !self.store.try_mark_free(d) {
+                return false;
+            }
         }
         let mut out = Vec::new();
         let mut orphans = Vec::new();
@@ -386,6 +395,12 @@ impl Index {
             return true;
         }
         let _g = self.entry_lock.lock();
+        self.move_entry_off_locked(d)
+    }
+
+    /// [`move_entry_off`](Self::move_entry_off); the caller holds `entry_lock`, under which the
+    /// entry only moves to a node that is live at that moment.
+    fn move_entry_off_locked(&self, d: u32) -> bool {
         match self.entry_point() {
             Some((ep, _)) if ep == d => {}
             _ => return true,

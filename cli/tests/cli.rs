@@ -155,7 +155,7 @@ fn build_info_search_fvecs_with_recall() {
     let o = run(d.path(), &["info", "ix.hnsw"]);
     expect_code(&o, 0);
     let s = stdout(&o);
-    for want in ["vectors         400", "dimension       8", "storage         f32", "version 1", "memory"] {
+    for want in ["vectors         400", "dimension       8", "storage         f32", "version 2", "memory"] {
         assert!(s.contains(want), "info lacks `{want}`:\n{s}");
     }
     let o = run(d.path(), &["info", "ix.hnsw", "--json"]);
@@ -164,7 +164,7 @@ fn build_info_search_fvecs_with_recall() {
     assert_eq!(v["vectors"], 400);
     assert_eq!(v["dim"], 8);
     assert_eq!(v["metric"], "l2");
-    assert_eq!(v["format_version"], 1);
+    assert_eq!(v["format_version"], 2);
 
     let o =
         run(d.path(), &["search", "ix.hnsw", "query.fvecs", "-k", "10", "--ef", "64", "--gt", "gt.ivecs"]);
