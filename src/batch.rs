@@ -573,6 +573,9 @@ impl Index {
     /// Links the items of a batch that passed validation, chunk by chunk; `failures` holds the
     /// validation failures (input order) and gains those found on the way; `inserted` counts
     /// what went in, also when this returns `Cancelled`.
+    // Every argument is per-call state of one batch; a struct for them would only be unpacked
+    // again on the next line.
+    #[allow(clippy::too_many_arguments)]
     fn insert_chunks<V: AsRef<[f32]> + Sync>(
         &self,
         items: &[(u64, V)],
