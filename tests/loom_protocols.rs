@@ -7,7 +7,7 @@
 //!   real `src/idmap.rs` is compiled into this test, with loom's lock in place of parking_lot's
 //!   (see the `cfg(all(loom, test))` shim there), so loom explores the real map code. The callers
 //!   (`Index::insert`/`insert_prepared`, `Index::delete`, `Index::update`) and the node flags of
-//!   `NodeStore` cannot run under loom (rayon, crossbeam-epoch, arenas), so they are mirrored
+//!   `NodeStore` cannot run under loom (rayon, the epoch registry, arenas), so they are mirrored
 //!   below with the same orderings; each mirror names the function it copies. **Changing one of
 //!   those functions means changing its mirror here.**
 //! * **Neighbour lists and in-degrees** (`NodeStore::write_slots`, `try_push_link`, `read_links`,
