@@ -559,7 +559,16 @@ impl Index {
             s.sorted.clear();
             s.sorted.extend(s.results.drain());
             s.sorted.sort_unstable();
-            chosen[l] = self.select(&s.sorted, self.cfg.m, &mut s.decoded);
+            // Level 0 takes up to its full degree bound `m0` at once, as FAISS does, instead of
+            // `m` (hnswlib): measured on debian-minilm (f32, M 16), recall@10 at ef 16 rose from
+            // 0.946 to 0.953 for 4.5 % more distances per query.
+            if s.sorted.first().is_some_and(|c| c.d <= DUPLICATE_DIST) {
+                // An exact duplicate of the new vector: `select` may never compare the two
+                // (it keeps every candidate when there are few), so note it here.
+                self.duplicates_seen.store(true, Ordering::Relaxed);
+            }
+            let m = if l == 0 { self.cfg.m0 } else { self.cfg.m };
+            chosen[l] = self.select(&s.sorted, m, &mut s.decoded);
             seeds.clear();
             seeds.extend_from_slice(&s.sorted);
         }
@@ -801,6 +810,16 @@ impl Index {
                 }
             }
             s.dists += s.ids.len() as u64;
+            // Start the loads this candidate's distances and the next candidate's list will
+            // need while the CPU computes: the walk is bound by memory latency, not arithmetic.
+            if let Some(&first) = s.ids.first() {
+                self.store.prefetch_vector(first);
+            }
+            if level == 0 {
+                if let Some(Reverse(next)) = s.cands.peek() {
+                    self.store.prefetch_links0(next.n);
+                }
+            }
             for j in 0..s.ids.len() {
                 if let Some(&next) = s.ids.get(j + 1) {
                     self.store.prefetch_vector(next);

@@ -5,7 +5,8 @@
 //! (`force_in_link`), and a delete re-homes the neighbours it would orphan (`reuse.rs`). In
 //! degenerate data (many exact duplicates, tiny `M`) a node can still end up cut off when every
 //! list it could join depends on its own links. The pass here finds such nodes by a walk from the
-//! entry point and links each from its nearest reachable node with a free slot.
+//! entry point and links each from its nearest reachable node with a free slot (or, when every
+//! reachable list is full, in place of an entry that has other in-links, as `force_in_link`).
 //!
 //! The pass costs `O(nodes · M0)` list reads, plus a graph search per cut-off node (and a scan
 //! of the reachable nodes when the search finds none with room), so no mutation runs it: it runs
@@ -53,8 +54,13 @@ impl Index {
             if seen[u as usize] || !self.store.is_live(u) {
                 continue;
             }
-            let Some(r) = self.nearest_reachable_with_room(u, &seen) else { continue };
-            if self.link_if_room(r, u) {
+            let linked = match self.nearest_reachable_with_room(u, &seen) {
+                Some(r) => self.link_if_room(r, u),
+                // Every reachable list is full (small graphs, many duplicates): replace an entry
+                // that has other in-links in the nearest reachable list that has one.
+                None => self.force_in_link(u, &self.reachable_by_distance(u, &seen)),
+            };
+            if linked {
                 added += 1;
                 self.mark_reachable(u, &mut seen);
             }
@@ -118,6 +124,18 @@ impl Index {
                 .map(|c| c.n)
         };
         best(true).or_else(|| best(false))
+    }
+
+    /// The reachable live nodes other than `u`, nearest to `u` first (a scan).
+    fn reachable_by_distance(&self, u: u32, seen: &[bool]) -> Vec<u32> {
+        let mut q = Vec::new();
+        self.decode_into(u, &mut q);
+        let mut all: Vec<Cand> = (0..self.store.allocated())
+            .filter(|&x| x != u && seen.get(x as usize).copied().unwrap_or(false) && self.store.is_live(x))
+            .map(|x| Cand { d: self.dist(&q, x), n: x })
+            .collect();
+        all.sort_unstable();
+        all.into_iter().map(|c| c.n).collect()
     }
 
     /// Appends `u` to `r`'s level-0 list if it has room and does not hold `u` yet.

@@ -337,6 +337,13 @@ impl Index {
             if !self.store.try_mark_free(d) {
                 return false;
             }
+            // An insert that chose `d` before it was deleted may have linked it between the
+            // check above and the claim, without seeing `FREE` (see `NodeStore::inc_indeg`):
+            // then `d` is still linked, and goes back to being a tombstone.
+            if self.store.indeg_total_seqcst(d) != 0 {
+                self.store.unmark_free(d);
+                return false;
+            }
         }
         let mut out = Vec::new();
         let mut orphans = Vec::new();
