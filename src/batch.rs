@@ -29,12 +29,14 @@ pub enum InvalidReason {
     /// The item's metadata breaks a [`MetaLimits`](crate::MetaLimits) limit or value rule
     /// (items given with metadata, [`Index::insert_items`](crate::Index::insert_items)).
     Metadata(crate::metadata::MetaError),
-    /// A component the storage type cannot hold (e.g. 0.5 in `u8` storage).
+    /// A component the storage type cannot hold (e.g. 0.5 in `u8` storage, 70000.0 in `f16`).
     Unrepresentable {
         /// Position of the component.
         component: usize,
         /// Its value.
         value: f32,
+        /// The storage element type ([`Storage::name`](crate::Storage::name)).
+        storage: &'static str,
     },
 }
 
@@ -46,9 +48,8 @@ impl std::fmt::Display for InvalidReason {
                 write!(f, "{}", phrase::non_finite(component, value))
             }
             InvalidReason::ZeroNorm => f.write_str(phrase::ZERO_VECTOR),
-            // Only `u8` storage can refuse a finite value.
-            InvalidReason::Unrepresentable { component, value } => {
-                write!(f, "{}", phrase::unrepresentable(component, value, crate::Storage::U8.name()))
+            InvalidReason::Unrepresentable { component, value, storage } => {
+                write!(f, "{}", phrase::unrepresentable(component, value, storage))
             }
         }
     }
@@ -149,8 +150,8 @@ impl BatchError {
             VectorError::NonFinite { component, value } => {
                 invalid(InvalidReason::NonFinite { component, value })
             }
-            VectorError::Unrepresentable { component, value } => {
-                invalid(InvalidReason::Unrepresentable { component, value })
+            VectorError::Unrepresentable { component, value, storage } => {
+                invalid(InvalidReason::Unrepresentable { component, value, storage: storage.name() })
             }
             VectorError::ZeroNorm => invalid(InvalidReason::ZeroNorm),
         }

@@ -27,8 +27,8 @@ pub enum IndexError {
     /// A vector has zero norm under the cosine metric, where it has no direction.
     #[error("{}", phrase::ZERO_VECTOR)]
     ZeroVector,
-    /// A value cannot be stored losslessly in the configured storage element type
-    /// (for example 0.5 or 300.0 in `u8` storage).
+    /// A value cannot be stored in the configured storage element type: not losslessly in `u8`
+    /// (for example 0.5 or 300.0), not as a finite half float in `f16` (for example 70000.0).
     #[error("{}", phrase::unrepresentable(*component, *value, storage))]
     UnrepresentableValue {
         /// Position of the offending component inside the vector.

@@ -1,7 +1,7 @@
 //! The HNSW index: insert, search, delete, get.
 
 use crate::config::{check_search_params, IndexConfig, Storage};
-use crate::distance::{kernels, Kernels, Metric};
+use crate::distance::{compact_kernels, kernels, CompactKernels, Kernels, Metric};
 use crate::epoch;
 use crate::error::{IndexError, Result};
 use crate::idmap::IdMap;
@@ -32,6 +32,9 @@ pub struct SearchStats {
 
 const EMPTY: u64 = u64::MAX;
 
+/// Largest finite `f16` magnitude: larger values would be stored as infinity.
+const F16_MAX: f32 = 65504.0;
+
 /// Distances at or below this count as exact duplicates (cosine distances of identical
 /// directions come out of the float arithmetic near 1e-7, not 0).
 const DUPLICATE_DIST: f32 = 1e-6;
@@ -53,6 +56,8 @@ enum DistKind {
     DotF32,
     L2U8,
     DotU8,
+    L2F16,
+    DotF16,
 }
 
 /// An HNSW index over `u64`-keyed vectors.
@@ -76,6 +81,8 @@ pub struct Index {
     ml: f64,
     kind: DistKind,
     k: Kernels,
+    /// Kernels of `f16` storage (the query stays `f32`).
+    ck: CompactKernels,
     pub(crate) store: NodeStore,
     pub(crate) ids: IdMap,
     /// `pack(node, level)` of the entry point, or `EMPTY`.
@@ -116,6 +123,7 @@ impl Index {
     }
 
     /// Like [`Index::new`] with an explicit kernel set (for benchmarks comparing kernels).
+    /// [`Storage::F16`] always runs the fastest [`compact_kernels`](crate::distance::compact_kernels).
     pub fn with_kernels(config: IndexConfig, k: Kernels) -> Result<Self> {
         config.validate()?;
         let kind = match (config.storage, config.metric) {
@@ -123,11 +131,14 @@ impl Index {
             (Storage::F32, _) => DistKind::DotF32,
             (Storage::U8, Metric::L2) => DistKind::L2U8,
             (Storage::U8, _) => DistKind::DotU8,
+            (Storage::F16, Metric::L2) => DistKind::L2F16,
+            (Storage::F16, _) => DistKind::DotF16,
         };
         Ok(Self {
             ml: config.level_multiplier(),
             kind,
             k,
+            ck: compact_kernels(),
             store: NodeStore::new(config.dim, config.storage.element_size(), config.m, config.m0),
             ids: IdMap::new(),
             entry: AtomicU64::new(EMPTY),
@@ -214,12 +225,16 @@ impl Index {
         if let Some((component, &value)) = v.iter().enumerate().find(|(_, x)| !x.is_finite()) {
             return Err(VectorError::NonFinite { component, value });
         }
-        if self.cfg.storage == Storage::U8 {
-            if let Some((component, &value)) =
-                v.iter().enumerate().find(|(_, &x)| !(0.0..=255.0).contains(&x) || x.fract() != 0.0)
-            {
-                return Err(VectorError::Unrepresentable { component, value });
-            }
+        let storage = self.cfg.storage;
+        let unrepresentable = match storage {
+            Storage::F32 => None,
+            Storage::U8 => v.iter().position(|&x| !(0.0..=255.0).contains(&x) || x.fract() != 0.0),
+            // Cosine stores the normalised vector, whose components are within [-1, 1].
+            Storage::F16 if self.cfg.metric == Metric::Cosine => None,
+            Storage::F16 => v.iter().position(|&x| x.abs() > F16_MAX),
+        };
+        if let Some(component) = unrepresentable {
+            return Err(VectorError::Unrepresentable { component, value: v[component], storage });
         }
         if self.cfg.metric == Metric::Cosine && norm(v) == 0.0 {
             return Err(VectorError::ZeroNorm);
@@ -227,7 +242,7 @@ impl Index {
         Ok(())
     }
 
-    /// Checks a query: dimension and finiteness (any finite value is fine for `u8` storage).
+    /// Checks a query: dimension and finiteness (any finite value is fine for `u8` and `f16` storage).
     pub(crate) fn validate_query(&self, q: &[f32]) -> Result<()> {
         if q.len() != self.cfg.dim {
             return Err(IndexError::DimensionMismatch { expected: self.cfg.dim, actual: q.len() });
@@ -257,6 +272,14 @@ impl Index {
         match self.cfg.storage {
             Storage::F32 => out.extend_from_slice(bytemuck::cast_slice(q)),
             Storage::U8 => out.extend(q.iter().map(|&x| x as u8)),
+            Storage::F16 => {
+                let mut bits = [0u16; 64];
+                for chunk in q.chunks(bits.len()) {
+                    let bits = &mut bits[..chunk.len()];
+                    crate::distance::encode_f16(chunk, bits);
+                    out.extend(bits.iter().flat_map(|h| h.to_ne_bytes()));
+                }
+            }
         }
     }
 
@@ -270,6 +293,12 @@ impl Index {
             Storage::F32 => out.extend_from_slice(unsafe { self.store.vector_f32(n) }),
             // SAFETY: as above.
             Storage::U8 => out.extend(unsafe { self.store.vector_bytes(n) }.iter().map(|&b| b as f32)),
+            Storage::F16 => {
+                // SAFETY: as above.
+                let bits = unsafe { self.store.vector_f16(n) };
+                out.resize(bits.len(), 0.0);
+                crate::distance::decode_f16(bits, out);
+            }
         }
     }
 
@@ -292,6 +321,8 @@ impl Index {
                 DistKind::DotF32 => 1.0 - (self.k.dot_f32)(q, self.store.vector_f32(n)),
                 DistKind::L2U8 => (self.k.l2_u8)(q, self.store.vector_bytes(n)),
                 DistKind::DotU8 => 1.0 - (self.k.dot_u8)(q, self.store.vector_bytes(n)),
+                DistKind::L2F16 => (self.ck.l2_f16)(q, self.store.vector_f16(n)),
+                DistKind::DotF16 => 1.0 - (self.ck.dot_f16)(q, self.store.vector_f16(n)),
             }
         }
     }
@@ -304,7 +335,7 @@ impl Index {
         match self.cfg.storage {
             // SAFETY: the reader invariant, as in `dist`.
             Storage::F32 => unsafe { self.store.vector_f32(n) },
-            Storage::U8 => {
+            Storage::U8 | Storage::F16 => {
                 self.decode_into(n, buf);
                 buf
             }
@@ -392,8 +423,8 @@ impl Index {
     /// Inserts one vector under `id`.
     ///
     /// Errors: [`IndexError::DimensionMismatch`], [`IndexError::NonFiniteValue`],
-    /// [`IndexError::ZeroVector`] (cosine), [`IndexError::UnrepresentableValue`] (`u8` storage),
-    /// [`IndexError::DuplicateId`], [`IndexError::CapacityExceeded`]. On error the index is unchanged.
+    /// [`IndexError::ZeroVector`] (cosine), [`IndexError::UnrepresentableValue`] (`u8`,
+    /// `f16` storage), [`IndexError::DuplicateId`], [`IndexError::CapacityExceeded`]. On error the index is unchanged.
     pub fn insert(&self, id: u64, vector: &[f32]) -> Result<()> {
         self.insert_side(id, vector, None)
     }
@@ -1035,7 +1066,7 @@ impl Index {
 pub(crate) enum VectorError {
     Dimension { expected: usize, actual: usize },
     NonFinite { component: usize, value: f32 },
-    Unrepresentable { component: usize, value: f32 },
+    Unrepresentable { component: usize, value: f32, storage: Storage },
     ZeroNorm,
 }
 
@@ -1044,8 +1075,8 @@ impl From<VectorError> for IndexError {
         match e {
             VectorError::Dimension { expected, actual } => IndexError::DimensionMismatch { expected, actual },
             VectorError::NonFinite { component, value } => IndexError::NonFiniteValue { component, value },
-            VectorError::Unrepresentable { component, value } => {
-                IndexError::UnrepresentableValue { component, value, storage: "u8" }
+            VectorError::Unrepresentable { component, value, storage } => {
+                IndexError::UnrepresentableValue { component, value, storage: storage.name() }
             }
             VectorError::ZeroNorm => IndexError::ZeroVector,
         }

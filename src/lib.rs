@@ -7,7 +7,8 @@
 //!   validated first ([`BatchMode::AllOrNothing`]) or item by item ([`BatchMode::BestEffort`]),
 //!   with progress and cancellation. Errors are a five-variant [`BatchError`].
 //! - [`distance`]: SIMD kernels chosen at run time, with the scalar reference they are tested
-//!   against. [`Storage::U8`] keeps byte data (SIFT, pixels) in a quarter of the memory.
+//!   against. [`Storage::U8`] keeps byte data (SIFT, pixels) in a quarter of the memory,
+//!   [`Storage::F16`] any float data as half floats in half of it.
 //! - [`writer`]: a batching writer for many producers: bounded queue with backpressure, flush
 //!   by size or delay, a completion handle per item, retries with backoff, metrics and health.
 //! - [`metadata`], [`filter`], [`expiry`]: typed per-vector metadata with limits and a canonical

@@ -242,6 +242,25 @@ impl NodeStore {
         unsafe { std::slice::from_raw_parts(b.as_ptr().cast::<f32>(), b.len() / 4) }
     }
 
+    /// The stored vector of node `n` when storage is `f16`, as IEEE half-precision bits.
+    ///
+    /// # Safety
+    /// As for [`vector_bytes`](Self::vector_bytes).
+    #[inline(always)]
+    pub(crate) unsafe fn vector_f16(&self, n: u32) -> &[u16] {
+        // SAFETY: the caller upholds `vector_bytes`'s contract.
+        let b = unsafe { self.vector_bytes(n) };
+        if b.is_empty() {
+            // An absent row: the empty `&[u8]` need not be 2-aligned.
+            return &[];
+        }
+        debug_assert!(b.as_ptr().align_offset(2) == 0 && b.len().is_multiple_of(2));
+        // SAFETY: only called for f16 storage, where rows are `2 * dim` bytes and start at
+        // multiples of that from a 64-byte aligned bucket, so the pointer is 2-aligned and the
+        // length a multiple of 2; every bit pattern is a valid u16.
+        unsafe { std::slice::from_raw_parts(b.as_ptr().cast::<u16>(), b.len() / 2) }
+    }
+
     /// Hints the CPU to start loading node `n`'s vector (its first `PREFETCH_VECTOR_BYTES`).
     #[inline(always)]
     pub(crate) fn prefetch_vector(&self, n: u32) {

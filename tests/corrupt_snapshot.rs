@@ -2,7 +2,7 @@
 //! flip, every truncation, forged counts with valid checksums, future versions, random bytes.
 
 use hnsw_batch::persist::{load_from_bytes, save_to_bytes, PersistError, SNAPSHOT_MAGIC, SNAPSHOT_VERSION};
-use hnsw_batch::{Index, IndexConfig, Metric};
+use hnsw_batch::{Index, IndexConfig, Metric, Storage};
 use rand::{Rng, SeedableRng};
 
 fn small_index() -> Index {
@@ -173,6 +173,32 @@ fn forged_graphs_with_valid_checksums_are_rejected() {
     b.push(0);
     b[tag + 4..tag + 12].copy_from_slice(&1u64.to_le_bytes());
     fix_crc(&mut b, 2);
+    assert!(load_from_bytes(&b).is_err());
+}
+
+#[test]
+fn f16_snapshots_reject_non_finite_vectors_and_unknown_storage_codes() {
+    let index =
+        Index::new(IndexConfig::new(4, Metric::L2).m(4).ef_construction(8).storage(Storage::F16)).unwrap();
+    for id in 0..10u64 {
+        index.insert(id, &[id as f32, 0.5, -1.0, 2.0]).unwrap();
+    }
+    let bytes = save_to_bytes(&index);
+    assert!(load_from_bytes(&bytes).is_ok());
+    let (_, params, _) = sections(&bytes)[0];
+    assert_eq!(bytes[params + 5], 2, "storage code of f16");
+    let (_, nodes, _) = sections(&bytes)[1];
+    // First node's first component: +inf, a NaN, -inf.
+    for bits in [0x7c00u16, 0x7e01, 0xfc00] {
+        let mut b = bytes.clone();
+        b[nodes + 14..nodes + 16].copy_from_slice(&bits.to_le_bytes());
+        fix_crc(&mut b, 1);
+        let err = load_from_bytes(&b).unwrap_err();
+        assert!(err.to_string().contains("non-finite"), "{bits:#x}: {err}");
+    }
+    let mut b = bytes.clone();
+    b[params + 5] = 3;
+    fix_crc(&mut b, 0);
     assert!(load_from_bytes(&b).is_err());
 }
 

@@ -157,12 +157,19 @@ fn index_and_batch_errors_share_their_wording() {
     let l2 = filled(Metric::L2, Storage::F32);
     let cosine = filled(Metric::Cosine, Storage::F32);
     let u8s = filled(Metric::L2, Storage::U8);
+    let f16s = filled(Metric::L2, Storage::F16);
     let full = Index::new(IndexConfig::new(4, Metric::L2).max_elements(1)).unwrap();
     let cases = [
         (&l2, 100, vec![1.0; 3], "dimension mismatch: index has dimension 4, vector has 3"),
         (&l2, 100, vec![1.0, f32::NAN, 0.0, 0.0], "non-finite value NaN at component 1"),
         (&cosine, 100, vec![0.0; 4], "zero vector: cannot be normalised under the cosine metric"),
         (&u8s, 100, vec![1.0, 0.5, 0.0, 0.0], "value 0.5 at component 1 does not fit the u8 storage type"),
+        (
+            &f16s,
+            100,
+            vec![1.0, 7e4, 0.0, 0.0],
+            "value 70000 at component 1 does not fit the f16 storage type",
+        ),
         (&l2, 3, vec![1.0; 4], "duplicate id 3 (already in the index)"),
     ];
     for (idx, id, v, phrase) in cases {

@@ -38,6 +38,10 @@ pub enum StorageArg {
     F32,
     /// One byte per component: integers 0..=255 only, stored losslessly, 4x smaller and faster.
     U8,
+    /// IEEE half floats: 2 bytes per component (half of f32), values rounded to about 3
+    /// significant digits; magnitudes above 65504 are rejected (except under cosine, which
+    /// stores normalised vectors).
+    F16,
 }
 
 impl StorageArg {
@@ -46,6 +50,7 @@ impl StorageArg {
         match self {
             StorageArg::F32 => Storage::F32,
             StorageArg::U8 => Storage::U8,
+            StorageArg::F16 => Storage::F16,
             StorageArg::Auto if bytes => Storage::U8,
             StorageArg::Auto => Storage::F32,
         }

@@ -187,6 +187,31 @@ fn build_info_search_fvecs_with_recall() {
 }
 
 #[test]
+fn f16_storage_builds_searches_and_rejects_out_of_range_rows() {
+    let d = tmp();
+    let base = vectors(150, 5, 4, false);
+    write_fvecs(p(d.path(), "h.fvecs"), &base).unwrap();
+    let o = run(d.path(), &["build", "h.fvecs", "-o", "h.hnsw", "--storage", "f16", "--quiet"]);
+    expect_code(&o, 0);
+    let o = run(d.path(), &["info", "h.hnsw", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(v["storage"], "f16");
+    let q: Vec<String> = base[17].iter().map(|x| x.to_string()).collect();
+    let o = run(d.path(), &["search", "h.hnsw", "--vector", &q.join(","), "-k", "1", "--format", "jsonl"]);
+    expect_code(&o, 0);
+    let line: serde_json::Value = serde_json::from_str(stdout(&o).lines().next().unwrap()).unwrap();
+    assert_eq!(line["results"][0]["id"], 17);
+
+    let mut big = base.clone();
+    big[3][2] = 70000.0;
+    write_fvecs(p(d.path(), "big.fvecs"), &big).unwrap();
+    let o = run(d.path(), &["build", "big.fvecs", "-o", "big.hnsw", "--storage", "f16"]);
+    expect_code(&o, 2);
+    assert!(stderr(&o).contains("does not fit the f16 storage type"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--storage f32"), "{}", stderr(&o));
+}
+
+#[test]
 fn bvecs_gets_u8_storage_and_npy_ids_are_used() {
     let d = tmp();
     let base = vectors(200, 6, 3, true);

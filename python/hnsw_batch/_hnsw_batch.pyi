@@ -22,7 +22,7 @@ MAX_M: int
 """Largest ``M``."""
 
 Space = Literal["l2", "cosine", "ip"]
-StorageName = Literal["f32", "u8"]
+StorageName = Literal["f32", "float32", "u8", "uint8", "f16", "float16"]
 Mode = Literal["all_or_nothing", "best_effort"]
 Vectors = npt.ArrayLike
 """A 2-D array ``(n, dim)`` or one 1-D vector; C-contiguous float32 is read without a copy."""
@@ -75,7 +75,9 @@ class Index:
 
     ``space``: "l2" (squared Euclidean), "cosine" (1 - cosine similarity; vectors are
     normalised), "ip" (1 - inner product). ``storage="u8"`` keeps vectors as bytes (components
-    must be integers 0..255; not with "cosine"). Thread-safe; inserts and searches release the GIL.
+    must be integers 0..255; not with "cosine"); ``storage="f16"`` keeps them as half floats (2
+    bytes per component, rounded; magnitudes above 65504 are rejected except under "cosine").
+    Thread-safe; inserts and searches release the GIL.
     """
 
     def __init__(

@@ -41,6 +41,11 @@ fn prevalidate(py: Python<'_>, m: &Matrix<'_>, metric: Metric, storage: Storage)
             v.iter().enumerate().find(|(_, &x)| !(0.0..=255.0).contains(&x) || x.fract() != 0.0).map(
                 |(component, &value)| IndexError::UnrepresentableValue { component, value, storage: "u8" },
             )
+        } else if storage == Storage::F16 && metric != Metric::Cosine {
+            // Cosine stores normalised vectors, which always fit.
+            v.iter().enumerate().find(|(_, &x)| x.abs() > 65504.0).map(|(component, &value)| {
+                IndexError::UnrepresentableValue { component, value, storage: "f16" }
+            })
         } else if metric == Metric::Cosine && v.iter().all(|&x| x == 0.0) {
             Some(IndexError::ZeroVector)
         } else {

@@ -70,6 +70,19 @@ def test_u8_storage_reads_uint8(rng):
         index.add_items(np.full((1, 12), 0.5, np.float32), ids=[1000])
 
 
+def test_f16_storage_rounds_and_rejects_out_of_range(rng):
+    X = rng.standard_normal((300, 12)).astype(np.float32)
+    index = hb.Index("l2", 12, storage="f16")
+    assert index.storage == "f16"
+    index.add_items(X)
+    np.testing.assert_array_equal(index.get(7), X[7].astype(np.float16).astype(np.float32))
+    got, _ = index.knn_query(X[:4], k=1)
+    np.testing.assert_array_equal(got[:, 0], [0, 1, 2, 3])
+    with pytest.raises(hb.InvalidVectorError):
+        index.add_items(np.full((1, 12), 70000.0, np.float32), ids=[1000])
+    assert len(index) == 300
+
+
 def test_padding_when_fewer_than_k():
     index = hb.Index("l2", 2)
     ids, d = index.knn_query(np.zeros((2, 2), np.float32), k=3)
@@ -229,7 +242,7 @@ def test_bad_inputs(rng):
     [
         {"dim": 0}, {"dim": -1}, {"dim": 10**9}, {"M": 1}, {"M": -16}, {"M": 10**6},
         {"ef_construction": 1}, {"max_elements": 0}, {"max_elements": -2}, {"space": "hamming"},
-        {"storage": "f16"}, {"space": "cosine", "storage": "u8"},
+        {"storage": "f64"}, {"space": "cosine", "storage": "u8"},
     ],
 )
 def test_absurd_parameters(kwargs):

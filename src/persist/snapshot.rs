@@ -154,6 +154,7 @@ fn storage_code(s: Storage) -> u8 {
     match s {
         Storage::F32 => 0,
         Storage::U8 => 1,
+        Storage::F16 => 2,
     }
 }
 
@@ -161,6 +162,7 @@ fn storage_from(code: u8) -> Option<Storage> {
     match code {
         0 => Some(Storage::F32),
         1 => Some(Storage::U8),
+        2 => Some(Storage::F16),
         _ => None,
     }
 }
@@ -523,12 +525,18 @@ fn decode_nodes(p: &[u8], cfg: &IndexConfig) -> Result<Vec<RawNode>> {
         }
         let id = r.u64()?;
         let vector = r.take(vec_bytes)?;
-        if cfg.storage == Storage::F32 {
-            if let Some(c) =
+        let non_finite = match cfg.storage {
+            Storage::F32 => {
                 vector.chunks_exact(4).position(|c| !f32::from_le_bytes([c[0], c[1], c[2], c[3]]).is_finite())
-            {
-                return Err(PersistError::corrupt(format!("node {n}: non-finite component {c}")));
             }
+            // Exponent bits all set: infinity or NaN.
+            Storage::F16 => {
+                vector.chunks_exact(2).position(|c| u16::from_le_bytes([c[0], c[1]]) & 0x7c00 == 0x7c00)
+            }
+            Storage::U8 => None,
+        };
+        if let Some(c) = non_finite {
+            return Err(PersistError::corrupt(format!("node {n}: non-finite component {c}")));
         }
         let mut links = Vec::with_capacity(level + 1);
         for l in 0..=level {

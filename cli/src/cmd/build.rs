@@ -76,7 +76,7 @@ impl BadRows<'_> {
 }
 
 /// Describes a row the index rejected.
-fn failure_message(f: &BatchFailure, locs: &[Loc], storage_u8: bool) -> String {
+fn failure_message(f: &BatchFailure, locs: &[Loc], storage: hnsw_batch::Storage) -> String {
     let loc = locs.get(f.index).map_or_else(|| format!("row {}", f.index), Loc::to_string);
     match &f.error {
         BatchError::DuplicateId { id, first_index: Some(j), .. } => {
@@ -85,8 +85,11 @@ fn failure_message(f: &BatchFailure, locs: &[Loc], storage_u8: bool) -> String {
         }
         BatchError::InvalidVector { id, reason, .. } => {
             let hint = match reason {
-                InvalidReason::Unrepresentable { .. } if storage_u8 => {
+                InvalidReason::Unrepresentable { .. } if storage == hnsw_batch::Storage::U8 => {
                     " (u8 storage holds integers 0..=255 only; use --storage f32)"
+                }
+                InvalidReason::Unrepresentable { .. } if storage == hnsw_batch::Storage::F16 => {
+                    " (f16 storage holds magnitudes up to 65504 only; use --storage f32)"
                 }
                 _ => "",
             };
@@ -165,11 +168,11 @@ pub fn ingest(
         let report = pool.install(|| index.insert_batch(&items, &opts))?;
         done += items.len() as u64;
         progress.set_pos(done);
-        let u8_storage = index.config().storage == hnsw_batch::Storage::U8;
+        let storage = index.config().storage;
         let mut failed = vec![false; items.len()];
         for f in &report.failures {
             failed[f.index] = true;
-            bad.skip(&failure_message(f, &locs, u8_storage))?;
+            bad.skip(&failure_message(f, &locs, storage))?;
         }
         for (i, md) in metas.iter().enumerate() {
             if !failed[i] {
