@@ -66,14 +66,47 @@ pub(crate) fn check_guards(found: usize, opts: &DeleteOptions) -> Result<(), Del
     Ok(())
 }
 
+/// The ids of `ids` in order with repeats left out, and a `DuplicateId` failure for each repeat.
+pub(crate) fn split_repeats(ids: &[u64]) -> (Vec<u64>, Vec<BatchFailure>) {
+    let mut first = std::collections::HashMap::with_capacity(ids.len());
+    let mut distinct = Vec::with_capacity(ids.len());
+    let mut failures = Vec::new();
+    for (i, &id) in ids.iter().enumerate() {
+        match first.get(&id) {
+            Some(&j) => failures.push(BatchFailure {
+                index: i,
+                id,
+                error: BatchError::DuplicateId { index: i, id, first_index: Some(j) },
+            }),
+            None => {
+                first.insert(id, i);
+                distinct.push(id);
+            }
+        }
+    }
+    (distinct, failures)
+}
+
 impl Index {
-    /// Deletes every id in `ids` that is present. Absent ids (and repeats) count as `not_found`.
+    /// Deletes every id in `ids` that is present. Absent ids count as `not_found`; an id given
+    /// again is reported in `failures` as [`BatchError::DuplicateId`] (naming its first
+    /// position), as in `update_batch`: `deleted + not_found + failures.len() == total`.
+    ///
+    /// ```
+    /// use hnsw_batch::{BatchError, Index, IndexConfig, Metric};
+    /// let index = Index::new(IndexConfig::new(1, Metric::L2))?;
+    /// for i in 0..5 { index.insert(i, &[i as f32])?; }
+    /// let r = index.delete_batch(&[1, 2, 2, 99]);
+    /// assert_eq!((r.deleted, r.not_found, r.failures.len()), (2, 1, 1));
+    /// assert!(matches!(r.failures[0].error, BatchError::DuplicateId { index: 2, id: 2, first_index: Some(1) }));
+    /// # Ok::<(), hnsw_batch::IndexError>(())
+    /// ```
     pub fn delete_batch(&self, ids: &[u64]) -> BatchReport {
         let start = Instant::now();
-        let mut seen = HashSet::with_capacity(ids.len());
-        let mut report = BatchReport { total: ids.len(), ..Default::default() };
-        for &id in ids {
-            if seen.insert(id) && self.delete(id).is_ok() {
+        let (distinct, failures) = split_repeats(ids);
+        let mut report = BatchReport { total: ids.len(), failures, ..Default::default() };
+        for id in distinct {
+            if self.delete(id).is_ok() {
                 report.deleted += 1;
             } else {
                 report.not_found += 1;

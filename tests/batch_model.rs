@@ -318,8 +318,8 @@ fn run(metric: Metric, max: Option<usize>, chunked_aon: bool, ops: &[Op]) -> Res
                 let distinct: HashSet<u64> = ids.iter().copied().collect();
                 let present = distinct.iter().filter(|id| model.live.remove(id).is_some()).count();
                 prop_assert_eq!(
-                    (r.total, r.deleted, r.not_found),
-                    (ids.len(), present, ids.len() - present),
+                    (r.total, r.deleted, r.not_found, r.failures.len()),
+                    (ids.len(), present, distinct.len() - present, ids.len() - distinct.len()),
                     "step {}",
                     step
                 );

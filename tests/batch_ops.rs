@@ -15,7 +15,10 @@ fn filled(n: u64) -> Index {
 fn delete_batch_counts_and_excludes() {
     let idx = filled(200);
     let r = idx.delete_batch(&[1, 2, 3, 3, 999]);
-    assert_eq!((r.total, r.deleted, r.not_found), (5, 3, 2));
+    // The repeated 3 is a failure naming its first position, not an absent id.
+    assert_eq!((r.total, r.deleted, r.not_found, r.failures.len()), (5, 3, 1, 1));
+    assert_eq!(r.failures[0].index, 3);
+    assert_eq!(r.failures[0].error, BatchError::DuplicateId { index: 3, id: 3, first_index: Some(2) });
     assert_eq!(idx.len(), 197);
     let hits = idx.search(&[2.0, 2.0, 1.0, 2.0], 10, 64).unwrap();
     assert!(hits.iter().all(|h| ![1, 2, 3].contains(&h.id)));

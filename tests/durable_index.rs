@@ -148,6 +148,10 @@ fn best_effort_reports_failures_and_logs_only_what_is_applied() {
         assert!(db.update(1, &[1.0]).is_err());
         let r = db.delete_batch(&[404, 405]).unwrap();
         assert_eq!((r.deleted, r.not_found), (0, 2));
+        // A repeated id is a failure naming its first position, not a second absent id.
+        let r = db.delete_batch(&[404, 404]).unwrap();
+        assert_eq!((r.deleted, r.not_found, r.failures.len()), (0, 1, 1));
+        assert_eq!(r.failures[0].error, BatchError::DuplicateId { index: 1, id: 404, first_index: Some(0) });
     });
     assert_eq!(steps, 0, "rejected writes touched the log");
     // A cancelled batch is refused before it is logged.

@@ -701,14 +701,14 @@ impl DurableIndex {
         Ok(())
     }
 
-    /// Deletes every present id of `ids` with one log record; absent (or repeated) ids are
-    /// counted in [`BatchReport::not_found`].
+    /// Deletes every present id of `ids` with one log record; absent ids are counted in
+    /// [`BatchReport::not_found`], repeated ones reported in `failures` as
+    /// [`BatchError::DuplicateId`] (as [`Index::delete_batch`] does).
     pub fn delete_batch(&self, ids: &[u64]) -> Result<BatchReport> {
         let start = Instant::now();
         let mut w = self.writer.lock();
-        let mut seen = HashSet::with_capacity(ids.len());
-        let present: Vec<u64> =
-            ids.iter().copied().filter(|&id| seen.insert(id) && self.index.contains(id)).collect();
+        let (distinct, failures) = crate::batch_ops::split_repeats(ids);
+        let present: Vec<u64> = distinct.iter().copied().filter(|&id| self.index.contains(id)).collect();
         if !present.is_empty() {
             self.commit(&mut w, &wal::encode_record(&WalRecord::Delete { ids: present.clone() }, false))?;
             for &id in &present {
@@ -723,7 +723,8 @@ impl DurableIndex {
         Ok(BatchReport {
             total: ids.len(),
             deleted: present.len(),
-            not_found: ids.len() - present.len(),
+            not_found: distinct.len() - present.len(),
+            failures,
             elapsed: start.elapsed(),
             ..Default::default()
         })
