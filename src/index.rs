@@ -959,16 +959,10 @@ impl Index {
         let mut out: Vec<Neighbour> =
             s.results.drain().map(|c| Neighbour { id: self.store.id(c.n), distance: c.d }).collect();
         out.sort_unstable_by(|a, b| a.distance.total_cmp(&b.distance).then(a.id.cmp(&b.id)));
-        // An update in flight can leave two versions of one id live for an instant.
-        let mut i = 1;
-        while i < out.len().min(k + 1) {
-            if out[..i].iter().any(|n| n.id == out[i].id) {
-                out.remove(i);
-            } else {
-                i += 1;
-            }
-        }
-        out.truncate(k);
+        // An update in flight can leave two versions of one id live for an instant: keep the
+        // nearer. (A set, not a scan of the kept ones: `k` may be in the thousands.)
+        let mut seen = std::collections::HashSet::with_capacity(out.len().min(k));
+        out.retain(|n| seen.len() < k && seen.insert(n.id));
         out
     }
 
@@ -997,14 +991,27 @@ impl Index {
         accept: impl Fn(u32) -> bool,
     ) -> Vec<Neighbour> {
         let _pin = epoch::pin();
-        let mut all: Vec<Neighbour> = nodes
-            .into_iter()
-            .filter(|&n| accept(n))
-            .map(|n| Neighbour { id: self.store.id(n), distance: self.dist(q, n) })
-            .collect();
-        all.sort_unstable_by(|a, b| a.distance.total_cmp(&b.distance).then(a.id.cmp(&b.id)));
-        all.truncate(k);
-        all
+        // A bounded max-heap of the best `k` so far: an id is read (a random access) only for a
+        // node that may enter it, and nothing is sorted but the `k` kept.
+        let mut best: std::collections::BinaryHeap<Ranked> =
+            std::collections::BinaryHeap::with_capacity(k + 1);
+        for n in nodes {
+            if !accept(n) {
+                continue;
+            }
+            let d = self.dist(q, n);
+            if best.len() == k {
+                match best.peek() {
+                    Some(worst) if d.total_cmp(&worst.0) == std::cmp::Ordering::Greater => continue,
+                    _ => {}
+                }
+            }
+            best.push(Ranked(d, self.store.id(n)));
+            if best.len() > k {
+                best.pop();
+            }
+        }
+        best.into_sorted_vec().into_iter().map(|Ranked(distance, id)| Neighbour { id, distance }).collect()
     }
 
     /// Searches many queries in parallel on the current rayon pool (run inside
@@ -1085,4 +1092,27 @@ impl From<VectorError> for IndexError {
 
 fn norm(v: &[f32]) -> f32 {
     crate::distance::scalar::dot_f32(v, v).sqrt()
+}
+
+/// A scan result ordered by distance, then id (the order results are returned in).
+struct Ranked(f32, u64);
+
+impl PartialEq for Ranked {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == std::cmp::Ordering::Equal
+    }
+}
+
+impl Eq for Ranked {}
+
+impl PartialOrd for Ranked {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Ranked {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.total_cmp(&other.0).then(self.1.cmp(&other.1))
+    }
 }

@@ -259,9 +259,6 @@ const SAMPLE: u32 = 1024;
 /// then 5 400 matches (27 %) at 20 000 items and ~39 000 (3.9 %) at a million.
 const GRAPH_COST_PER_EF: f64 = 24.0;
 
-/// Widest beam a filtered walk uses, as a multiple of the requested `ef`.
-const MAX_WIDEN: f64 = 8.0;
-
 impl Index {
     // ----- side data, crate-internal --------------------------------------------------------
 
@@ -659,8 +656,9 @@ impl Index {
     /// 1 024 items): an exact scan of the matches while `c ≤ sqrt(24 · ef · live)` (where it
     /// costs fewer distance computations than a filtered walk; 24 is the measured cost of a
     /// walk per unit of `ef`), otherwise a graph walk in which only matching items enter the
-    /// results, with the beam widened to `ef · min(1/s, 8)` at selectivity `s`. A walk that
-    /// finds fewer than `k` matches finishes with the exact scan, so the answer is never short.
+    /// results: it keeps walking until `ef` matches are found, so it visits about `ef / s`
+    /// nodes at selectivity `s` without widening the beam. A walk that finds fewer than `k`
+    /// matches finishes with the exact scan, so the answer is never short.
     ///
     /// Errors: those of [`search`](Self::search), and [`IndexError::InvalidFilter`].
     ///
@@ -707,13 +705,12 @@ impl Index {
         let live_count = self.len().max(1);
         let empty_ok = filter.matches(&Metadata::new());
         let bitmap: Option<RoaringBitmap> = st.fields.matching(filter);
-        let mut exact_set: Option<Vec<u32>> = None;
+        // The bitmap's size is the selectivity; the list of live matches is built only if the
+        // plan is a scan (listing half a large set cost more than the walk itself).
         let selectivity = match &bitmap {
-            Some(_) => {
-                let set = self.matching_nodes(&st, filter, now);
-                let s = set.len() as f64 / live_count as f64;
-                exact_set = Some(set);
-                s
+            Some(bm) => {
+                let without_meta = if empty_ok { live_count.saturating_sub(st.side.len()) } else { 0 };
+                ((bm.len() as f64 + without_meta as f64) / live_count as f64).min(1.0)
             }
             None => self.sample_selectivity(&st, filter, now, empty_ok),
         };
@@ -726,8 +723,7 @@ impl Index {
         };
         let mut stats = FilteredSearchStats { selectivity, ..Default::default() };
         if !use_exact {
-            let widen = (1.0 / selectivity.max(1e-9)).min(MAX_WIDEN);
-            let ef_walk = ((ef as f64 * widen).ceil() as usize).min(crate::MAX_EF).max(ef);
+            let ef_walk = ef;
             let accept = |n: u32| {
                 self.store.is_live(n)
                     && !st.is_expired(n, now)
@@ -740,16 +736,14 @@ impl Index {
             stats.plan = FilterPlan::Graph;
             stats.ef = ef_walk;
             stats.distance_computations = s.distance_computations;
-            // Short of `k` only because fewer items match: nothing left to find.
-            let all_found = exact_set.as_ref().is_some_and(|set| hits.len() >= set.len());
+            // Short of `k` only because fewer items match: nothing left to find (the bitmap
+            // may still count expired items, in which case the scan below settles it).
+            let all_found = !empty_ok && bitmap.as_ref().is_some_and(|bm| hits.len() as u64 >= bm.len());
             if hits.len() >= k || all_found {
                 return Ok((hits, stats));
             }
         }
-        let set = match exact_set {
-            Some(set) => set,
-            None => self.matching_nodes(&st, filter, now),
-        };
+        let set = self.matching_nodes(&st, filter, now);
         stats.plan = FilterPlan::Exact;
         stats.distance_computations += set.len() as u64;
         let hits = self.scan(&q, k, set, |n| self.store.is_live(n));
