@@ -52,10 +52,11 @@ impl Index {
             deleted: self.store.is_deleted(n),
             vector: {
                 let _pin = crate::epoch::pin();
-                // SAFETY: `n` was seen ready (a published node) and the thread is pinned while
-                // it copies the vector (`store.rs`, "Slot reuse").
                 if self.cfg.storage == crate::Storage::Sq8 {
-                    bytemuck::cast_slice::<f32, u8>(unsafe { self.store.exact_f32(n) }).to_vec()
+                    // SAFETY: `n` was seen ready (a published node) and the thread is pinned
+                    // while it copies the vector (`store.rs`, "Slot reuse").
+                    let exact = unsafe { self.store.exact_f32(n) };
+                    bytemuck::cast_slice::<f32, u8>(exact).to_vec()
                 } else {
                     // SAFETY: as above.
                     unsafe { self.store.vector_bytes(n) }.to_vec()
@@ -91,16 +92,14 @@ impl Index {
     ) -> Result<Index, String> {
         let index = Index::new(cfg).map_err(|e| e.to_string())?;
         let is_sq8 = index.cfg.storage == crate::Storage::Sq8;
-        match sq8 {
-            Some(p) => {
-                if !index.set_sq8_params(p) {
-                    return Err("sq8 parameters do not fit the index (dimension or storage)".into());
-                }
-            }
-            None if is_sq8 && nodes.iter().any(|n| n.is_some()) => {
-                return Err("sq8 index has vectors but no quantisation parameters".into())
-            }
-            None => {}
+        let unfit = match sq8 {
+            Some(p) => (!index.set_sq8_params(p))
+                .then_some("sq8 parameters do not fit the index (dimension or storage)"),
+            None => (is_sq8 && nodes.iter().any(|n| n.is_some()))
+                .then_some("sq8 index has vectors but no quantisation parameters"),
+        };
+        if let Some(e) = unfit {
+            return Err(e.into());
         }
         let count = u32::try_from(nodes.len()).map_err(|_| "too many nodes".to_string())?;
         let vec_bytes = persisted_vector_bytes(&index.cfg);
