@@ -488,6 +488,13 @@ impl Index {
                 return Err((f.error.clone(), 0));
             }
         }
+        if self.check_trained().is_err() {
+            // The first batch into an untrained `sq8` index trains it on its valid items.
+            let mut bad: Vec<usize> = failures.iter().map(|f| f.index).collect();
+            bad.sort_unstable();
+            let valid: Vec<usize> = (0..items.len()).filter(|i| bad.binary_search(i).is_err()).collect();
+            self.train_sq8_on(valid.len(), |j| items[valid[j]].1.as_ref());
+        }
         tracker.start();
         let chunk = if opts.batch_size == 0 { items.len() } else { opts.batch_size }.clamp(1, MAX_CHUNK);
         let result =

@@ -30,24 +30,56 @@ pub enum Storage {
     /// so every finite, non-zero vector fits. On clustered 64-dimensional data
     /// (`tests/storage_f16.rs`) recall@10 stays within 0.002 of `f32` storage.
     F16,
+    /// 8-bit scalar quantisation with exact re-scoring: each vector is kept twice, as `dim`
+    /// one-byte codes plus the decoded squared norm (4 bytes), which the graph walk reads, and as
+    /// its exact `f32` original in a separate arena, which re-scores the walk's best candidates
+    /// (see [`IndexConfig::rerank`]) and is what [`Index::get`](crate::Index::get), export and
+    /// snapshots return. Distances returned by searches are therefore exact `f32` distances.
+    ///
+    /// Codes are per-component affine (`lo_i + scale_i · c_i`, see
+    /// [`distance::sq8`](crate::distance::sq8)); the parameters are trained on the first batch
+    /// inserted into the empty index (all of it, or a seeded sample of 100 000 rows), or
+    /// explicitly with [`Index::train_sq8`](crate::Index::train_sq8). A single
+    /// [`Index::insert`](crate::Index::insert) into an untrained index fails with
+    /// [`IndexError::Sq8Untrained`]. Values outside the trained range are accepted and saturate
+    /// to its ends; re-scoring with the originals fixes the final order.
+    ///
+    /// Memory: the "hot" part the walk touches (codes, `‖x‖²` and links) is about a quarter of
+    /// the vector bytes of [`Storage::F32`], but the total
+    /// ([`Index::memory_bytes`](crate::Index::memory_bytes)) is larger than `f32` storage,
+    /// since the originals are kept too. Any metric.
+    Sq8,
 }
 
 impl Storage {
-    /// Bytes per component.
+    /// Bytes per component of the vector rows the graph walk reads (for [`Storage::Sq8`] the
+    /// codes, which come with 4 more bytes per row and a separate `f32` original).
     pub fn element_size(self) -> usize {
         match self {
             Storage::F32 => 4,
-            Storage::U8 => 1,
+            Storage::U8 | Storage::Sq8 => 1,
             Storage::F16 => 2,
         }
     }
 
-    /// Stable name (`f32`, `u8`, `f16`).
+    /// Stable name (`f32`, `u8`, `f16`, `sq8`).
     pub fn name(self) -> &'static str {
         match self {
             Storage::F32 => "f32",
             Storage::U8 => "u8",
             Storage::F16 => "f16",
+            Storage::Sq8 => "sq8",
+        }
+    }
+
+    /// Parses [`Storage::name`] (also accepts `float32`, `uint8`, `float16`).
+    pub fn from_name(s: &str) -> Option<Storage> {
+        match s {
+            "f32" | "float32" => Some(Storage::F32),
+            "u8" | "uint8" => Some(Storage::U8),
+            "f16" | "float16" => Some(Storage::F16),
+            "sq8" => Some(Storage::Sq8),
+            _ => None,
         }
     }
 }
@@ -81,6 +113,11 @@ pub struct IndexConfig {
     pub max_elements: Option<usize>,
     /// Element type of stored vectors.
     pub storage: Storage,
+    /// [`Storage::Sq8`] only: how many of the walk's best candidates are re-scored with the
+    /// exact `f32` vectors; 0 (the default) re-scores all `ef` of them. A search re-scores
+    /// `max(k, rerank)` candidates (at most `ef`). Must be 0 for other storages, whose walk
+    /// distances are already final.
+    pub rerank: usize,
 }
 
 impl IndexConfig {
@@ -96,6 +133,7 @@ impl IndexConfig {
             seed: 0,
             max_elements: None,
             storage: Storage::F32,
+            rerank: 0,
         }
     }
 
@@ -142,6 +180,12 @@ impl IndexConfig {
         self
     }
 
+    /// Sets [`rerank`](Self::rerank) ([`Storage::Sq8`] only; 0 = every candidate of the walk).
+    pub fn rerank(mut self, n: usize) -> Self {
+        self.rerank = n;
+        self
+    }
+
     /// Checks every parameter, returning [`IndexError::InvalidParameter`] for the first bad one.
     pub fn validate(&self) -> Result<()> {
         let bad = |name: &'static str, reason: String| Err(IndexError::InvalidParameter { name, reason });
@@ -168,6 +212,15 @@ impl IndexConfig {
         }
         if self.storage == Storage::U8 && self.metric == Metric::Cosine {
             return bad("storage", "u8 storage cannot hold normalised cosine vectors".into());
+        }
+        if self.rerank != 0 && self.storage != Storage::Sq8 {
+            return bad(
+                "rerank",
+                format!("applies to sq8 storage only, got {} with {}", self.rerank, self.storage.name()),
+            );
+        }
+        if self.rerank > MAX_EF {
+            return bad("rerank", format!("must be in 0..={MAX_EF}, got {}", self.rerank));
         }
         Ok(())
     }

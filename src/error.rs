@@ -66,6 +66,11 @@ pub enum IndexError {
     /// changed.
     #[error("refused: {0}")]
     Refused(crate::batch_ops::DeleteError),
+    /// [`Storage::Sq8`](crate::Storage::Sq8) has no quantisation parameters yet, so a single
+    /// vector cannot be coded: insert a batch first (the first batch trains them) or call
+    /// [`Index::train_sq8`](crate::Index::train_sq8). Nothing changed.
+    #[error("sq8 storage is untrained: insert a batch first or call train_sq8")]
+    Sq8Untrained,
     /// A parameter is out of its valid range.
     #[error("invalid parameter `{name}`: {reason}")]
     InvalidParameter {

@@ -1,6 +1,7 @@
 //! The HNSW index: insert, search, delete, get.
 
 use crate::config::{check_search_params, IndexConfig, Storage};
+use crate::distance::sq8::{Sq8Params, Sq8Query};
 use crate::distance::{compact_kernels, kernels, CompactKernels, Kernels, Metric};
 use crate::epoch;
 use crate::error::{IndexError, Result};
@@ -13,6 +14,7 @@ use rand::{Rng, SeedableRng};
 use std::borrow::Cow;
 use std::cmp::Reverse;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::OnceLock;
 
 /// One search result.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -58,6 +60,27 @@ enum DistKind {
     DotU8,
     L2F16,
     DotF16,
+    L2Sq8,
+    DotSq8,
+}
+
+/// Most rows [`Storage::Sq8`] trains on: a larger first batch trains on a seeded sample.
+pub const SQ8_TRAIN_SAMPLE: usize = 100_000;
+
+/// A query-form vector ready for [`Index::dist`]: the `f32` vector, and for [`Storage::Sq8`]
+/// its prepared integer form (`None` otherwise, or while the index is untrained, in which case
+/// SQ8 distances are computed exactly from the `f32` originals).
+pub(crate) struct Probe<'a> {
+    pub(crate) v: &'a [f32],
+    sq8: Option<Sq8Query>,
+}
+
+impl<'a> Probe<'a> {
+    /// A probe without a prepared SQ8 form: under [`Storage::Sq8`] its distances are the exact
+    /// ones to the `f32` originals; other storages ignore the difference.
+    pub(crate) fn exact(v: &'a [f32]) -> Self {
+        Probe { v, sq8: None }
+    }
 }
 
 /// An HNSW index over `u64`-keyed vectors.
@@ -81,8 +104,10 @@ pub struct Index {
     ml: f64,
     kind: DistKind,
     k: Kernels,
-    /// Kernels of `f16` storage (the query stays `f32`).
+    /// Kernels of `f16` and `sq8` storage (the query stays `f32`).
     ck: CompactKernels,
+    /// [`Storage::Sq8`] quantisation parameters, set once (training or load), never changed.
+    sq8: OnceLock<Sq8Params>,
     pub(crate) store: NodeStore,
     pub(crate) ids: IdMap,
     /// `pack(node, level)` of the entry point, or `EMPTY`.
@@ -133,13 +158,21 @@ impl Index {
             (Storage::U8, _) => DistKind::DotU8,
             (Storage::F16, Metric::L2) => DistKind::L2F16,
             (Storage::F16, _) => DistKind::DotF16,
+            (Storage::Sq8, Metric::L2) => DistKind::L2Sq8,
+            (Storage::Sq8, _) => DistKind::DotSq8,
+        };
+        let (row, exact) = match config.storage {
+            // Codes, then the decoded squared norm.
+            Storage::Sq8 => (config.dim + 4, config.dim * 4),
+            s => (config.dim * s.element_size(), 0),
         };
         Ok(Self {
             ml: config.level_multiplier(),
             kind,
             k,
             ck: compact_kernels(),
-            store: NodeStore::new(config.dim, config.storage.element_size(), config.m, config.m0),
+            sq8: OnceLock::new(),
+            store: NodeStore::new(row, exact, config.m, config.m0),
             ids: IdMap::new(),
             entry: AtomicU64::new(EMPTY),
             entry_lock: Mutex::new(()),
@@ -206,8 +239,95 @@ impl Index {
     }
 
     /// Approximate bytes held by the index (vectors, links, per-node fields and the id map).
+    ///
+    /// Under [`Storage::Sq8`] this includes the exact `f32` originals, which only re-scoring,
+    /// [`get`](Self::get) and snapshots read; [`hot_memory_bytes`](Self::hot_memory_bytes) leaves
+    /// them out.
     pub fn memory_bytes(&self) -> usize {
         self.store.memory_bytes() + self.ids.heap_bytes()
+    }
+
+    /// [`memory_bytes`](Self::memory_bytes) without the [`Storage::Sq8`] `f32` originals: what
+    /// the graph walk reads (codes, norms, links, per-node fields, id map). Equal to
+    /// `memory_bytes` for other storages.
+    pub fn hot_memory_bytes(&self) -> usize {
+        self.memory_bytes() - self.store.exact_memory_bytes()
+    }
+
+    // ----- sq8 training ------------------------------------------------------------------------
+
+    /// The [`Storage::Sq8`] quantisation parameters, once trained (`None` for other storages).
+    pub fn sq8_params(&self) -> Option<&Sq8Params> {
+        self.sq8.get()
+    }
+
+    /// Whether a single vector can be stored now: always, except for an untrained
+    /// [`Storage::Sq8`] index ([`IndexError::Sq8Untrained`]).
+    pub(crate) fn check_trained(&self) -> Result<()> {
+        if self.cfg.storage == Storage::Sq8 && self.sq8.get().is_none() {
+            return Err(IndexError::Sq8Untrained);
+        }
+        Ok(())
+    }
+
+    /// Trains the [`Storage::Sq8`] quantisation parameters on `rows` (a seeded sample of at most
+    /// [`SQ8_TRAIN_SAMPLE`] of them), so that single [`insert`](Self::insert)s work from the
+    /// start. Each component's range is its minimum to maximum over the sample (after cosine
+    /// normalisation); values outside it are stored saturated and re-scoring with the exact
+    /// vectors fixes the final order, so the sample should resemble the data.
+    ///
+    /// Without this call, the first batch inserted into the empty index trains on itself.
+    ///
+    /// Errors ([`IndexError::InvalidParameter`] unless said otherwise; the index is unchanged):
+    /// the storage is not `sq8`; it is already trained or holds vectors; `rows` is empty; a row
+    /// fails the checks of [`insert`](Self::insert) (its own error).
+    pub fn train_sq8<V: AsRef<[f32]>>(&self, rows: &[V]) -> Result<()> {
+        let bad = |reason: &str| Err(IndexError::InvalidParameter { name: "storage", reason: reason.into() });
+        if self.cfg.storage != Storage::Sq8 {
+            return bad(&format!("train_sq8 needs sq8 storage, the index has {}", self.cfg.storage.name()));
+        }
+        if self.sq8.get().is_some() || self.store.allocated() > 0 {
+            return bad("sq8 parameters can only be trained once, before any vector is inserted");
+        }
+        if rows.is_empty() {
+            return Err(IndexError::InvalidParameter {
+                name: "rows",
+                reason: "train_sq8 needs at least one row".into(),
+            });
+        }
+        for r in rows {
+            self.validate_vector(r.as_ref()).map_err(IndexError::from)?;
+        }
+        self.train_sq8_on(rows.len(), |i| rows[i].as_ref());
+        Ok(())
+    }
+
+    /// Trains on a seeded sample of at most [`SQ8_TRAIN_SAMPLE`] of the `count` valid rows
+    /// `row(i)`, unless the index is already trained. Deterministic for a given seed and rows,
+    /// which log replay relies on (`durable.rs`).
+    pub(crate) fn train_sq8_on<'a>(&self, count: usize, row: impl Fn(usize) -> &'a [f32]) {
+        if self.cfg.storage != Storage::Sq8 || self.sq8.get().is_some() || count == 0 {
+            return;
+        }
+        let picked: Vec<usize> = if count <= SQ8_TRAIN_SAMPLE {
+            (0..count).collect()
+        } else {
+            let mut rng = StdRng::seed_from_u64(self.cfg.seed ^ 0x5138_5452_4149_4e00);
+            let mut v = rand::seq::index::sample(&mut rng, count, SQ8_TRAIN_SAMPLE).into_vec();
+            v.sort_unstable();
+            v
+        };
+        let forms: Vec<Cow<'_, [f32]>> = picked.iter().map(|&i| self.query_form(row(i))).collect();
+        // Rows were validated (finite, right length), so training cannot fail; if it did, the
+        // index would stay untrained and compute SQ8 distances exactly (see `Probe`).
+        if let Ok(p) = Sq8Params::train(forms.iter().map(|f| &**f), self.cfg.dim) {
+            let _ = self.sq8.set(p);
+        }
+    }
+
+    /// Sets the parameters of a loaded index. `false` if it already has some or they do not fit.
+    pub(crate) fn set_sq8_params(&self, p: Sq8Params) -> bool {
+        p.dim() == self.cfg.dim && self.cfg.storage == Storage::Sq8 && self.sq8.set(p).is_ok()
     }
 
     /// Number of node slots ever allocated (live, deleted or in flight).
@@ -232,6 +352,8 @@ impl Index {
             // Cosine stores the normalised vector, whose components are within [-1, 1].
             Storage::F16 if self.cfg.metric == Metric::Cosine => None,
             Storage::F16 => v.iter().position(|&x| x.abs() > F16_MAX),
+            // Out-of-range values saturate; the exact original is kept.
+            Storage::Sq8 => None,
         };
         if let Some(component) = unrepresentable {
             return Err(VectorError::Unrepresentable { component, value: v[component], storage });
@@ -280,6 +402,18 @@ impl Index {
                     out.extend(bits.iter().flat_map(|h| h.to_ne_bytes()));
                 }
             }
+            Storage::Sq8 => {
+                // Codes, then the decoded squared norm. Untrained (never reached: every insert
+                // path trains or refuses first), zero codes; distances are then exact anyway.
+                out.resize(self.cfg.dim + 4, 0);
+                let (codes, norm) = out.split_at_mut(self.cfg.dim);
+                let mut n = 0.0f32;
+                if let Some(p) = self.sq8.get().filter(|_| q.len() == codes.len()) {
+                    p.encode(q, codes);
+                    n = p.decoded_norm_sq(codes);
+                }
+                norm.copy_from_slice(&n.to_ne_bytes());
+            }
         }
     }
 
@@ -299,6 +433,8 @@ impl Index {
                 out.resize(bits.len(), 0.0);
                 crate::distance::decode_f16(bits, out);
             }
+            // SAFETY: as above.
+            Storage::Sq8 => out.extend_from_slice(unsafe { self.store.exact_f32(n) }),
         }
     }
 
@@ -311,33 +447,85 @@ impl Index {
     /// that saw the node ready), and every path that reads vectors runs pinned in the epoch
     /// (`with_scratch` pins; so do the scans), so the slot cannot be reused and rewritten while
     /// it is read (`store.rs`, "Slot reuse"). Debug builds check the pin.
+    ///
+    /// Under [`Storage::Sq8`] this is the walk's distance, from the codes, when `q` is prepared
+    /// ([`probe`](Self::probe)), and the exact one from the `f32` original otherwise
+    /// ([`Probe::exact`]).
     #[inline(always)]
-    pub(crate) fn dist(&self, q: &[f32], n: u32) -> f32 {
+    pub(crate) fn dist(&self, q: &Probe<'_>, n: u32) -> f32 {
         debug_assert!(epoch::is_pinned(), "vector read outside an epoch pin");
         // SAFETY: see above.
         unsafe {
             match self.kind {
-                DistKind::L2F32 => (self.k.l2_f32)(q, self.store.vector_f32(n)),
-                DistKind::DotF32 => 1.0 - (self.k.dot_f32)(q, self.store.vector_f32(n)),
-                DistKind::L2U8 => (self.k.l2_u8)(q, self.store.vector_bytes(n)),
-                DistKind::DotU8 => 1.0 - (self.k.dot_u8)(q, self.store.vector_bytes(n)),
-                DistKind::L2F16 => (self.ck.l2_f16)(q, self.store.vector_f16(n)),
-                DistKind::DotF16 => 1.0 - (self.ck.dot_f16)(q, self.store.vector_f16(n)),
+                DistKind::L2F32 => (self.k.l2_f32)(q.v, self.store.vector_f32(n)),
+                DistKind::DotF32 => 1.0 - (self.k.dot_f32)(q.v, self.store.vector_f32(n)),
+                DistKind::L2U8 => (self.k.l2_u8)(q.v, self.store.vector_bytes(n)),
+                DistKind::DotU8 => 1.0 - (self.k.dot_u8)(q.v, self.store.vector_bytes(n)),
+                DistKind::L2F16 => (self.ck.l2_f16)(q.v, self.store.vector_f16(n)),
+                DistKind::DotF16 => 1.0 - (self.ck.dot_f16)(q.v, self.store.vector_f16(n)),
+                DistKind::L2Sq8 | DistKind::DotSq8 => self.dist_sq8(q, n),
             }
         }
     }
 
-    /// Node `n` as a query: borrowed for `f32` storage, decoded into `buf` otherwise. The
-    /// caller is pinned (see [`dist`](Self::dist)).
+    /// [`dist`](Self::dist) under [`Storage::Sq8`].
+    ///
+    /// # Safety
+    /// The reader invariant of [`dist`](Self::dist).
+    #[inline(always)]
+    unsafe fn dist_sq8(&self, q: &Probe<'_>, n: u32) -> f32 {
+        let l2 = self.kind == DistKind::L2Sq8;
+        // SAFETY: the caller upholds the reader invariant.
+        let row = unsafe { self.store.vector_bytes(n) };
+        let dim = self.cfg.dim;
+        match (&q.sq8, row.get(..dim), row.get(dim..dim + 4)) {
+            (Some(p), Some(codes), Some(norm)) => {
+                let norm = f32::from_ne_bytes([norm[0], norm[1], norm[2], norm[3]]);
+                if l2 {
+                    p.l2_with(self.ck.dot_u8i8, codes, norm)
+                } else {
+                    1.0 - p.dot_with(self.ck.dot_u8i8, codes)
+                }
+            }
+            _ => {
+                // SAFETY: as above.
+                let x = unsafe { self.store.exact_f32(n) };
+                if l2 {
+                    (self.k.l2_f32)(q.v, x)
+                } else {
+                    1.0 - (self.k.dot_f32)(q.v, x)
+                }
+            }
+        }
+    }
+
+    /// Prepares a query-form vector for [`dist`](Self::dist): under a trained
+    /// [`Storage::Sq8`], its integer form (once per query); otherwise just the vector.
     #[inline]
-    pub(crate) fn node_query<'a>(&'a self, n: u32, buf: &'a mut Vec<f32>) -> &'a [f32] {
+    pub(crate) fn probe<'a>(&self, v: &'a [f32]) -> Probe<'a> {
+        let sq8 = match self.kind {
+            DistKind::L2Sq8 | DistKind::DotSq8 => {
+                self.sq8.get().filter(|p| p.dim() == v.len()).map(|p| p.prepare_query(v))
+            }
+            _ => None,
+        };
+        Probe { v, sq8 }
+    }
+
+    /// Node `n` as a query: borrowed for `f32` storage (and the `f32` original, prepared, for
+    /// `sq8`), decoded into `buf` otherwise. The caller is pinned (see [`dist`](Self::dist)).
+    #[inline]
+    pub(crate) fn node_query<'a>(&'a self, n: u32, buf: &'a mut Vec<f32>) -> Probe<'a> {
         debug_assert!(epoch::is_pinned(), "vector read outside an epoch pin");
         match self.cfg.storage {
             // SAFETY: the reader invariant, as in `dist`.
-            Storage::F32 => unsafe { self.store.vector_f32(n) },
+            Storage::F32 => Probe::exact(unsafe { self.store.vector_f32(n) }),
+            // SAFETY: as above. Node-to-node distances (selection, pruning, repair) use the
+            // node's exact original as the query against the others' codes, like the walk.
+            Storage::Sq8 => self.probe(unsafe { self.store.exact_f32(n) }),
             Storage::U8 | Storage::F16 => {
                 self.decode_into(n, buf);
-                buf
+                Probe::exact(buf)
             }
         }
     }
@@ -437,6 +625,7 @@ impl Index {
         side: Option<crate::items::Side>,
     ) -> Result<()> {
         self.validate_vector(vector).map_err(IndexError::from)?;
+        self.check_trained()?;
         let q = self.query_form(vector);
         if !self.ids.reserve(id) {
             return Err(IndexError::DuplicateId { id });
@@ -499,12 +688,14 @@ impl Index {
     fn write_and_link(&self, node: u32, id: u64, q: &[f32], level: usize, s: &mut Scratch) -> bool {
         let mut bytes = std::mem::take(&mut s.bytes);
         self.encode(q, &mut bytes);
+        let exact: &[u8] = if self.cfg.storage == Storage::Sq8 { bytemuck::cast_slice(q) } else { &[] };
         // SAFETY: `node` came from `alloc_node` to this thread (fresh, or reused after its grace
         // period) and is published only after linking.
-        let ok = unsafe { self.store.init_node(node, id, level, &bytes) };
+        let ok = unsafe { self.store.init_node(node, id, level, &bytes, exact) };
         s.bytes = bytes;
         if ok {
-            self.link(node, q, level, s);
+            let p = self.probe(q);
+            self.link(node, &p, level, s);
         }
         ok
     }
@@ -521,6 +712,7 @@ impl Index {
     /// [`update`](Self::update); `meta` (encoded), if given, replaces the id's metadata.
     pub(crate) fn update_side(&self, id: u64, vector: &[f32], meta: Option<Box<[u8]>>) -> Result<()> {
         self.validate_vector(vector).map_err(IndexError::from)?;
+        self.check_trained()?;
         if self.ids.get(id).is_none() {
             return Err(IndexError::NotFound { id });
         }
@@ -553,7 +745,7 @@ impl Index {
     }
 
     /// Finds neighbours for `node` on every level, writes its lists, then adds back-links.
-    fn link(&self, node: u32, q: &[f32], level: usize, s: &mut Scratch) {
+    fn link(&self, node: u32, q: &Probe<'_>, level: usize, s: &mut Scratch) {
         let ep = loop {
             let e = self.entry.load(Ordering::Acquire);
             if e != EMPTY {
@@ -593,7 +785,7 @@ impl Index {
             // Level 0 takes up to its full degree bound `m0` at once, as FAISS does, instead of
             // `m` (hnswlib): measured on debian-minilm (f32, M 16), recall@10 at ef 16 rose from
             // 0.946 to 0.953 for 4.5 % more distances per query.
-            if s.sorted.first().is_some_and(|c| c.d <= DUPLICATE_DIST) {
+            if s.sorted.first().is_some_and(|c| self.is_duplicate(q, c.n, c.d)) {
                 // An exact duplicate of the new vector: `select` may never compare the two
                 // (it keeps every candidate when there are few), so note it here.
                 self.duplicates_seen.store(true, Ordering::Relaxed);
@@ -658,7 +850,7 @@ impl Index {
         let nq = self.node_query(nb, &mut buf);
         s.sorted.clear();
         for &x in &s.ids {
-            s.sorted.push(Cand { d: self.dist(nq, x), n: x });
+            s.sorted.push(Cand { d: self.dist(&nq, x), n: x });
         }
         s.decoded2 = buf;
         s.sorted.sort_unstable();
@@ -741,26 +933,39 @@ impl Index {
             let cq = self.node_query(c.n, buf);
             // Strict, as in the paper: an exact duplicate of a kept neighbour adds no direction.
             let mut blocker = None;
+            let mut blocker_node = c.n;
             for &r in &kept {
-                let d = self.dist(cq, r);
+                let d = self.dist(&cq, r);
                 if d <= c.d {
                     blocker = Some(d);
+                    blocker_node = r;
                     break;
                 }
             }
             match blocker {
                 None => kept.push(c.n),
-                Some(d) if d <= DUPLICATE_DIST => self.duplicates_seen.store(true, Ordering::Relaxed),
+                Some(d) if self.is_duplicate(&cq, blocker_node, d) => {
+                    self.duplicates_seen.store(true, Ordering::Relaxed)
+                }
                 Some(_) => {}
             }
         }
         kept
     }
 
+    /// Whether node `n`, at walk distance `d` from `q`, is an exact duplicate of it. Under
+    /// [`Storage::Sq8`] walk distances are approximate, so a small one is checked exactly.
+    fn is_duplicate(&self, q: &Probe<'_>, n: u32, d: f32) -> bool {
+        if self.cfg.storage != Storage::Sq8 {
+            return d <= DUPLICATE_DIST;
+        }
+        self.dist(&Probe::exact(q.v), n) <= DUPLICATE_DIST
+    }
+
     // ----- search ------------------------------------------------------------------------------
 
     /// Greedy walk on one upper level towards the query.
-    pub(crate) fn greedy(&self, q: &[f32], mut cur: Cand, level: usize, s: &mut Scratch) -> Cand {
+    pub(crate) fn greedy(&self, q: &Probe<'_>, mut cur: Cand, level: usize, s: &mut Scratch) -> Cand {
         loop {
             let mut moved = false;
             self.store.read_links(cur.n, level, &mut s.ids);
@@ -782,7 +987,7 @@ impl Index {
     /// nearest nodes found that pass `accept` (the others are walked through, not returned).
     pub(crate) fn layer_search(
         &self,
-        q: &[f32],
+        q: &Probe<'_>,
         seeds: &[Cand],
         level: usize,
         ef: usize,
@@ -816,7 +1021,7 @@ impl Index {
     #[inline]
     fn search_layer(
         &self,
-        q: &[f32],
+        q: &Probe<'_>,
         level: usize,
         ef: usize,
         s: &mut Scratch,
@@ -944,20 +1149,39 @@ impl Index {
         }
         with_scratch(|s| {
             let (ep, top) = unpack(e);
+            let p = self.probe(q);
             s.dists = 1;
-            let mut cur = Cand { d: self.dist(q, ep), n: ep };
+            let mut cur = Cand { d: self.dist(&p, ep), n: ep };
             for l in (1..=top).rev() {
-                cur = self.greedy(q, cur, l, s);
+                cur = self.greedy(&p, cur, l, s);
             }
-            self.layer_search(q, &[cur], 0, ef, s, accept);
+            self.layer_search(&p, &[cur], 0, ef, s, accept);
             let stats = SearchStats { distance_computations: s.dists };
-            (self.finish(s, k), stats)
+            (self.finish(q, s, k), stats)
         })
     }
 
-    fn finish(&self, s: &mut Scratch, k: usize) -> Vec<Neighbour> {
-        let mut out: Vec<Neighbour> =
-            s.results.drain().map(|c| Neighbour { id: self.store.id(c.n), distance: c.d }).collect();
+    /// The `k` best of the walk's results, nearest first. Under [`Storage::Sq8`] the best
+    /// `max(k, rerank)` (all when `rerank` is 0) are re-scored with the exact `f32` originals
+    /// first, so the order and the distances returned are exact. The caller is pinned.
+    fn finish(&self, q: &[f32], s: &mut Scratch, k: usize) -> Vec<Neighbour> {
+        let mut out: Vec<Neighbour> = if self.cfg.storage == Storage::Sq8 {
+            s.sorted.clear();
+            s.sorted.extend(s.results.drain());
+            s.sorted.sort_unstable();
+            let keep = match self.cfg.rerank {
+                0 => s.sorted.len(),
+                r => r.max(k),
+            };
+            let exact = Probe::exact(q);
+            s.sorted
+                .iter()
+                .take(keep)
+                .map(|c| Neighbour { id: self.store.id(c.n), distance: self.dist(&exact, c.n) })
+                .collect()
+        } else {
+            s.results.drain().map(|c| Neighbour { id: self.store.id(c.n), distance: c.d }).collect()
+        };
         out.sort_unstable_by(|a, b| a.distance.total_cmp(&b.distance).then(a.id.cmp(&b.id)));
         // An update in flight can leave two versions of one id live for an instant: keep the
         // nearer. (A set, not a scan of the kept ones: `k` may be in the thousands.)
@@ -991,6 +1215,8 @@ impl Index {
         accept: impl Fn(u32) -> bool,
     ) -> Vec<Neighbour> {
         let _pin = epoch::pin();
+        // Exact distances (for `sq8`, from the `f32` originals): a scan needs no walk.
+        let q = Probe::exact(q);
         // A bounded max-heap of the best `k` so far: an id is read (a random access) only for a
         // node that may enter it, and nothing is sorted but the `k` kept.
         let mut best: std::collections::BinaryHeap<Ranked> =
@@ -999,7 +1225,7 @@ impl Index {
             if !accept(n) {
                 continue;
             }
-            let d = self.dist(q, n);
+            let d = self.dist(&q, n);
             if best.len() == k {
                 match best.peek() {
                     Some(worst) if d.total_cmp(&worst.0) == std::cmp::Ordering::Greater => continue,

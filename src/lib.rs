@@ -8,7 +8,8 @@
 //!   with progress and cancellation. Errors are a five-variant [`BatchError`].
 //! - [`distance`]: SIMD kernels chosen at run time, with the scalar reference they are tested
 //!   against. [`Storage::U8`] keeps byte data (SIFT, pixels) in a quarter of the memory,
-//!   [`Storage::F16`] any float data as half floats in half of it.
+//!   [`Storage::F16`] any float data as half floats in half of it, [`Storage::Sq8`] walks
+//!   the graph on 8-bit codes and re-scores the best candidates with the exact vectors.
 //! - [`writer`]: a batching writer for many producers: bounded queue with backpressure, flush
 //!   by size or delay, a completion handle per item, retries with backoff, metrics and health.
 //! - [`metadata`], [`filter`], [`expiry`]: typed per-vector metadata with limits and a canonical
@@ -67,7 +68,7 @@ pub use distance::Metric;
 pub use error::{IndexError, Result};
 pub use expiry::{Clock, Expiry, ManualClock, SystemClock};
 pub use filter::{FieldIndex, Filter, FilterError, FilterErrorKind, FilterValue, Number};
-pub use index::{Index, Neighbour, SearchStats};
+pub use index::{Index, Neighbour, SearchStats, SQ8_TRAIN_SAMPLE};
 pub use integrity::{IntegrityError, IntegrityStats};
 pub use items::{FilterPlan, FilterUpdateReport, FilteredSearchStats, Item, MetaPatch};
 pub use metadata::{MetaError, MetaLimits, MetaValue, Metadata};

@@ -12,10 +12,20 @@ pub(crate) struct RawNode {
     pub(crate) id: u64,
     pub(crate) level: usize,
     pub(crate) deleted: bool,
-    /// Stored bytes (`dim * element_size`).
+    /// Stored bytes ([`persisted_vector_bytes`]: `dim * element_size`, or the `f32` original
+    /// for `Storage::Sq8`, whose codes are derived from it).
     pub(crate) vector: Vec<u8>,
     /// Neighbour lists, level 0 first (`level + 1` lists).
     pub(crate) links: Vec<Vec<u32>>,
+}
+
+/// Bytes of one node's vector in snapshots and exports: the stored row, except for
+/// `Storage::Sq8`, which saves the exact `f32` original (its codes are re-derived on load).
+pub(crate) fn persisted_vector_bytes(cfg: &crate::IndexConfig) -> usize {
+    match cfg.storage {
+        crate::Storage::Sq8 => cfg.dim * 4,
+        s => cfg.dim * s.element_size(),
+    }
 }
 
 impl Index {
@@ -42,9 +52,15 @@ impl Index {
             deleted: self.store.is_deleted(n),
             vector: {
                 let _pin = crate::epoch::pin();
-                // SAFETY: `n` was seen ready (a published node) and the thread is pinned while
-                // it copies the vector (`store.rs`, "Slot reuse").
-                unsafe { self.store.vector_bytes(n) }.to_vec()
+                if self.cfg.storage == crate::Storage::Sq8 {
+                    // SAFETY: `n` was seen ready (a published node) and the thread is pinned
+                    // while it copies the vector (`store.rs`, "Slot reuse").
+                    let exact = unsafe { self.store.exact_f32(n) };
+                    bytemuck::cast_slice::<f32, u8>(exact).to_vec()
+                } else {
+                    // SAFETY: as above.
+                    unsafe { self.store.vector_bytes(n) }.to_vec()
+                }
             },
             links,
         })
@@ -65,14 +81,28 @@ impl Index {
     /// Rebuilds an index from nodes in node order (`None` = a hole) and an entry point.
     /// Checks everything a corrupt snapshot could get wrong and returns a description on error;
     /// the caller wraps it in its own error type.
+    ///
+    /// `sq8`: the quantisation parameters of a `Storage::Sq8` index (`None`: untrained, which
+    /// only an index without nodes can be).
     pub(crate) fn from_raw(
         cfg: crate::IndexConfig,
+        sq8: Option<crate::distance::sq8::Sq8Params>,
         nodes: Vec<Option<RawNode>>,
         entry: Option<(u32, usize)>,
     ) -> Result<Index, String> {
         let index = Index::new(cfg).map_err(|e| e.to_string())?;
+        let is_sq8 = index.cfg.storage == crate::Storage::Sq8;
+        let unfit = match sq8 {
+            Some(p) => (!index.set_sq8_params(p))
+                .then_some("sq8 parameters do not fit the index (dimension or storage)"),
+            None => (is_sq8 && nodes.iter().any(|n| n.is_some()))
+                .then_some("sq8 index has vectors but no quantisation parameters"),
+        };
+        if let Some(e) = unfit {
+            return Err(e.into());
+        }
         let count = u32::try_from(nodes.len()).map_err(|_| "too many nodes".to_string())?;
-        let vec_bytes = index.cfg.dim * index.cfg.storage.element_size();
+        let vec_bytes = persisted_vector_bytes(&index.cfg);
         for (n, node) in nodes.iter().enumerate() {
             let Some(node) = node else { continue };
             if node.level > MAX_LEVEL || node.links.len() != node.level + 1 || node.vector.len() != vec_bytes
@@ -95,10 +125,22 @@ impl Index {
             return Err("out of memory for nodes".into());
         }
         // Nodes first, links second: counting a link needs its target's upper-level block.
+        let mut exact: Vec<f32> = Vec::new();
+        let mut codes: Vec<u8> = Vec::new();
         for (n, node) in nodes.iter().enumerate() {
             let Some(node) = node else { continue };
+            let (row, original): (&[u8], &[u8]) = if is_sq8 {
+                exact.clear();
+                exact.extend(
+                    node.vector.chunks_exact(4).map(|c| f32::from_ne_bytes([c[0], c[1], c[2], c[3]])),
+                );
+                index.encode(&exact, &mut codes);
+                (&codes, bytemuck::cast_slice(&exact))
+            } else {
+                (&node.vector, &[])
+            };
             // SAFETY: the index is new and not shared yet: no other thread can read any node.
-            if !unsafe { index.store.init_node(n as u32, node.id, node.level, &node.vector) } {
+            if !unsafe { index.store.init_node(n as u32, node.id, node.level, row, original) } {
                 return Err("out of memory for links".into());
             }
         }

@@ -99,6 +99,7 @@ impl Index {
     fn nearest_reachable_with_room(&self, u: u32, seen: &[bool]) -> Option<u32> {
         let mut q = Vec::new();
         self.decode_into(u, &mut q);
+        let q = self.probe(&q);
         let ok = |x: u32| x != u && seen.get(x as usize).copied().unwrap_or(false) && self.store.is_ready(x);
         let ef = self.cfg.ef_construction;
         let from_search = with_scratch(|s| {
@@ -130,6 +131,7 @@ impl Index {
     fn reachable_by_distance(&self, u: u32, seen: &[bool]) -> Vec<u32> {
         let mut q = Vec::new();
         self.decode_into(u, &mut q);
+        let q = self.probe(&q);
         let mut all: Vec<Cand> = (0..self.store.allocated())
             .filter(|&x| x != u && seen.get(x as usize).copied().unwrap_or(false) && self.store.is_live(x))
             .map(|x| Cand { d: self.dist(&q, x), n: x })

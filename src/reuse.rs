@@ -281,7 +281,7 @@ impl Index {
             let mut buf = std::mem::take(&mut s.decoded2);
             let xq = self.node_query(x, &mut buf);
             order.clear();
-            order.extend(parents.iter().filter(|&&p| p != x).map(|&p| Cand { d: self.dist(xq, p), n: p }));
+            order.extend(parents.iter().filter(|&&p| p != x).map(|&p| Cand { d: self.dist(&xq, p), n: p }));
             s.decoded2 = buf;
             order.sort_unstable();
             let nearest: Vec<u32> = order.iter().map(|c| c.n).collect();
@@ -306,7 +306,7 @@ impl Index {
             .copied()
             .filter(|&r| r != p && r != d && self.store.is_live(r) && !s.ids.contains(&r))
             .take(REPLACE_CANDIDATES)
-            .map(|r| Cand { d: self.dist(pq, r), n: r })
+            .map(|r| Cand { d: self.dist(&pq, r), n: r })
             .min();
         s.decoded2 = buf;
         match best {

@@ -58,9 +58,14 @@ struct BlockPool {
 
 pub(crate) struct NodeStore {
     vec_bytes: usize,
+    /// Bytes of each exact `f32` original (`Storage::Sq8`), 0 when there are none.
+    exact_bytes: usize,
     m: usize,
     m0: usize,
     vectors: Arena<u8>,
+    /// Exact `f32` originals (`Storage::Sq8` only; width 0 and never grown otherwise), apart from
+    /// `vectors` so the graph walk's rows stay small.
+    exact: Arena<u8>,
     links0: Arena<AtomicU32>,
     ids: Arena<AtomicU64>,
     meta: Arena<AtomicU8>,
@@ -85,13 +90,16 @@ pub(crate) enum Release {
 }
 
 impl NodeStore {
-    pub(crate) fn new(dim: usize, element_size: usize, m: usize, m0: usize) -> Self {
-        let vec_bytes = dim * element_size;
+    /// `vec_bytes`: the row the walk reads; `exact_bytes`: the `f32` original kept beside it
+    /// (0: none).
+    pub(crate) fn new(vec_bytes: usize, exact_bytes: usize, m: usize, m0: usize) -> Self {
         Self {
             vec_bytes,
+            exact_bytes,
             m,
             m0,
             vectors: Arena::new(vec_bytes),
+            exact: Arena::new(exact_bytes.max(1)),
             links0: Arena::new(m0 + 1),
             ids: Arena::new(1),
             meta: Arena::new(1),
@@ -128,6 +136,7 @@ impl NodeStore {
 
     fn ensure_rows(&self, last: usize) -> bool {
         self.vectors.ensure(last)
+            && (self.exact_bytes == 0 || self.exact.ensure(last))
             && self.links0.ensure(last)
             && self.ids.ensure(last)
             && self.meta.ensure(last)
@@ -143,12 +152,30 @@ impl NodeStore {
     /// `n` was handed out by [`alloc`](Self::alloc) to the calling thread, or taken from the
     /// free list after its grace period (module docs, "Slot reuse"); no other thread reads
     /// its vector until the caller publishes `n`.
-    pub(crate) unsafe fn init_node(&self, n: u32, id: u64, level: usize, vector: &[u8]) -> bool {
-        if vector.len() != self.vec_bytes || level > MAX_LEVEL {
+    ///
+    /// `exact` is the node's `f32` original as bytes (`exact_bytes` long; empty when the store
+    /// keeps none).
+    pub(crate) unsafe fn init_node(
+        &self,
+        n: u32,
+        id: u64,
+        level: usize,
+        vector: &[u8],
+        exact: &[u8],
+    ) -> bool {
+        if vector.len() != self.vec_bytes || exact.len() != self.exact_bytes || level > MAX_LEVEL {
             return false;
         }
         let (Some(dst), Some(up)) = (self.vectors.row_ptr(n as usize), self.upper.row(n as usize)) else {
             return false;
+        };
+        let exact_dst = if self.exact_bytes == 0 {
+            None
+        } else {
+            match self.exact.row_ptr(n as usize) {
+                Some(p) => Some(p),
+                None => return false,
+            }
         };
         let old = up[0].load(Ordering::Acquire);
         let old_levels = block_levels(old);
@@ -174,6 +201,10 @@ impl NodeStore {
         // other thread reads or writes it until `n` is published, and `vector` cannot overlap it
         // because the row is not handed out to anyone else.
         unsafe { std::ptr::copy_nonoverlapping(vector.as_ptr(), dst.as_ptr(), self.vec_bytes) };
+        if let Some(p) = exact_dst {
+            // SAFETY: as above, for row `n` of the exact arena, `exact_bytes` long.
+            unsafe { std::ptr::copy_nonoverlapping(exact.as_ptr(), p.as_ptr(), self.exact_bytes) };
+        }
         if let Some(r) = self.ids.row(n as usize) {
             r[0].store(id, Ordering::Relaxed);
         }
@@ -240,6 +271,24 @@ impl NodeStore {
         // length a multiple of 4; every bit pattern is a valid f32. (`bytemuck::cast_slice`
         // re-checks this on every call: 2 % of search instructions under callgrind.)
         unsafe { std::slice::from_raw_parts(b.as_ptr().cast::<f32>(), b.len() / 4) }
+    }
+
+    /// The exact `f32` original of node `n` (`Storage::Sq8`); empty when the store keeps none.
+    ///
+    /// # Safety
+    /// As for [`vector_bytes`](Self::vector_bytes).
+    #[inline(always)]
+    pub(crate) unsafe fn exact_f32(&self, n: u32) -> &[f32] {
+        if self.exact_bytes == 0 {
+            return &[];
+        }
+        let Some(p) = self.exact.row_ptr(n as usize) else { return &[] };
+        debug_assert!(p.as_ptr().align_offset(4) == 0);
+        // SAFETY: the row is allocated and `exact_bytes = 4 * dim` long, starting at a multiple
+        // of that from a 64-byte aligned bucket, so it is 4-aligned; its bucket lives as long as
+        // `self`; by the caller's contract nobody writes it while the slice lives; every bit
+        // pattern is a valid f32.
+        unsafe { std::slice::from_raw_parts(p.as_ptr().cast::<f32>(), self.exact_bytes / 4) }
     }
 
     /// The stored vector of node `n` when storage is `f16`, as IEEE half-precision bits.
@@ -582,7 +631,13 @@ impl NodeStore {
             .enumerate()
             .map(|(levels, v)| v.len() * (block_len(levels, self.m) * 4 + 16))
             .sum();
-        n * (self.vec_bytes + (self.m0 + 1) * 4 + 8 + 1 + 1 + 4 + 8) + upper + pooled
+        n * (self.vec_bytes + self.exact_bytes + (self.m0 + 1) * 4 + 8 + 1 + 1 + 4 + 8) + upper + pooled
+    }
+
+    /// Bytes of the exact `f32` originals (`Storage::Sq8`), part of [`memory_bytes`](Self::memory_bytes)
+    /// that the graph walk never reads.
+    pub(crate) fn exact_memory_bytes(&self) -> usize {
+        self.allocated() as usize * self.exact_bytes
     }
 }
 

@@ -55,7 +55,9 @@ fn measure(storage: Storage, threads: usize) -> (usize, usize) {
 
 #[test]
 fn batch_extra_memory_under_ten_percent() {
-    for (storage, threads) in [(Storage::F32, 1), (Storage::F32, 2), (Storage::U8, 2), (Storage::F16, 2)] {
+    for (storage, threads) in
+        [(Storage::F32, 1), (Storage::F32, 2), (Storage::U8, 2), (Storage::F16, 2), (Storage::Sq8, 2)]
+    {
         let (index_bytes, extra) = measure(storage, threads);
         let pct = 100.0 * extra as f64 / index_bytes as f64;
         println!("{storage:?} {threads} threads: index {index_bytes} B, peak extra {extra} B ({pct:.2} %)");

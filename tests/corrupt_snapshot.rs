@@ -197,9 +197,53 @@ fn f16_snapshots_reject_non_finite_vectors_and_unknown_storage_codes() {
         assert!(err.to_string().contains("non-finite"), "{bits:#x}: {err}");
     }
     let mut b = bytes.clone();
+    b[params + 5] = 4;
+    fix_crc(&mut b, 0);
+    assert!(load_from_bytes(&b).is_err());
+    // Code 3 is sq8, whose params are longer: the 39 bytes of an f16 index are not enough.
+    let mut b = bytes.clone();
     b[params + 5] = 3;
     fix_crc(&mut b, 0);
     assert!(load_from_bytes(&b).is_err());
+}
+
+#[test]
+fn sq8_snapshots_reject_damaged_parameters_and_non_finite_originals() {
+    let index =
+        Index::new(IndexConfig::new(4, Metric::L2).m(4).ef_construction(8).storage(Storage::Sq8)).unwrap();
+    let items: Vec<(u64, Vec<f32>)> = (0..10u64).map(|id| (id, vec![id as f32, 0.5, -1.0, 2.0])).collect();
+    hnsw_batch::BatchInsertable::insert_batch(&index, &items, &hnsw_batch::BatchOptions::new()).unwrap();
+    let bytes = save_to_bytes(&index);
+    assert!(load_from_bytes(&bytes).is_ok());
+    let (_, params, _) = sections(&bytes)[0];
+    assert_eq!(bytes[params + 5], 3, "storage code of sq8");
+    // After the 39 common bytes: rerank (8), trained flag (1), record length (4), record.
+    assert_eq!(bytes[params + 47], 1, "trained flag");
+    let record = params + 52;
+    for (at, what) in [(record, "magic"), (record + 12, "lo[0]"), (record + 12 + 32, "checksum")] {
+        let mut b = bytes.clone();
+        b[at] ^= 0x40;
+        fix_crc(&mut b, 0);
+        let err = load_from_bytes(&b).unwrap_err();
+        assert!(err.to_string().contains("sq8 parameters"), "{what}: {err}");
+    }
+    // Untrained but with nodes.
+    let mut b = bytes.clone();
+    b[params + 47] = 0;
+    // The record of dimension 4 is 48 bytes (header 12, lo 16, scale 16, CRC 4).
+    b.drain(params + 48..params + 52 + 48);
+    let len = (sections(&bytes)[0].2 - 52) as u64;
+    let tag = params - 16;
+    b[tag + 4..tag + 12].copy_from_slice(&len.to_le_bytes());
+    fix_crc(&mut b, 0);
+    let err = load_from_bytes(&b).unwrap_err();
+    assert!(err.to_string().contains("no quantisation parameters"), "{err}");
+    // Originals are f32: a NaN is refused.
+    let (_, nodes, _) = sections(&bytes)[1];
+    let mut b = bytes.clone();
+    b[nodes + 14..nodes + 18].copy_from_slice(&f32::NAN.to_le_bytes());
+    fix_crc(&mut b, 1);
+    assert!(load_from_bytes(&b).unwrap_err().to_string().contains("non-finite"));
 }
 
 #[test]

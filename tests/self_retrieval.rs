@@ -11,7 +11,7 @@ fn self_hits(index: &Index, base: &[Vec<f32>], ef: usize) -> usize {
 #[test]
 fn siftsmall_points_find_themselves() {
     let base = sift().base;
-    for storage in [Storage::F32, Storage::U8, Storage::F16] {
+    for storage in [Storage::F32, Storage::U8, Storage::F16, Storage::Sq8] {
         let index = Index::new(IndexConfig::new(128, Metric::L2).storage(storage)).unwrap();
         let items: Vec<(u64, &[f32])> =
             base.iter().enumerate().map(|(i, v)| (i as u64, v.as_slice())).collect();

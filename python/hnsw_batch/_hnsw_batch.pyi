@@ -22,7 +22,7 @@ MAX_M: int
 """Largest ``M``."""
 
 Space = Literal["l2", "cosine", "ip"]
-StorageName = Literal["f32", "float32", "u8", "uint8", "f16", "float16"]
+StorageName = Literal["f32", "float32", "u8", "uint8", "f16", "float16", "sq8"]
 Mode = Literal["all_or_nothing", "best_effort"]
 Vectors = npt.ArrayLike
 """A 2-D array ``(n, dim)`` or one 1-D vector; C-contiguous float32 is read without a copy."""

@@ -30,9 +30,10 @@ pub(crate) fn parse_storage(storage: &str) -> PyResult<Storage> {
         "f32" | "float32" => Ok(Storage::F32),
         "u8" | "uint8" => Ok(Storage::U8),
         "f16" | "float16" => Ok(Storage::F16),
-        _ => {
-            Err(PyValueError::new_err(format!("storage must be \"f32\", \"u8\" or \"f16\", got {storage:?}")))
-        }
+        "sq8" => Ok(Storage::Sq8),
+        _ => Err(PyValueError::new_err(format!(
+            "storage must be \"f32\", \"u8\", \"f16\" or \"sq8\", got {storage:?}"
+        ))),
     }
 }
 
@@ -205,7 +206,9 @@ pub(crate) fn require_present(ids: &[u64], contains: impl Fn(u64) -> bool) -> Py
 /// `space` is "l2" (squared Euclidean), "cosine" (1 - cosine similarity; vectors are normalised)
 /// or "ip" (1 - inner product). `storage="u8"` keeps vectors as bytes (every component must be an
 /// integer 0..255; not with "cosine"); `storage="f16"` keeps them as half floats (2 bytes per
-/// component, rounded; magnitudes above 65504 are rejected except under "cosine"). Every method may be called from several threads at once;
+/// component, rounded; magnitudes above 65504 are rejected except under "cosine");
+/// `storage="sq8"` walks the graph on 8-bit codes and re-scores the best candidates with the
+/// exact f32 vectors it also keeps (trained on the first batch added). Every method may be called from several threads at once;
 /// inserts and searches release the GIL.
 #[pyclass(name = "Index", module = "hnsw_batch", frozen)]
 pub(crate) struct PyIndex {

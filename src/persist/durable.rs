@@ -466,6 +466,7 @@ impl DurableIndex {
                 contents.generation
             )));
         }
+        train_from_first_group(index, contents.committed());
         for e in contents.committed() {
             report.records_replayed += 1;
             report.items_skipped += apply_record(index, &e.record);
@@ -588,6 +589,8 @@ impl DurableIndex {
     pub fn insert(&self, id: u64, vector: &[f32]) -> Result<()> {
         let mut w = self.writer.lock();
         self.index.validate_vector(vector).map_err(IndexError::from)?;
+        // An untrained `sq8` index takes its first vectors as a batch (nothing is logged).
+        self.index.check_trained()?;
         if self.index.ids.is_taken(id) {
             return Err(IndexError::DuplicateId { id }.into());
         }
@@ -736,6 +739,7 @@ impl DurableIndex {
     pub fn update(&self, id: u64, vector: &[f32]) -> Result<()> {
         let mut w = self.writer.lock();
         self.index.validate_vector(vector).map_err(IndexError::from)?;
+        self.index.check_trained()?;
         if !self.index.contains(id) {
             return Err(IndexError::NotFound { id }.into());
         }
@@ -985,6 +989,34 @@ fn create_log(b: &dyn Backend, dir: &Path, generation: u64) -> Result<()> {
     b.write(&path, &wal::encode_header(generation)).map_err(PersistError::io("write", &path))?;
     b.sync(&path).map_err(PersistError::io("sync", &path))?;
     b.sync_dir(dir).map_err(PersistError::io("sync_dir", dir))
+}
+
+/// Trains an untrained `Storage::Sq8` index as the logged writes trained it: the first batch
+/// inserted into it trained on all its (valid) items, and a logged batch is the group of insert
+/// records starting at the first one (split by `max_record_bytes`, joined by `continued`), so
+/// replay trains on that whole group before applying its first record. Nothing for other
+/// storages or a trained index.
+fn train_from_first_group<'a>(index: &Index, entries: impl Iterator<Item = &'a wal::WalEntry>) {
+    if index.check_trained().is_ok() {
+        return;
+    }
+    let mut rows: Vec<&[f32]> = Vec::new();
+    let mut started = false;
+    for e in entries {
+        match &e.record {
+            WalRecord::Insert { dim, vectors, .. } if *dim == index.dim() && *dim > 0 => {
+                started = true;
+                rows.extend(vectors.chunks_exact(*dim).filter(|v| index.validate_vector(v).is_ok()));
+            }
+            // Deletes and updates before the first insert change nothing in an empty index.
+            _ if !started => continue,
+            _ => {}
+        }
+        if started && !e.continued {
+            break;
+        }
+    }
+    index.train_sq8_on(rows.len(), |i| rows[i]);
 }
 
 /// Applies a replayed record; returns how many of its items could not be applied.

@@ -25,6 +25,9 @@ const HEADER_LEN: usize = 16;
 /// Section header: tag (4), payload length (8), CRC32 (4).
 const SECTION_HEADER_LEN: usize = 16;
 const PARAMS_LEN: usize = 39;
+/// `Storage::Sq8` appends to the params: `rerank` (u64), a trained flag (u8) and, if trained,
+/// the length (u32) and bytes of [`Sq8Params::to_bytes`](crate::distance::sq8::Sq8Params::to_bytes).
+const SQ8_PARAMS_MIN: usize = 9;
 const SECTIONS: [(&[u8; 4], &str); 3] = [(b"PARM", "params"), (b"NODE", "nodes"), (b"ENTR", "entry")];
 /// Metadata, expiry, limits and indexed field names (version 2 on).
 const META_SECTION: (&[u8; 4], &str) = (b"META", "metadata");
@@ -71,7 +74,7 @@ fn encode(index: &Index, export: &Export) -> Vec<u8> {
     out.extend_from_slice(&SNAPSHOT_MAGIC);
     out.put_u32(SNAPSHOT_VERSION);
     out.put_u32(0);
-    push_section(&mut out, SECTIONS[0].0, &encode_params(cfg));
+    push_section(&mut out, SECTIONS[0].0, &encode_params(cfg, index.sq8_params()));
     push_section(&mut out, SECTIONS[1].0, &encode_nodes(&export.nodes));
     let mut e = Vec::with_capacity(6);
     match export.entry {
@@ -155,6 +158,7 @@ fn storage_code(s: Storage) -> u8 {
         Storage::F32 => 0,
         Storage::U8 => 1,
         Storage::F16 => 2,
+        Storage::Sq8 => 3,
     }
 }
 
@@ -163,11 +167,12 @@ fn storage_from(code: u8) -> Option<Storage> {
         0 => Some(Storage::F32),
         1 => Some(Storage::U8),
         2 => Some(Storage::F16),
+        3 => Some(Storage::Sq8),
         _ => None,
     }
 }
 
-fn encode_params(cfg: &IndexConfig) -> Vec<u8> {
+fn encode_params(cfg: &IndexConfig, sq8: Option<&crate::distance::sq8::Sq8Params>) -> Vec<u8> {
     let mut p = Vec::with_capacity(PARAMS_LEN);
     // Every value fits: `validate` bounds dim, m, m0 and ef far below u32::MAX.
     p.put_u32(cfg.dim as u32);
@@ -186,6 +191,18 @@ fn encode_params(cfg: &IndexConfig) -> Vec<u8> {
         None => {
             p.put_u8(0);
             p.put_u64(0);
+        }
+    }
+    if cfg.storage == Storage::Sq8 {
+        p.put_u64(cfg.rerank as u64);
+        match sq8 {
+            Some(params) => {
+                let bytes = params.to_bytes();
+                p.put_u8(1);
+                p.put_u32(bytes.len() as u32);
+                p.extend_from_slice(&bytes);
+            }
+            None => p.put_u8(0),
         }
     }
     p
@@ -343,7 +360,7 @@ pub fn load_from_bytes(bytes: &[u8]) -> Result<Index> {
     if pos != bytes.len() {
         return Err(PersistError::corrupt(format!("{} bytes after the last section", bytes.len() - pos)));
     }
-    let cfg = decode_params(payloads[0])?;
+    let (cfg, sq8) = decode_params(payloads[0])?;
     let nodes = decode_nodes(payloads[1], &cfg)?;
     let entry = decode_entry(payloads[2])?;
     let top = nodes.iter().map(|n| n.level).max();
@@ -354,7 +371,7 @@ pub fn load_from_bytes(bytes: &[u8]) -> Result<Index> {
     }
     let meta = meta_payload.map(|p| decode_meta(p, &nodes)).transpose()?;
     let nodes: Vec<Option<RawNode>> = nodes.into_iter().map(Some).collect();
-    let index = Index::from_raw(cfg, nodes, entry).map_err(PersistError::corrupt)?;
+    let index = Index::from_raw(cfg, sq8, nodes, entry).map_err(PersistError::corrupt)?;
     if let Some((limits, fields, sides)) = meta {
         // Field indexes are rebuilt from the metadata, not stored (RFC 0003).
         crate::items::restore_side(&index, limits, fields, sides);
@@ -480,11 +497,15 @@ fn read_section<'a>(
     Ok((payload, end))
 }
 
-fn decode_params(p: &[u8]) -> Result<IndexConfig> {
-    if p.len() != PARAMS_LEN {
+fn decode_params(p: &[u8]) -> Result<(IndexConfig, Option<crate::distance::sq8::Sq8Params>)> {
+    // The storage code is byte 5; `Storage::Sq8` params are longer (checked below).
+    let sq8_storage = p.len() >= 6 && storage_from(p[5]) == Some(Storage::Sq8);
+    let ok_len = if sq8_storage { p.len() >= PARAMS_LEN + SQ8_PARAMS_MIN } else { p.len() == PARAMS_LEN };
+    if !ok_len {
         return Err(PersistError::corrupt(format!(
-            "params section is {} bytes, expected {PARAMS_LEN}",
-            p.len()
+            "params section is {} bytes, expected {PARAMS_LEN}{}",
+            p.len(),
+            if sq8_storage { " plus the sq8 parameters" } else { "" }
         )));
     }
     let mut r = Reader::new(p, "params");
@@ -501,14 +522,36 @@ fn decode_params(p: &[u8]) -> Result<IndexConfig> {
         (1, n) => Some(usize::try_from(n).map_err(|_| PersistError::corrupt("max_elements too large"))?),
         _ => return Err(PersistError::corrupt("bad max_elements field")),
     };
+    let mut rerank = 0;
+    let mut sq8 = None;
+    if sq8_storage {
+        rerank = usize::try_from(r.u64()?).map_err(|_| PersistError::corrupt("rerank too large"))?;
+        match r.u8()? {
+            0 => {}
+            1 => {
+                let len = r.count(1)?;
+                let params = crate::distance::sq8::Sq8Params::from_bytes(r.take(len)?)
+                    .map_err(|e| PersistError::corrupt(format!("sq8 parameters: {e}")))?;
+                if params.dim() != dim {
+                    return Err(PersistError::corrupt(format!(
+                        "sq8 parameters have dimension {}, the index {dim}",
+                        params.dim()
+                    )));
+                }
+                sq8 = Some(params);
+            }
+            f => return Err(PersistError::corrupt(format!("bad sq8 trained flag {f}"))),
+        }
+    }
     r.finish()?;
-    let cfg = IndexConfig { dim, metric, m, m0, ef_construction, ef_search, seed, max_elements, storage };
+    let cfg =
+        IndexConfig { dim, metric, m, m0, ef_construction, ef_search, seed, max_elements, storage, rerank };
     cfg.validate().map_err(|e| PersistError::corrupt(format!("invalid parameters: {e}")))?;
-    Ok(cfg)
+    Ok((cfg, sq8))
 }
 
 fn decode_nodes(p: &[u8], cfg: &IndexConfig) -> Result<Vec<RawNode>> {
-    let vec_bytes = cfg.dim * cfg.storage.element_size();
+    let vec_bytes = crate::raw::persisted_vector_bytes(cfg);
     let mut r = Reader::new(p, "nodes");
     // Smallest node record: flags, level, id, vector, one (empty) level-0 list.
     let count = r.count(1 + 1 + 8 + vec_bytes + 4)?;
@@ -526,7 +569,8 @@ fn decode_nodes(p: &[u8], cfg: &IndexConfig) -> Result<Vec<RawNode>> {
         let id = r.u64()?;
         let vector = r.take(vec_bytes)?;
         let non_finite = match cfg.storage {
-            Storage::F32 => {
+            // `sq8` saves the `f32` originals.
+            Storage::F32 | Storage::Sq8 => {
                 vector.chunks_exact(4).position(|c| !f32::from_le_bytes([c[0], c[1], c[2], c[3]]).is_finite())
             }
             // Exponent bits all set: infinity or NaN.

@@ -53,6 +53,9 @@ pub struct BenchArgs {
     /// (.bvecs, or .fvecs such as SIFT), which u8 storage holds exactly.
     #[arg(long, value_enum, default_value = "auto")]
     pub storage: StorageArg,
+    /// sq8 storage: candidates of the walk re-scored with the exact vectors (0 = all ef).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub rerank: usize,
     /// Threads for "all threads" figures (0 = every core).
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub threads: usize,
@@ -414,7 +417,8 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         .m(args.m)
         .ef_construction(args.ef_construction)
         .seed(args.seed)
-        .storage(storage);
+        .storage(storage)
+        .rerank(args.rerank);
     cfg.validate().map_err(|e| CliError::usage(e.to_string()))?;
     let all = thread_count(args.threads);
     let cpus = thread_count(0);
@@ -456,6 +460,10 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         for _ in 0..runs {
             let index = Index::new(cfg.clone()).map_err(|e| CliError::usage(e.to_string()))?;
             let t = Instant::now();
+            if storage == hnsw_batch::Storage::Sq8 {
+                // Single inserts need trained codes; timed, as a batch build trains too.
+                index.train_sq8(&ds.base).map_err(bad_input)?;
+            }
             for (i, v) in ds.base.iter().enumerate() {
                 index.insert(i as u64, v).map_err(bad_input)?;
             }
