@@ -212,6 +212,32 @@ fn f16_storage_builds_searches_and_rejects_out_of_range_rows() {
 }
 
 #[test]
+fn sq8_storage_builds_and_searches_with_exact_distances_and_rerank_needs_sq8() {
+    let d = tmp();
+    let base = vectors(300, 6, 4, false);
+    write_fvecs(p(d.path(), "s.fvecs"), &base).unwrap();
+    let o =
+        run(d.path(), &["build", "s.fvecs", "-o", "s.hnsw", "--storage", "sq8", "--rerank", "20", "--quiet"]);
+    expect_code(&o, 0);
+    let o = run(d.path(), &["info", "s.hnsw", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(v["storage"], "sq8");
+    // Every candidate is re-scored with the exact f32 vector: a stored vector finds itself first
+    // at distance 0, not at a quantisation error.
+    let q: Vec<String> = base[42].iter().map(|x| x.to_string()).collect();
+    let o = run(d.path(), &["search", "s.hnsw", "--vector", &q.join(","), "-k", "3", "--format", "jsonl"]);
+    expect_code(&o, 0);
+    let line: serde_json::Value = serde_json::from_str(stdout(&o).lines().next().unwrap()).unwrap();
+    assert_eq!(line["results"][0]["id"], 42);
+    assert_eq!(line["results"][0]["distance"].as_f64().unwrap(), 0.0);
+    // `--rerank` means nothing without sq8 codes: refused, nothing written.
+    let o = run(d.path(), &["build", "s.fvecs", "-o", "f.hnsw", "--storage", "f32", "--rerank", "20"]);
+    expect_code(&o, 1);
+    assert!(stderr(&o).contains("--rerank: applies to sq8 storage only"), "{}", stderr(&o));
+    assert!(!p(d.path(), "f.hnsw").exists());
+}
+
+#[test]
 fn bvecs_gets_u8_storage_and_npy_ids_are_used() {
     let d = tmp();
     let base = vectors(200, 6, 3, true);
