@@ -83,6 +83,17 @@ def test_f16_storage_rounds_and_rejects_out_of_range(rng):
     assert len(index) == 300
 
 
+def test_sq8_storage_keeps_originals_and_rescores_exactly(rng):
+    X = rng.standard_normal((400, 16)).astype(np.float32)
+    index = hb.Index("l2", 16, storage="sq8")
+    assert index.storage == "sq8"
+    index.add_items(X)  # the first batch trains the 8-bit codes
+    np.testing.assert_array_equal(index.get(7), X[7])  # the f32 original, not a decoded code
+    got, d = index.knn_query(X[:4], k=1)
+    np.testing.assert_array_equal(got[:, 0], [0, 1, 2, 3])
+    np.testing.assert_array_equal(d[:, 0], 0.0)  # re-scored with the exact vectors
+
+
 def test_padding_when_fewer_than_k():
     index = hb.Index("l2", 2)
     ids, d = index.knn_query(np.zeros((2, 2), np.float32), k=3)
