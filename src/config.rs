@@ -114,9 +114,10 @@ pub struct IndexConfig {
     /// Element type of stored vectors.
     pub storage: Storage,
     /// [`Storage::Sq8`] only: how many of the walk's best candidates are re-scored with the
-    /// exact `f32` vectors; 0 (the default) re-scores all `ef` of them. A search re-scores
-    /// `max(k, rerank)` candidates (at most `ef`). Must be 0 for other storages, whose walk
-    /// distances are already final.
+    /// exact `f32` vectors. A search re-scores `max(k, rerank)` candidates (at most `ef`); 0 (the
+    /// default) means `max(2k, 20)`, which on 384-d sentence embeddings gave the same recall as
+    /// re-scoring all `ef` candidates (see `docs/benchmarks.md`). Raise it, up to `ef`, for data that
+    /// quantises badly. Must be 0 for other storages, whose walk distances are already final.
     pub rerank: usize,
 }
 
@@ -180,7 +181,7 @@ impl IndexConfig {
         self
     }
 
-    /// Sets [`rerank`](Self::rerank) ([`Storage::Sq8`] only; 0 = every candidate of the walk).
+    /// Sets [`rerank`](Self::rerank) ([`Storage::Sq8`] only; 0 = automatic, `max(2k, 20)`).
     pub fn rerank(mut self, n: usize) -> Self {
         self.rerank = n;
         self

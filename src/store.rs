@@ -321,6 +321,19 @@ impl NodeStore {
         let _ = n;
     }
 
+    /// Hints the CPU to start loading node `n`'s whole exact `f32` original (`Storage::Sq8`).
+    #[inline(always)]
+    pub(crate) fn prefetch_exact(&self, n: u32) {
+        #[cfg(target_arch = "x86_64")]
+        if self.exact_bytes != 0 {
+            if let Some(p) = self.exact.row_ptr(n as usize) {
+                prefetch_lines(p.as_ptr() as *const u8, self.exact_bytes);
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = n;
+    }
+
     /// Hints the CPU to start loading node `n`'s level-0 list.
     #[inline(always)]
     pub(crate) fn prefetch_links0(&self, n: u32) {

@@ -394,3 +394,40 @@ fn durable_index_recovers_and_replay_trains_identically() {
     assert_eq!(expect(&db), before);
     assert_eq!(params(&db), trained);
 }
+
+#[test]
+fn automatic_rerank_rescores_max_of_2k_and_20_and_an_explicit_one_its_count() {
+    let seed = 17;
+    println!("seed {seed}");
+    let base = clustered(1200, DIM, seed);
+    let queries = clustered(20, DIM, seed + 1);
+    let cfg = IndexConfig::new(DIM, Metric::L2).m(8).ef_construction(64).seed(seed).storage(Storage::Sq8);
+    let auto = build_trained(cfg.clone(), &base);
+    let fixed = build_trained(cfg.rerank(50), &base);
+    for q in &queries {
+        // (k, ef, re-scored under auto, under rerank 50): never more than the ef candidates.
+        for (k, ef, want_auto, want_fixed) in
+            [(1, 100, 20, 50), (10, 100, 20, 50), (30, 100, 60, 50), (5, 12, 12, 12)]
+        {
+            let (hits, stats) = auto.search_with_stats(q, k, ef).unwrap();
+            assert_eq!(stats.exact_rescored, want_auto, "auto k {k} ef {ef}");
+            assert_eq!(hits.len(), k);
+            let (_, stats) = fixed.search_with_stats(q, k, ef).unwrap();
+            assert_eq!(stats.exact_rescored, want_fixed, "rerank 50, k {k} ef {ef}");
+        }
+        // The same graph (same seed, same order): re-scoring 20 or 50 of 100 returns exact
+        // distances, nearest first.
+        let a = auto.search(q, 10, 100).unwrap();
+        for w in a.windows(2) {
+            assert!(w[0].distance <= w[1].distance);
+        }
+        for n in &a {
+            let want = exact_distance(Metric::L2, q, &auto.get(n.id).unwrap());
+            assert!((n.distance - want).abs() <= 1e-5 * want.max(1.0), "{} vs exact {want}", n.distance);
+        }
+    }
+    // Other storages re-score nothing.
+    let f32_index = Index::new(IndexConfig::new(DIM, Metric::L2).m(8).ef_construction(64)).unwrap();
+    f32_index.insert_batch(&items(&base, 0), &BatchOptions::new()).unwrap();
+    assert_eq!(f32_index.search_with_stats(&queries[0], 10, 100).unwrap().1.exact_rescored, 0);
+}

@@ -78,7 +78,7 @@ pub struct IndexArgs {
     /// Element type of stored vectors.
     #[arg(long, value_enum, default_value = "auto", help_heading = "Index parameters")]
     pub storage: StorageArg,
-    /// sq8 storage: candidates of the walk re-scored with the exact vectors (0 = all ef).
+    /// sq8 storage: candidates of the walk re-scored with the exact vectors (0 = max(2k, 20); at most ef).
     #[arg(long, default_value_t = 0, value_name = "N", help_heading = "Index parameters")]
     pub rerank: usize,
     /// Seed of the level generator.

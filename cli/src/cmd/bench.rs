@@ -53,7 +53,7 @@ pub struct BenchArgs {
     /// (.bvecs, or .fvecs such as SIFT), which u8 storage holds exactly.
     #[arg(long, value_enum, default_value = "auto")]
     pub storage: StorageArg,
-    /// sq8 storage: candidates of the walk re-scored with the exact vectors (0 = all ef).
+    /// sq8 storage: candidates of the walk re-scored with the exact vectors (0 = max(2k, 20); at most ef).
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub rerank: usize,
     /// Threads for "all threads" figures (0 = every core).
