@@ -24,6 +24,13 @@ fn main() {
         .split(',')
         .map(|s| s.parse().unwrap())
         .collect();
+    // Whether the index's rows sit on transparent huge pages (see src/arena.rs): it changes
+    // the walk's TLB misses, so figures from machines with and without them differ.
+    if let Ok(s) = std::fs::read_to_string("/proc/self/smaps_rollup") {
+        if let Some(l) = s.lines().find(|l| l.starts_with("AnonHugePages")) {
+            println!("{}", l.split_whitespace().collect::<Vec<_>>().join(" "));
+        }
+    }
     let passes: usize = args.get(5).and_then(|s| s.parse().ok()).unwrap_or(5);
     let k = 10;
     for ef in efs {

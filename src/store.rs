@@ -62,11 +62,16 @@ pub(crate) struct NodeStore {
     exact_bytes: usize,
     m: usize,
     m0: usize,
-    vectors: Arena<u8>,
+    /// Level-0 rows: `[count, slot_1, …, slot_m0]` then the vector (codes) the walk reads, as
+    /// hnswlib lays them out: expanding a candidate reads the list next to the vector whose
+    /// distance was computed when the candidate was found, so it is usually still cached, and
+    /// one visit touches one region of memory instead of two.
+    level0: Arena<AtomicU32>,
+    /// Words of the list at the start of each `level0` row (`m0 + 1`).
+    list_words: usize,
     /// Exact `f32` originals (`Storage::Sq8` only; width 0 and never grown otherwise), apart from
-    /// `vectors` so the graph walk's rows stay small.
+    /// `level0` so the graph walk's rows stay small.
     exact: Arena<u8>,
-    links0: Arena<AtomicU32>,
     ids: Arena<AtomicU64>,
     meta: Arena<AtomicU8>,
     locks: Arena<AtomicU8>,
@@ -98,9 +103,9 @@ impl NodeStore {
             exact_bytes,
             m,
             m0,
-            vectors: Arena::new(vec_bytes),
+            level0: Arena::new(row_words(m0 + 1, vec_bytes)),
+            list_words: m0 + 1,
             exact: Arena::new(exact_bytes.max(1)),
-            links0: Arena::new(m0 + 1),
             ids: Arena::new(1),
             meta: Arena::new(1),
             locks: Arena::new(1),
@@ -135,9 +140,8 @@ impl NodeStore {
     }
 
     fn ensure_rows(&self, last: usize) -> bool {
-        self.vectors.ensure(last)
+        self.level0.ensure(last)
             && (self.exact_bytes == 0 || self.exact.ensure(last))
-            && self.links0.ensure(last)
             && self.ids.ensure(last)
             && self.meta.ensure(last)
             && self.locks.ensure(last)
@@ -166,7 +170,7 @@ impl NodeStore {
         if vector.len() != self.vec_bytes || exact.len() != self.exact_bytes || level > MAX_LEVEL {
             return false;
         }
-        let (Some(dst), Some(up)) = (self.vectors.row_ptr(n as usize), self.upper.row(n as usize)) else {
+        let (Some(dst), Some(up)) = (self.vector_ptr(n), self.upper.row(n as usize)) else {
             return false;
         };
         let exact_dst = if self.exact_bytes == 0 {
@@ -197,8 +201,9 @@ impl NodeStore {
                 words[BLOCK_HEADER + l * (self.m + 1)].store(0, Ordering::Relaxed);
             }
         }
-        // SAFETY: row `n` is allocated and `vec_bytes` long; the caller guarantees that no
-        // other thread reads or writes it until `n` is published, and `vector` cannot overlap it
+        // SAFETY: row `n` is allocated and its vector part `vec_bytes` long (only the list part
+        // is accessed as atomics, and by other threads only after publication); the caller
+        // guarantees that no other thread reads or writes the vector until `n` is published, and `vector` cannot overlap it
         // because the row is not handed out to anyone else.
         unsafe { std::ptr::copy_nonoverlapping(vector.as_ptr(), dst.as_ptr(), self.vec_bytes) };
         if let Some(p) = exact_dst {
@@ -208,7 +213,7 @@ impl NodeStore {
         if let Some(r) = self.ids.row(n as usize) {
             r[0].store(id, Ordering::Relaxed);
         }
-        if let Some(r) = self.links0.row(n as usize) {
+        if let Some(r) = self.list0(n) {
             r[0].store(0, Ordering::Relaxed);
         }
         if let Some(r) = self.indeg.row(n as usize) {
@@ -249,9 +254,10 @@ impl NodeStore {
     /// cannot be re-allocated and rewritten meanwhile (module docs, "Slot reuse").
     #[inline(always)]
     pub(crate) unsafe fn vector_bytes(&self, n: u32) -> &[u8] {
-        match self.vectors.row_ptr(n as usize) {
-            // SAFETY: the row is allocated and `vec_bytes` long, its bucket lives as long as
-            // `self`, and by the caller's contract nobody writes it while the slice lives.
+        match self.vector_ptr(n) {
+            // SAFETY: the row is allocated and its vector part `vec_bytes` long, its bucket lives
+            // as long as `self`, and by the caller's contract nobody writes it while the slice
+            // lives (list writers touch only the words before it).
             Some(p) => unsafe { std::slice::from_raw_parts(p.as_ptr(), self.vec_bytes) },
             None => &[],
         }
@@ -266,9 +272,9 @@ impl NodeStore {
         // SAFETY: the caller upholds `vector_bytes`'s contract.
         let b = unsafe { self.vector_bytes(n) };
         debug_assert!(b.as_ptr().align_offset(4) == 0 && b.len().is_multiple_of(4));
-        // SAFETY: only called for f32 storage, where rows are `4 * dim` bytes and start at
-        // multiples of that from a 64-byte aligned bucket, so the pointer is 4-aligned and the
-        // length a multiple of 4; every bit pattern is a valid f32. (`bytemuck::cast_slice`
+        // SAFETY: only called for f32 storage, where the vector is `4 * dim` bytes at a whole
+        // number of words into a row of words, so the pointer is 4-aligned and the length a
+        // multiple of 4; every bit pattern is a valid f32. (`bytemuck::cast_slice`
         // re-checks this on every call: 2 % of search instructions under callgrind.)
         unsafe { std::slice::from_raw_parts(b.as_ptr().cast::<f32>(), b.len() / 4) }
     }
@@ -304,9 +310,9 @@ impl NodeStore {
             return &[];
         }
         debug_assert!(b.as_ptr().align_offset(2) == 0 && b.len().is_multiple_of(2));
-        // SAFETY: only called for f16 storage, where rows are `2 * dim` bytes and start at
-        // multiples of that from a 64-byte aligned bucket, so the pointer is 2-aligned and the
-        // length a multiple of 2; every bit pattern is a valid u16.
+        // SAFETY: only called for f16 storage, where the vector is `2 * dim` bytes at a whole
+        // number of words into a row of words, so the pointer is 2-aligned and the length a
+        // multiple of 2; every bit pattern is a valid u16.
         unsafe { std::slice::from_raw_parts(b.as_ptr().cast::<u16>(), b.len() / 2) }
     }
 
@@ -314,8 +320,8 @@ impl NodeStore {
     #[inline(always)]
     pub(crate) fn prefetch_vector(&self, n: u32) {
         #[cfg(target_arch = "x86_64")]
-        if let Some(p) = self.vectors.row_ptr(n as usize) {
-            prefetch_lines(p.as_ptr() as *const u8, self.vec_bytes.min(PREFETCH_VECTOR_BYTES));
+        if let Some(p) = self.vector_ptr(n) {
+            prefetch_lines(p.as_ptr(), self.vec_bytes.min(PREFETCH_VECTOR_BYTES));
         }
         #[cfg(not(target_arch = "x86_64"))]
         let _ = n;
@@ -338,8 +344,8 @@ impl NodeStore {
     #[inline(always)]
     pub(crate) fn prefetch_links0(&self, n: u32) {
         #[cfg(target_arch = "x86_64")]
-        if let Some(p) = self.links0.row_ptr(n as usize) {
-            prefetch_lines(p.as_ptr() as *const u8, (self.m0 + 1) * 4);
+        if let Some(p) = self.level0.row_ptr(n as usize) {
+            prefetch_lines(p.as_ptr() as *const u8, self.list_words * 4);
         }
         #[cfg(not(target_arch = "x86_64"))]
         let _ = n;
@@ -452,7 +458,7 @@ impl NodeStore {
     #[inline(always)]
     pub(crate) fn links(&self, n: u32, level: usize) -> &[AtomicU32] {
         if level == 0 {
-            return self.links0.row(n as usize).unwrap_or(&EMPTY_LIST);
+            return self.list0(n).unwrap_or(&EMPTY_LIST);
         }
         let block = self.block(n);
         if level > block_levels(block) {
@@ -464,6 +470,26 @@ impl NodeStore {
         // store drops, so the row `[header + (level - 1) * w, header + level * w)` is valid
         // atomics for the life of `&self`.
         unsafe { std::slice::from_raw_parts(block.add(BLOCK_HEADER + (level - 1) * w), w) }
+    }
+
+    /// Node `n`'s level-0 list `[count, slots…]`: the first `list_words` of its row.
+    #[inline(always)]
+    fn list0(&self, n: u32) -> Option<&[AtomicU32]> {
+        let p = self.level0.row_ptr(n as usize)?;
+        // SAFETY: the row lies in a live bucket (published with release after `alloc_zeroed`,
+        // read with acquire by `row_ptr`) that is neither freed nor moved before `self` drops,
+        // and is `list_words + vector words` long; the list words are zero-valid atomics only
+        // ever changed through atomic operations (the vector words after them are written
+        // plainly, but are not part of this slice).
+        Some(unsafe { std::slice::from_raw_parts(p.as_ptr(), self.list_words) })
+    }
+
+    /// Start of node `n`'s vector: the bytes after its level-0 list in its row.
+    #[inline(always)]
+    fn vector_ptr(&self, n: u32) -> Option<std::ptr::NonNull<u8>> {
+        let p = self.level0.row_ptr(n as usize)?;
+        // In bounds: the row is `list_words + vec_bytes.div_ceil(4)` words long.
+        std::ptr::NonNull::new(p.as_ptr().wrapping_add(self.list_words).cast::<u8>())
     }
 
     #[inline(always)]
@@ -644,7 +670,9 @@ impl NodeStore {
             .enumerate()
             .map(|(levels, v)| v.len() * (block_len(levels, self.m) * 4 + 16))
             .sum();
-        n * (self.vec_bytes + self.exact_bytes + (self.m0 + 1) * 4 + 8 + 1 + 1 + 4 + 8) + upper + pooled
+        n * (row_words(self.list_words, self.vec_bytes) * 4 + self.exact_bytes + 8 + 1 + 1 + 4 + 8)
+            + upper
+            + pooled
     }
 
     /// Bytes of the exact `f32` originals (`Storage::Sq8`), part of [`memory_bytes`](Self::memory_bytes)
@@ -711,4 +739,11 @@ fn prefetch_lines(p: *const u8, len: usize) {
         unsafe { _mm_prefetch::<_MM_HINT_T0>(start.wrapping_add(off) as *const i8) };
         off += 64;
     }
+}
+
+/// Words in a `level0` row: the list, then the vector rounded up to whole words. Rows are not
+/// padded to cache lines: aligning the vector to 64 bytes (hnswlib does not either) measured no
+/// faster on debian-minilm f32 and costs up to 60 bytes per vector.
+fn row_words(list_words: usize, vec_bytes: usize) -> usize {
+    list_words + vec_bytes.div_ceil(4)
 }
