@@ -641,6 +641,16 @@ impl NodeStore {
     }
 }
 
+/// The id map keeps only node numbers and reads each one's id here (see `idmap.rs` for why
+/// that read is ordered and stable: a mapped node's id was written before its publication and is
+/// rewritten only after it has left the map).
+impl crate::idmap::NodeIds for NodeStore {
+    #[inline(always)]
+    fn node_id(&self, n: u32) -> u64 {
+        self.id(n)
+    }
+}
+
 /// Level count of an upper-level block (0 for none).
 #[inline(always)]
 fn block_levels(block: *mut AtomicU32) -> usize {
