@@ -339,9 +339,10 @@ impl IdMap {
         let mut s = self.shard(id).write();
         let was_reserved = s.drop_reservation(id);
         debug_assert!(was_reserved, "publishing an id that is not reserved");
-        match s.find(keys, id) {
-            // Not reachable while callers publish only reserved ids; overwriting keeps the
-            // map's answer the latest publication, as a plain map insert would.
+        // A reserved id is not in the node table (an id is in at most one table), so only an
+        // unreserved one, which callers never publish, needs the lookup; overwriting then keeps
+        // the map's answer the latest publication, as a plain map insert would.
+        match if was_reserved { None } else { s.find(keys, id) } {
             Some(i) => s.nodes.slots[i] = node,
             None => s.add_node(keys, id, node),
         }

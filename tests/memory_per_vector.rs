@@ -9,9 +9,9 @@
 //!
 //! The index's heap is what dropping it frees (the threads' scratch outlives it). The node count
 //! defaults to one that exactly fills the store's arena buckets (rows `1024 · (2^k − 1)`), so no
-//! arena slack inflates the count; `HNSW_MEM_N` and `HNSW_MEM_DIM`
-//! override the size (for example `HNSW_MEM_N=64512 HNSW_MEM_DIM=384`). Run with `--nocapture`
-//! to see the figures.
+//! unused arena rows inflate the count; `HNSW_MEM_N` and `HNSW_MEM_DIM` override the size (for
+//! example `HNSW_MEM_N=64512 HNSW_MEM_DIM=384`; away from a bucket boundary the bound is checked
+//! on `Index::memory_bytes` instead). Run with `--nocapture` to see the figures.
 
 use hnsw_batch::{BatchInsertable, BatchOptions, Index, IndexConfig, Metric};
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -134,14 +134,20 @@ fn bytes_per_vector_beyond_vector_and_links() {
         per(f.reported),
         per(f.vector_and_links),
     );
-    // `memory_bytes` is honest: within 0.5 % of what the allocator counts (the counted figure
-    // also holds arena slack when `n` is not at a bucket boundary, and a few fixed allocations;
-    // `memory_bytes` adds an allocator header of 16 bytes per upper block, which is not counted).
-    if std::env::var("HNSW_MEM_N").is_err() {
+    // Rows of the store's arenas: `1024 · (2^k − 1)` for the smallest `k` that holds `n`. Away
+    // from that boundary the counted figure also holds the unused rows (address space that is
+    // never made resident), so only `memory_bytes` says what the nodes cost.
+    let at_boundary = (f.n / 1024 + 1).is_power_of_two() && f.n % 1024 == 0;
+    if at_boundary {
+        // `memory_bytes` is honest: within 0.5 % of what the allocator counts (it adds an
+        // allocator header of 16 bytes per upper block, which the allocator does not see).
         let diff = f.counted.abs_diff(f.reported) as f64 / f.counted as f64;
         assert!(diff < 0.005, "memory_bytes {} vs counted {} ({:.2} %)", f.reported, f.counted, 100.0 * diff);
+    } else {
+        println!("n is not at an arena bucket boundary: the counted figure includes unused arena rows");
     }
+    let beyond = if at_boundary { beyond_counted } else { beyond_reported };
     // Per-node fields take 14 bytes; the id map must stay well under the 30 bytes per item of a
     // std HashMap<u64, u32>.
-    assert!(beyond_counted <= 24.0, "{beyond_counted:.1} bytes per vector beyond vector and links");
+    assert!(beyond <= 24.0, "{beyond:.1} bytes per vector beyond vector and links");
 }
