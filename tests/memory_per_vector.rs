@@ -137,7 +137,7 @@ fn bytes_per_vector_beyond_vector_and_links() {
     // Rows of the store's arenas: `1024 · (2^k − 1)` for the smallest `k` that holds `n`. Away
     // from that boundary the counted figure also holds the unused rows (address space that is
     // never made resident), so only `memory_bytes` says what the nodes cost.
-    let at_boundary = (f.n / 1024 + 1).is_power_of_two() && f.n % 1024 == 0;
+    let at_boundary = (f.n / 1024 + 1).is_power_of_two() && f.n.is_multiple_of(1024);
     if at_boundary {
         // `memory_bytes` is honest: within 0.5 % of what the allocator counts (it adds an
         // allocator header of 16 bytes per upper block, which the allocator does not see).
