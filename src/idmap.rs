@@ -47,9 +47,9 @@ impl<T> RwLock<T> {
     }
 }
 
-/// The node number no node ever has (`NodeStore::alloc` stops below it). Marks an empty slot of
-/// a node table; the loom model also uses it as "no node".
-pub(crate) const RESERVED: u32 = u32::MAX;
+/// The node number no node ever has (`NodeStore::alloc` stops below it): marks an empty slot of
+/// a node table.
+const NO_NODE: u32 = u32::MAX;
 
 const SHARD_BITS: u32 = 6;
 const SHARDS: usize = 1 << SHARD_BITS;
@@ -81,7 +81,7 @@ trait Slot: Copy + PartialEq {
 }
 
 impl Slot for u32 {
-    const EMPTY: u32 = RESERVED;
+    const EMPTY: u32 = NO_NODE;
 }
 
 /// Reservation tables hold ids; `u64::MAX` itself is kept in [`Shard::reserved_max`].
@@ -489,7 +489,7 @@ mod tests {
             }
             assert_eq!(s.nodes.entries().count(), s.nodes.len, "{ctx}: shard {si} node count");
             assert_eq!(s.reserved.entries().count(), s.reserved.len, "{ctx}: shard {si} reservation count");
-            for (i, &n) in s.nodes.slots.iter().enumerate().filter(|(_, &n)| n != RESERVED) {
+            for (i, &n) in s.nodes.slots.iter().enumerate().filter(|(_, &n)| n != NO_NODE) {
                 let id = keys.node_id(n);
                 assert_eq!(shard_of(id), si, "{ctx}: node {n} (id {id}) in the wrong shard");
                 assert_eq!(s.find(keys, id), Some(i), "{ctx}: node {n} (id {id}) unreachable from its home");

@@ -122,7 +122,7 @@ impl NodeStore {
     pub(crate) fn alloc(&self, count: u32) -> Option<u32> {
         let mut cur = self.allocated.load(Ordering::Relaxed);
         loop {
-            // u32::MAX is reserved as the "reserved id" marker of the id map.
+            // u32::MAX is never a node: the id map marks its empty slots with it.
             let end = cur.checked_add(count).filter(|&e| e < u32::MAX)?;
             if end > cur && !self.ensure_rows(end as usize - 1) {
                 return None;

@@ -29,7 +29,7 @@ use std::collections::HashMap;
 #[path = "../src/idmap.rs"]
 mod idmap;
 
-use idmap::{IdMap, NodeIds, RESERVED};
+use idmap::{IdMap, NodeIds};
 
 /// Runs `f` under loom with a preemption bound (`LOOM_MAX_PREEMPTIONS`, default 3): enough for
 /// the three-thread races below and keeps the whole file well under a minute.
@@ -113,6 +113,9 @@ impl IdOps for IdMap {
 /// `set` (publication) overwrote whatever it found. Closures still run under the lock, so the
 /// only defect modelled is the dropped reservation.
 struct OldIdMap(loom::sync::Mutex<HashMap<u64, u32>>);
+
+/// The old map's value for a reserved id.
+const RESERVED: u32 = u32::MAX;
 
 impl IdOps for OldIdMap {
     fn reserve(&self, _: &Keys, id: u64) -> bool {
