@@ -564,7 +564,7 @@ impl Index {
                 });
                 end += 1;
             }
-            if self.ids.is_taken(id) {
+            if self.ids.is_taken(&self.store, id) {
                 failures.push(BatchFailure {
                     index: first,
                     id,
@@ -651,7 +651,7 @@ impl Index {
     fn hold_all<'a, V>(&'a self, items: &'a [(u64, V)]) -> Result<Held<'a, V>, BatchError> {
         for (i, (id, _)) in items.iter().enumerate() {
             // Validation saw the id free; another writer may have taken it since.
-            if !self.ids.reserve(*id) {
+            if !self.ids.reserve(&self.store, *id) {
                 for (id, _) in &items[..i] {
                     self.ids.release(*id);
                 }
@@ -682,7 +682,7 @@ impl Index {
         let mut reserved = accepted;
         reserved.retain(|&i| {
             let id = items[i].0;
-            let ok = self.ids.reserve(id);
+            let ok = self.ids.reserve(&self.store, id);
             if !ok {
                 let error = BatchError::DuplicateId { index: i, id, first_index: None };
                 failures.push(BatchFailure { index: i, id, error });

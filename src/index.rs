@@ -235,13 +235,13 @@ impl Index {
 
     /// Whether `id` is present and searchable (not deleted, not expired).
     pub fn contains(&self, id: u64) -> bool {
-        self.ids.get(id).is_some_and(|n| self.store.is_live(n) && !self.is_expired_node(n))
+        self.ids.get(&self.store, id).is_some_and(|n| self.store.is_live(n) && !self.is_expired_node(n))
     }
 
     /// The stored vector of `id` (normalised under [`Metric::Cosine`]); `None` when absent or
     /// expired.
     pub fn get(&self, id: u64) -> Option<Vec<f32>> {
-        let n = self.ids.get(id)?;
+        let n = self.ids.get(&self.store, id)?;
         if !self.store.is_live(n) || self.is_expired_node(n) {
             return None;
         }
@@ -254,7 +254,7 @@ impl Index {
     pub fn ids(&self) -> Vec<u64> {
         let expiry = self.expiry_view();
         self.ids
-            .entries()
+            .entries(&self.store)
             .into_iter()
             .filter(|&(_, n)| self.store.is_live(n) && !expiry.is_expired(n))
             .map(|(id, _)| id)
@@ -652,7 +652,7 @@ impl Index {
         self.validate_vector(vector).map_err(IndexError::from)?;
         self.check_trained()?;
         let q = self.query_form(vector);
-        if !self.ids.reserve(id) {
+        if !self.ids.reserve(&self.store, id) {
             return Err(IndexError::DuplicateId { id });
         }
         let node = match self.claim(1).and_then(|_| match self.alloc_node() {
@@ -700,7 +700,7 @@ impl Index {
         }
         // Map the id before the node can appear in results, so every result is gettable; the
         // flag and the count change under the id's lock, ordered with any delete of the id.
-        self.ids.publish(id, node, || {
+        self.ids.publish(&self.store, id, node, || {
             self.store.mark_ready(node);
             self.live.fetch_add(1, Ordering::AcqRel);
         });
@@ -738,7 +738,7 @@ impl Index {
     pub(crate) fn update_side(&self, id: u64, vector: &[f32], meta: Option<Box<[u8]>>) -> Result<()> {
         self.validate_vector(vector).map_err(IndexError::from)?;
         self.check_trained()?;
-        if self.ids.get(id).is_none() {
+        if self.ids.get(&self.store, id).is_none() {
             return Err(IndexError::NotFound { id });
         }
         let q = self.query_form(vector);
@@ -751,7 +751,7 @@ impl Index {
         }
         // New version visible first, old one hidden after, both under the id's lock: a search
         // in between may meet both (results keep the closer, see `finish`), never neither.
-        let replaced = self.ids.replace_published(id, node, |old| {
+        let replaced = self.ids.replace_published(&self.store, id, node, |old| {
             // Under the id's lock, so no metadata patch of the id slips in between.
             self.move_side(old, node, meta);
             self.store.mark_ready(node);
@@ -1297,7 +1297,7 @@ impl Index {
     /// Removes `id` from results (a tombstone: the node keeps routing searches).
     pub fn delete(&self, id: u64) -> Result<()> {
         self.ids
-            .remove_published(id, |n| {
+            .remove_published(&self.store, id, |n| {
                 // Hidden first, then its side data dropped: a search in between sees a deleted
                 // node, never a live one without its metadata.
                 self.store.mark_deleted(n);

@@ -140,7 +140,7 @@ impl Index {
                 // Two live nodes with one id, or a live node the map lost: the map names at
                 // most one node per id, so this finds both.
                 let id = store.id(node);
-                let named = self.ids.get(id);
+                let named = self.ids.get(&self.store, id);
                 if named != Some(node) {
                     return Err(IntegrityError::IdMap(format!(
                         "node {node} is live with id {id}, but the id map names {named:?}"
@@ -212,7 +212,7 @@ impl Index {
                 self.len()
             )));
         }
-        let entries = self.ids.entries();
+        let entries = self.ids.entries(&self.store);
         if entries.len() != stats.live {
             return Err(IntegrityError::IdMap(format!(
                 "{} ids mapped but {} live nodes",
@@ -220,8 +220,11 @@ impl Index {
                 stats.live
             )));
         }
+        // The map reads each entry's id from the store, so an entry always agrees with its
+        // node's id; what can go wrong is an entry that lookups no longer reach (a broken probe
+        // run) or a second entry for one id.
         for &(id, node) in &entries {
-            if node >= n || !store.is_live(node) || store.id(node) != id {
+            if node >= n || !store.is_live(node) || self.ids.get(store, id) != Some(node) {
                 return Err(IntegrityError::IdMap(format!(
                     "id {id} maps to node {node}, which is not its node"
                 )));

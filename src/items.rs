@@ -473,7 +473,7 @@ impl Index {
 
     /// The metadata of a live, unexpired `id` (an empty map when it has none).
     pub fn get_metadata(&self, id: u64) -> Option<Metadata> {
-        self.ids.with_published(id, |n| {
+        self.ids.with_published(&self.store, id, |n| {
             let st = self.meta.read();
             let now = self.now_ms();
             (self.store.is_live(n) && !st.is_expired(n, now))
@@ -483,7 +483,7 @@ impl Index {
 
     /// The expiry of a live, unexpired `id`.
     pub fn get_expiry(&self, id: u64) -> Option<Expiry> {
-        self.ids.with_published(id, |n| {
+        self.ids.with_published(&self.store, id, |n| {
             let st = self.meta.read();
             let now = self.now_ms();
             (self.store.is_live(n) && !st.is_expired(n, now))
@@ -518,7 +518,7 @@ impl Index {
         pred: impl FnOnce(&MetaState, u32) -> bool,
     ) -> Result<Option<()>> {
         let limits = self.meta_limits();
-        let out = self.ids.with_published(id, |n| -> Result<Option<()>> {
+        let out = self.ids.with_published(&self.store, id, |n| -> Result<Option<()>> {
             let mut st = self.meta.write();
             let now = self.now_ms();
             if !self.store.is_live(n) || st.is_expired(n, now) || !pred(&st, n) {
@@ -544,7 +544,7 @@ impl Index {
 
     /// Sets the expiry of `id` ([`Expiry::Never`] clears it). Errors: [`IndexError::NotFound`].
     pub fn set_expiry(&self, id: u64, expiry: Expiry) -> Result<()> {
-        let done = self.ids.with_published(id, |n| {
+        let done = self.ids.with_published(&self.store, id, |n| {
             let mut st = self.meta.write();
             let now = self.now_ms();
             if !self.store.is_live(n) || st.is_expired(n, now) {
@@ -793,6 +793,7 @@ impl Index {
     /// Deletes `id` if `still(state, node)` holds when its lock is taken; whether it did.
     fn delete_if(&self, id: u64, still: impl FnOnce(&MetaState, u32) -> bool) -> bool {
         let removed = self.ids.remove_published_if(
+            &self.store,
             id,
             |n| {
                 let st = self.meta.read();
@@ -866,7 +867,7 @@ impl Index {
         {
             let st = self.meta.read();
             for &id in &matched {
-                if let Some(n) = self.ids.get(id) {
+                if let Some(n) = self.ids.get(&self.store, id) {
                     let mut m = st.side.get(&n).map(Side::decoded).unwrap_or_default();
                     patch.apply(&mut m);
                     st.limits.check(&m)?;

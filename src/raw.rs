@@ -70,7 +70,7 @@ impl Index {
     /// the node the id map names for `id`, or it has been tombstoned since (a delete or an update
     /// in flight finished). A live node the id map does not name is otherwise id-map corruption.
     pub(crate) fn raw_id_settled(&self, n: u32, id: u64) -> bool {
-        self.ids.get(id) == Some(n) || self.store.is_deleted(n) || !self.store.is_ready(n)
+        self.ids.get(&self.store, id) == Some(n) || self.store.is_deleted(n) || !self.store.is_ready(n)
     }
 
     /// The entry point `(node, level)`.
@@ -160,7 +160,7 @@ impl Index {
                 index.store.mark_deleted(n);
                 index.slots.push_pending(n);
             } else {
-                if !index.ids.restore(node.id, n) {
+                if !index.ids.restore(&index.store, node.id, n) {
                     return Err(format!("id {} appears twice", node.id));
                 }
                 live += 1;

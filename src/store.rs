@@ -127,7 +127,7 @@ impl NodeStore {
     pub(crate) fn alloc(&self, count: u32) -> Option<u32> {
         let mut cur = self.allocated.load(Ordering::Relaxed);
         loop {
-            // u32::MAX is reserved as the "reserved id" marker of the id map.
+            // u32::MAX is never a node: the id map marks its empty slots with it.
             let end = cur.checked_add(count).filter(|&e| e < u32::MAX)?;
             if end > cur && !self.ensure_rows(end as usize - 1) {
                 return None;
@@ -679,6 +679,16 @@ impl NodeStore {
     /// that the graph walk never reads.
     pub(crate) fn exact_memory_bytes(&self) -> usize {
         self.allocated() as usize * self.exact_bytes
+    }
+}
+
+/// The id map keeps only node numbers and reads each one's id here (see `idmap.rs` for why
+/// that read is ordered and stable: a mapped node's id was written before its publication and is
+/// rewritten only after it has left the map).
+impl crate::idmap::NodeIds for NodeStore {
+    #[inline(always)]
+    fn node_id(&self, n: u32) -> u64 {
+        self.id(n)
     }
 }
 

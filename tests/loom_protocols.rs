@@ -5,7 +5,8 @@
 //!
 //! * **Id protocol** (reserve / publish / remove_published / replace_published / release): the
 //!   real `src/idmap.rs` is compiled into this test, with loom's lock in place of parking_lot's
-//!   (see the `cfg(all(loom, test))` shim there), so loom explores the real map code. The callers
+//!   (see the `cfg(all(loom, test))` shim there), so loom explores the real map code; the node
+//!   store's id row, which the map reads the ids of its nodes from, is mirrored by `Keys`. The callers
 //!   (`Index::insert`/`insert_prepared`, `Index::delete`, `Index::update`) and the node flags of
 //!   `NodeStore` cannot run under loom (rayon, the epoch registry, arenas), so they are mirrored
 //!   below with the same orderings; each mirror names the function it copies. **Changing one of
@@ -13,11 +14,12 @@
 //! * **Neighbour lists and in-degrees** (`NodeStore::write_slots`, `try_push_link`, `read_links`,
 //!   `lock`, `try_release0`, `inc_indeg`): mirrored in miniature, same orderings.
 //!
-//! Each protocol also has a `#[should_panic]` model of a broken variant (the old id-map remove,
-//! a relaxed count store, a split check-then-decrement), so we know the checks can fail.
+//! Each protocol also has a `#[should_panic]` model of a broken variant (the old id-map remove, a
+//! node id written after its publication, a relaxed count store, a split check-then-decrement),
+//! so we know the checks can fail.
 #![cfg(loom)]
 
-use loom::sync::atomic::{AtomicU32, AtomicU8, AtomicUsize, Ordering};
+use loom::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use loom::sync::Arc;
 use loom::thread;
 use std::collections::HashMap;
@@ -27,7 +29,7 @@ use std::collections::HashMap;
 #[path = "../src/idmap.rs"]
 mod idmap;
 
-use idmap::{IdMap, RESERVED};
+use idmap::{IdMap, NodeIds};
 
 /// Runs `f` under loom with a preemption bound (`LOOM_MAX_PREEMPTIONS`, default 3): enough for
 /// the three-thread races below and keeps the whole file well under a minute.
@@ -47,39 +49,63 @@ const READY: u8 = 0x40;
 const DELETED: u8 = 0x80;
 const NODES: usize = 3;
 
+/// Mirrors `NodeStore`'s id row, which the map reads the ids of the nodes it holds from:
+/// written with `Relaxed` by `init_node` before the node is published, so only the shard lock
+/// orders that write before the map's reads. Loom checks that it does: a read it could reorder
+/// would see the zero the row starts with and lose the id.
+struct Keys([AtomicU64; NODES]);
+
+impl Keys {
+    fn new() -> Self {
+        Self(std::array::from_fn(|_| AtomicU64::new(0)))
+    }
+
+    /// Mirrors `NodeStore::init_node` writing the node's id.
+    fn init(&self, n: u32, id: u64) {
+        self.0[n as usize].store(id, Ordering::Relaxed);
+    }
+}
+
+impl NodeIds for Keys {
+    /// Mirrors `NodeStore::id`.
+    fn node_id(&self, n: u32) -> u64 {
+        self.0.get(n as usize).map_or(0, |k| k.load(Ordering::Relaxed))
+    }
+}
+
 /// The id-map operations the index's mutations use, so the same drivers and checker run against
-/// the real map and against a broken one.
+/// the real map and against a broken one. `keys` is the store the real map reads ids from.
 trait IdOps: Send + Sync + 'static {
-    fn reserve(&self, id: u64) -> bool;
+    fn reserve(&self, keys: &Keys, id: u64) -> bool;
     fn release(&self, id: u64);
-    fn publish(&self, id: u64, node: u32, f: impl FnOnce());
-    fn remove_published(&self, id: u64, f: impl FnOnce(u32)) -> Option<u32>;
-    fn replace_published(&self, id: u64, node: u32, f: impl FnOnce(u32)) -> Option<u32>;
-    fn get(&self, id: u64) -> Option<u32>;
-    fn is_taken(&self, id: u64) -> bool;
+    fn publish(&self, keys: &Keys, id: u64, node: u32, f: impl FnOnce());
+    fn remove_published(&self, keys: &Keys, id: u64, f: impl FnOnce(u32)) -> Option<u32>;
+    fn replace_published(&self, keys: &Keys, id: u64, node: u32, f: impl FnOnce(u32)) -> Option<u32>;
+    fn get(&self, keys: &Keys, id: u64) -> Option<u32>;
+    fn is_taken(&self, keys: &Keys, id: u64) -> bool;
 }
 
 impl IdOps for IdMap {
-    fn reserve(&self, id: u64) -> bool {
-        IdMap::reserve(self, id)
+    fn reserve(&self, keys: &Keys, id: u64) -> bool {
+        IdMap::reserve(self, keys, id)
     }
     fn release(&self, id: u64) {
         IdMap::release(self, id)
     }
-    fn publish(&self, id: u64, node: u32, f: impl FnOnce()) {
-        IdMap::publish(self, id, node, f)
+    fn publish(&self, keys: &Keys, id: u64, node: u32, f: impl FnOnce()) {
+        IdMap::publish(self, keys, id, node, f)
     }
-    fn remove_published(&self, id: u64, f: impl FnOnce(u32)) -> Option<u32> {
-        IdMap::remove_published(self, id, f)
+    fn remove_published(&self, keys: &Keys, id: u64, f: impl FnOnce(u32)) -> Option<u32> {
+        IdMap::remove_published(self, keys, id, f)
     }
-    fn replace_published(&self, id: u64, node: u32, f: impl FnOnce(u32)) -> Option<u32> {
-        IdMap::replace_published(self, id, node, f)
+    fn replace_published(&self, keys: &Keys, id: u64, node: u32, f: impl FnOnce(u32)) -> Option<u32> {
+        IdMap::replace_published(self, keys, id, node, f)
     }
-    fn get(&self, id: u64) -> Option<u32> {
-        IdMap::get(self, id)
+    fn get(&self, keys: &Keys, id: u64) -> Option<u32> {
+        IdMap::get(self, keys, id)
     }
-    fn is_taken(&self, id: u64) -> bool {
-        IdMap::is_taken(self, id)
+    fn is_taken(&self, keys: &Keys, id: u64) -> bool {
+        IdMap::is_taken(self, keys, id)
     }
 }
 
@@ -88,8 +114,11 @@ impl IdOps for IdMap {
 /// only defect modelled is the dropped reservation.
 struct OldIdMap(loom::sync::Mutex<HashMap<u64, u32>>);
 
+/// The old map's value for a reserved id.
+const RESERVED: u32 = u32::MAX;
+
 impl IdOps for OldIdMap {
-    fn reserve(&self, id: u64) -> bool {
+    fn reserve(&self, _: &Keys, id: u64) -> bool {
         let mut s = self.0.lock().unwrap();
         if s.contains_key(&id) {
             return false;
@@ -103,12 +132,12 @@ impl IdOps for OldIdMap {
             s.remove(&id);
         }
     }
-    fn publish(&self, id: u64, node: u32, f: impl FnOnce()) {
+    fn publish(&self, _: &Keys, id: u64, node: u32, f: impl FnOnce()) {
         let mut s = self.0.lock().unwrap();
         s.insert(id, node);
         f();
     }
-    fn remove_published(&self, id: u64, f: impl FnOnce(u32)) -> Option<u32> {
+    fn remove_published(&self, _: &Keys, id: u64, f: impl FnOnce(u32)) -> Option<u32> {
         let mut s = self.0.lock().unwrap();
         match s.remove(&id) {
             Some(n) if n != RESERVED => {
@@ -118,7 +147,7 @@ impl IdOps for OldIdMap {
             _ => None,
         }
     }
-    fn replace_published(&self, id: u64, node: u32, f: impl FnOnce(u32)) -> Option<u32> {
+    fn replace_published(&self, _: &Keys, id: u64, node: u32, f: impl FnOnce(u32)) -> Option<u32> {
         let mut s = self.0.lock().unwrap();
         match s.get_mut(&id) {
             Some(n) if *n != RESERVED => {
@@ -129,11 +158,60 @@ impl IdOps for OldIdMap {
             _ => None,
         }
     }
-    fn get(&self, id: u64) -> Option<u32> {
+    fn get(&self, _: &Keys, id: u64) -> Option<u32> {
         self.0.lock().unwrap().get(&id).copied().filter(|&n| n != RESERVED)
     }
-    fn is_taken(&self, id: u64) -> bool {
+    fn is_taken(&self, _: &Keys, id: u64) -> bool {
         self.0.lock().unwrap().contains_key(&id)
+    }
+}
+
+/// The real map, with the node's stored id written only after the publication, outside the
+/// shard lock (the id `World::insert` wrote is first taken back): a later reservation of the id
+/// may then read the node's id before it is written, miss the published id and publish it twice.
+struct LateKeys(IdMap);
+
+/// `keys`, except that `node` already reads as `id` (so the map's own check of the published
+/// node's id passes, and only the missed publication can fail the model).
+struct Except<'a> {
+    keys: &'a Keys,
+    node: u32,
+    id: u64,
+}
+
+impl NodeIds for Except<'_> {
+    fn node_id(&self, n: u32) -> u64 {
+        if n == self.node {
+            self.id
+        } else {
+            self.keys.node_id(n)
+        }
+    }
+}
+
+impl IdOps for LateKeys {
+    fn reserve(&self, keys: &Keys, id: u64) -> bool {
+        self.0.reserve(keys, id)
+    }
+    fn release(&self, id: u64) {
+        self.0.release(id)
+    }
+    fn publish(&self, keys: &Keys, id: u64, node: u32, f: impl FnOnce()) {
+        keys.init(node, 0);
+        self.0.publish(&Except { keys, node, id }, id, node, f);
+        keys.init(node, id);
+    }
+    fn remove_published(&self, keys: &Keys, id: u64, f: impl FnOnce(u32)) -> Option<u32> {
+        self.0.remove_published(keys, id, f)
+    }
+    fn replace_published(&self, keys: &Keys, id: u64, node: u32, f: impl FnOnce(u32)) -> Option<u32> {
+        self.0.replace_published(keys, id, node, f)
+    }
+    fn get(&self, keys: &Keys, id: u64) -> Option<u32> {
+        self.0.get(keys, id)
+    }
+    fn is_taken(&self, keys: &Keys, id: u64) -> bool {
+        self.0.is_taken(keys, id)
     }
 }
 
@@ -148,6 +226,8 @@ enum Event {
 /// An index in miniature: the id map, node flags and the live count.
 struct World<M> {
     ids: M,
+    /// The nodes' stored ids, which the real map reads.
+    keys: Keys,
     /// Mirrors `NodeStore::meta` (flags only; levels play no part here).
     meta: [AtomicU8; NODES],
     /// Mirrors `Index::live`.
@@ -162,6 +242,7 @@ impl<M: IdOps> World<M> {
     fn new(ids: M) -> Self {
         Self {
             ids,
+            keys: Keys::new(),
             meta: std::array::from_fn(|_| AtomicU8::new(0)),
             live: AtomicUsize::new(0),
             log: std::sync::Mutex::new(Vec::new()),
@@ -197,10 +278,11 @@ impl<M: IdOps> World<M> {
 
     /// Mirrors `Index::insert` + `insert_prepared` with `node` already allocated and linked.
     fn insert(&self, node: u32) -> Result<(), &'static str> {
-        if !self.ids.reserve(ID) {
+        if !self.ids.reserve(&self.keys, ID) {
             return Err("duplicate");
         }
-        self.ids.publish(ID, node, || {
+        self.keys.init(node, ID);
+        self.ids.publish(&self.keys, ID, node, || {
             self.mark_ready(node);
             self.live.fetch_add(1, Ordering::AcqRel);
             self.note(Event::Publish(node));
@@ -210,14 +292,14 @@ impl<M: IdOps> World<M> {
 
     /// Mirrors `Index::insert` failing after the reservation (capacity, memory): `release`.
     fn failed_insert(&self) {
-        if self.ids.reserve(ID) {
+        if self.ids.reserve(&self.keys, ID) {
             self.ids.release(ID);
         }
     }
 
     /// Mirrors `Index::delete`.
     fn delete(&self) -> Option<u32> {
-        self.ids.remove_published(ID, |n| {
+        self.ids.remove_published(&self.keys, ID, |n| {
             self.mark_deleted(n);
             self.live.fetch_sub(1, Ordering::AcqRel);
             self.note(Event::Delete(n));
@@ -226,10 +308,11 @@ impl<M: IdOps> World<M> {
 
     /// Mirrors `Index::update` with `node` as the freshly linked version.
     fn update(&self, node: u32) -> Result<u32, &'static str> {
-        if self.ids.get(ID).is_none() {
+        if self.ids.get(&self.keys, ID).is_none() {
             return Err("not found before linking");
         }
-        let replaced = self.ids.replace_published(ID, node, |old| {
+        self.keys.init(node, ID);
+        let replaced = self.ids.replace_published(&self.keys, ID, node, |old| {
             self.mark_ready(node);
             self.mark_deleted(old);
             self.note(Event::Replace { old, new: node });
@@ -257,9 +340,9 @@ impl<M: IdOps> World<M> {
                 (e, m) => panic!("{e:?} applied to {m:?}; log {log:?}"),
             };
         }
-        assert_eq!(self.ids.get(ID), mapped, "map disagrees with its own change log {log:?}");
+        assert_eq!(self.ids.get(&self.keys, ID), mapped, "map disagrees with its own change log {log:?}");
         // Every insert has finished: nothing is left reserved.
-        assert_eq!(self.ids.is_taken(ID), mapped.is_some(), "leaked reservation; log {log:?}");
+        assert_eq!(self.ids.is_taken(&self.keys, ID), mapped.is_some(), "leaked reservation; log {log:?}");
         assert_eq!(self.live.load(Ordering::Acquire), mapped.is_some() as usize, "live count; log {log:?}");
         for n in 0..NODES as u32 {
             assert_eq!(self.is_live(n), mapped == Some(n), "node {n} live flag; log {log:?}");
@@ -342,6 +425,10 @@ fn old_map() -> OldIdMap {
     OldIdMap(loom::sync::Mutex::new(HashMap::new()))
 }
 
+fn late_keys() -> LateKeys {
+    LateKeys(IdMap::new())
+}
+
 #[test]
 fn insert_delete_update_on_absent_id() {
     race(IdMap::new, false, &[Op::Insert(1), Op::Delete, Op::Update(2)]);
@@ -373,6 +460,14 @@ fn failed_insert_with_insert_and_delete() {
 #[should_panic]
 fn old_remove_dropping_a_reservation_is_caught() {
     race(old_map, false, &[Op::Insert(1), Op::Insert(2), Op::Delete]);
+}
+
+/// The checker bites on the stored ids the map reads: written after the publication instead of
+/// before it (as `init_node` does), a second insert can miss the published id.
+#[test]
+#[should_panic]
+fn stored_id_written_after_publication_is_caught() {
+    race(late_keys, false, &[Op::Insert(1), Op::Insert(2)]);
 }
 
 // ----- neighbour lists and in-degrees --------------------------------------------------------------

@@ -591,7 +591,7 @@ impl DurableIndex {
         self.index.validate_vector(vector).map_err(IndexError::from)?;
         // An untrained `sq8` index takes its first vectors as a batch (nothing is logged).
         self.index.check_trained()?;
-        if self.index.ids.is_taken(id) {
+        if self.index.ids.is_taken(&self.index.store, id) {
             return Err(IndexError::DuplicateId { id }.into());
         }
         let (room, limit) = self.room();

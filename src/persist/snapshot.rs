@@ -315,7 +315,7 @@ fn export(index: &Index) -> Export {
             continue;
         }
         if let Some(&j) = live.get(&nodes[i].id) {
-            let current = index.ids.get(nodes[i].id);
+            let current = index.ids.get(&index.store, nodes[i].id);
             let drop = if current == Some(old_of[i]) { j } else { i };
             nodes[drop].deleted = true;
             if drop == j {
@@ -743,7 +743,7 @@ mod tests {
         load_from_bytes(&try_save_to_bytes(&index).unwrap()).unwrap();
         // What the insert/update race left behind: the map forgets id 7 while its node stays
         // live, and a new insert of 7 then succeeds.
-        index.ids.remove_published(7, |_| {}).unwrap();
+        index.ids.remove_published(&index.store, 7, |_| {}).unwrap();
         index.insert(7, &[100.0, 100.0]).unwrap();
         assert_eq!(index.len(), 21);
         assert_refused(&index, 7);
@@ -752,7 +752,7 @@ mod tests {
     #[test]
     fn save_refuses_a_live_node_the_id_map_does_not_name() {
         let index = index();
-        index.ids.remove_published(5, |_| {}).unwrap();
+        index.ids.remove_published(&index.store, 5, |_| {}).unwrap();
         assert_eq!(index.len(), 20);
         assert_refused(&index, 5);
     }
