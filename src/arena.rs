@@ -175,6 +175,15 @@ impl<T: ZeroValid> Drop for Arena<T> {
     }
 }
 
+/// Bytes of buckets mapped directly from the OS (all arenas of the process), which a counting
+/// global allocator does not see.
+static MAPPED_BYTES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// See [`crate::mapped_memory_bytes`].
+pub(crate) fn mapped_bytes() -> usize {
+    MAPPED_BYTES.load(Ordering::Relaxed)
+}
+
 /// Buckets at least this large are mapped directly (Linux), aligned to it: the huge page size.
 #[cfg(target_os = "linux")]
 const HUGE: usize = 2 << 20;
@@ -200,6 +209,7 @@ unsafe fn free_bucket(p: *mut u8, layout: Layout) {
         // made by `map_huge`, which nothing uses any more (caller's contract). An error cannot
         // be acted on during drop; the mapping would only leak.
         unsafe { libc::munmap(p.cast(), layout.size().next_multiple_of(HUGE)) };
+        MAPPED_BYTES.fetch_sub(layout.size(), Ordering::Relaxed);
         return;
     }
     // SAFETY: allocated by `alloc_zeroed` with this layout (caller's contract).
@@ -245,6 +255,7 @@ fn map_huge(size: usize) -> *mut u8 {
         // mapping works the same with small pages.
         libc::madvise(start as *mut libc::c_void, len, libc::MADV_HUGEPAGE);
     }
+    MAPPED_BYTES.fetch_add(size, Ordering::Relaxed);
     start as *mut u8
 }
 

@@ -77,6 +77,16 @@ pub use progress::{BatchProgress, CancelFn, ProgressFn};
 pub use reuse::SlotStats;
 pub use writer::{BatchSink, BatchWriter, Completion, SubmitError, WriteError, WriterOptions};
 
+/// Bytes of node storage that every index in this process holds as memory mapped straight
+/// from the OS rather than through the global allocator: on Linux, arena buckets of 2 MiB or
+/// more are anonymous mappings (aligned and advised for transparent huge pages; see
+/// `docs/architecture.md`, "Storage"). A counting global allocator misses these bytes; add them
+/// to its figure. Pages never written are not resident, so this is address space reserved, as an
+/// allocator's count is.
+pub fn mapped_memory_bytes() -> usize {
+    arena::mapped_bytes()
+}
+
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

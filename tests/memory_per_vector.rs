@@ -7,6 +7,9 @@
 //! per-node pointer to them is the per-node bookkeeping: stored id, flags, lock, in-degree and
 //! the id map.
 //!
+//! Arena buckets of 2 MiB or more are mapped from the OS, not allocated; the library reports
+//! them (`hnsw_batch::mapped_memory_bytes`) and they are added to the allocator's count.
+//!
 //! The index's heap is what dropping it frees (the threads' scratch outlives it). The node count
 //! defaults to one that exactly fills the store's arena buckets (rows `1024 · (2^k − 1)`), so no
 //! unused arena rows inflate the count; `HNSW_MEM_N` and `HNSW_MEM_DIM` override the size (for
@@ -109,9 +112,11 @@ fn measure(n: usize, dim: usize) -> Figures {
     // index and serves the next one, is not part of it.
     let upper_sizes: Vec<usize> = (1..=31).map(|l| (2 + l * (m + 1)) * 4).filter(|&s| s < SMALL).collect();
     let upper_live = || -> usize { upper_sizes.iter().map(|&s| BY_SIZE[s].load(Ordering::SeqCst) * s).sum() };
-    let (live_with, upper_with) = (LIVE.load(Ordering::SeqCst), upper_live());
+    // Large arena buckets are mapped from the OS, not allocated: counted separately.
+    let heap = || LIVE.load(Ordering::SeqCst) + hnsw_batch::mapped_memory_bytes();
+    let (live_with, upper_with) = (heap(), upper_live());
     drop(index);
-    let counted = live_with - LIVE.load(Ordering::SeqCst);
+    let counted = live_with - heap();
     let upper = upper_with - upper_live();
     Figures { n, counted, reported, vector_and_links: n * (dim * 4 + (m0 + 1) * 4 + 8) + upper }
 }
