@@ -7,7 +7,7 @@
 //! format.
 
 use hnsw_batch::persist::{DurableIndex, DurableOptions};
-use hnsw_batch::{BatchOptions, IndexConfig, Metric};
+use hnsw_batch::{BatchOptions, Expiry, IndexConfig, Metadata, Metric};
 use std::path::{Path, PathBuf};
 
 const V1: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/durable_wal_v1");
@@ -48,4 +48,53 @@ fn write_wal_v1_fixture() {
         db.insert(100, &v1_vector(100, 0)).unwrap();
     }
     std::fs::remove_file(dir.join("LOCK")).unwrap();
+}
+
+fn log_version(path: &Path) -> u32 {
+    let b = std::fs::read(path).unwrap();
+    u32::from_le_bytes(b[8..12].try_into().unwrap())
+}
+
+fn names(dir: &Path) -> Vec<String> {
+    let mut n: Vec<String> =
+        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    n.sort();
+    n
+}
+
+#[test]
+fn version_1_log_replays_and_the_next_write_starts_a_current_log() {
+    assert_eq!(log_version(&Path::new(V1).join(LOG)), 1, "fixture must stay version 1");
+    let expected_ids: Vec<u64> = (0..20).filter(|&i| i != 3).chain([100]).collect();
+    let dir = copy_fixture("replay");
+    let opts = || DurableOptions::new().checkpoint_log_bytes(None);
+    let mut meta = Metadata::new();
+    meta.insert("lang".into(), "en".into());
+    {
+        let db = DurableIndex::open(&dir, cfg(), opts()).unwrap();
+        let r = db.recovery_report();
+        assert_eq!((r.records_replayed, r.items_skipped, r.truncated_bytes), (4, 0, 0));
+        let mut ids = db.ids();
+        ids.sort_unstable();
+        assert_eq!(ids, expected_ids);
+        assert_eq!(db.get(4).unwrap(), v1_vector(4, 1));
+        assert_eq!(db.get(100).unwrap(), v1_vector(100, 0));
+        db.check_integrity().unwrap();
+        // Opening and reading leave the old log as it was.
+        assert_eq!(std::fs::read(dir.join(LOG)).unwrap(), std::fs::read(Path::new(V1).join(LOG)).unwrap());
+        // The first write does not append to a version-1 log: it checkpoints first, and logs
+        // into a log of the current version.
+        db.insert_with(200, &v1_vector(200, 0), Some(meta.clone()), Expiry::Never).unwrap();
+        assert_eq!(db.stats().generation, 1);
+        assert_eq!(db.stats().checkpoints, 1);
+    }
+    assert_eq!(names(&dir), ["LOCK", "snapshot-00000000000000000001.hnsw", "wal-00000000000000000001.log"]);
+    assert_eq!(log_version(&dir.join("wal-00000000000000000001.log")), hnsw_batch::persist::wal::WAL_VERSION);
+    let db = DurableIndex::open(&dir, cfg(), opts()).unwrap();
+    assert_eq!(db.recovery_report().records_replayed, 1);
+    assert_eq!(db.len(), expected_ids.len() + 1);
+    assert_eq!(db.get_metadata(200), Some(meta));
+    assert_eq!(db.get(4).unwrap(), v1_vector(4, 1));
+    drop(db);
+    std::fs::remove_dir_all(&dir).unwrap();
 }
