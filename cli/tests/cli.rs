@@ -89,7 +89,7 @@ fn records(n: usize, dim: usize, seed: u64) -> Vec<Record> {
                 metadata.insert("flag".into(), MetaValue::Bool(i % 8 == 0));
             }
             // Ascending but not contiguous ids: export writes ids in ascending order.
-            Record { id: 1000 + 3 * i as u64, vector, metadata }
+            Record { id: 1000 + 3 * i as u64, vector, metadata, expires_at: None }
         })
         .collect()
 }
@@ -981,6 +981,41 @@ fn info_lists_metadata_fields_with_counts() {
         );
         assert!(stdout(&o).contains(&line), "{}", stdout(&o));
     }
+}
+
+#[test]
+fn jsonl_expiry_times_are_imported_exported_and_purged() {
+    let d = tmp();
+    let far = 4_000_000_000_000u64; // in 2096
+    let mut recs = records(30, 4, 27);
+    for (i, r) in recs.iter_mut().enumerate() {
+        r.expires_at = (i % 5 == 0).then_some(far + i as u64);
+    }
+    let expiring = recs.iter().filter(|r| r.expires_at.is_some()).count();
+    for ix in both(d.path(), &recs) {
+        assert_eq!(info_json(d.path(), ix)["metadata"]["expiring"], expiring);
+        let out = format!("{ix}.jsonl");
+        expect_code(&run(d.path(), &["export", ix, "-o", &out]), 0);
+        assert_eq!(
+            std::fs::read_to_string(d.path().join(&out)).unwrap(),
+            std::fs::read_to_string(d.path().join("in.jsonl")).unwrap(),
+            "{ix}: expiry times round-trip"
+        );
+        let now = (far + 10).to_string();
+        let o = run(d.path(), &["purge-expired", ix, "--now", &now, "--json"]);
+        expect_code(&o, 0);
+        let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+        let want: Vec<u64> =
+            recs.iter().filter(|r| r.expires_at.is_some_and(|t| t <= far + 10)).map(|r| r.id).collect();
+        assert_eq!(v["ids"], serde_json::json!(want));
+        assert_eq!(info_json(d.path(), ix)["vectors"], 30 - want.len());
+    }
+    // A bad expiry time is a bad row, with its line.
+    std::fs::write(d.path().join("bad.jsonl"), "{\"id\": 1, \"vector\": [1, 2], \"expires_at\": \"soon\"}\n")
+        .unwrap();
+    let o = run(d.path(), &["import", "bad.jsonl", "-o", "bad.hnsw"]);
+    expect_code(&o, 2);
+    assert!(stderr(&o).contains("line 1") && stderr(&o).contains("`expires_at`"), "{}", stderr(&o));
 }
 
 /// An index made by an older build keeps its metadata in a side file; the first command that

@@ -5,7 +5,9 @@ use std::time::Instant;
 
 use clap::Args;
 use hnsw_batch::items::Item as IndexItem;
-use hnsw_batch::{BatchError, BatchFailure, BatchMode, BatchOptions, Index, IndexConfig, InvalidReason};
+use hnsw_batch::{
+    BatchError, BatchFailure, BatchMode, BatchOptions, Expiry, Index, IndexConfig, InvalidReason,
+};
 
 use crate::error::{CliError, Result};
 use crate::input::{InputArgs, Item, Loc, Row, Source};
@@ -163,7 +165,7 @@ pub fn ingest(
         let mut items: Vec<IndexItem<Vec<f32>>> = Vec::with_capacity(rows.len());
         for r in rows.drain(..) {
             locs.push(r.loc);
-            let item = IndexItem::new(r.id, r.vector);
+            let item = IndexItem::new(r.id, r.vector).expiry(Expiry::from_option(r.expires_at));
             // Rows without metadata cost the index nothing for it.
             items.push(if r.metadata.is_empty() { item } else { item.metadata(r.metadata) });
         }

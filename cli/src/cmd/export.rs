@@ -109,7 +109,12 @@ pub fn run(args: &ExportArgs) -> Result<()> {
                     .iter()
                     .filter_map(|&id| {
                         let vector = index.get(id)?;
-                        Some(Record { id, vector, metadata: index.get_metadata(id).unwrap_or_default() })
+                        Some(Record {
+                            id,
+                            vector,
+                            metadata: index.get_metadata(id).unwrap_or_default(),
+                            expires_at: index.get_expiry(id).and_then(|e| e.at()),
+                        })
                     })
                     .collect()
             };
