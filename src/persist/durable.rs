@@ -22,6 +22,11 @@
 //! - Recovery ([`open`](DurableIndex::open)) syncs the directory, loads the newest snapshot
 //!   (falling back to an older one only when the logs needed to replay from it are all there),
 //!   replays the committed records of each log and truncates a torn tail of the last one.
+//! - A log written in an older format version is replayed but never appended to: the first
+//!   write after opening such a directory checkpoints first, so every log holds only the record
+//!   kinds its header's version allows.
+//! - Metadata, expiry and field indexes are logged too (see `durable_items`): a vector and its
+//!   metadata in one record, and bulk operations by filter as the ids they matched.
 
 use super::backend::{Backend, FileBackend};
 use super::error::{PersistError, Result};
