@@ -265,6 +265,11 @@ impl Index {
     /// Sets node `node`'s side data (before it is published).
     pub(crate) fn attach_side(&self, node: u32, side: Side) {
         let mut st = self.meta.write();
+        self.attach_side_locked(&mut st, node, side);
+    }
+
+    /// [`attach_side`](Self::attach_side) with the metadata lock held.
+    fn attach_side_locked(&self, st: &mut MetaState, node: u32, side: Side) {
         let meta = side.decoded();
         let expiring = side.expires_at.is_some();
         if let Some(old) = st.side.insert(node, side) {
@@ -337,7 +342,7 @@ impl Index {
     }
 
     /// Validates and encodes side data for one item.
-    fn make_side(
+    pub(crate) fn make_side(
         &self,
         meta: Option<&Metadata>,
         expiry: Expiry,
@@ -528,18 +533,97 @@ impl Index {
             let mut new = old.clone();
             patch.apply(&mut new);
             limits.check(&new)?;
-            let expires_at = st.side.get(&n).and_then(|s| s.expires_at);
-            let side = Side::new(&new, Expiry::from_option(expires_at));
-            match st.side.insert(n, side) {
-                Some(_) => st.fields.remove(n, &old),
-                None => {
-                    self.side_len.fetch_add(1, Ordering::AcqRel);
-                }
-            }
-            st.fields.insert(n, &new);
+            self.replace_map_locked(&mut st, n, &old, &new);
             Ok(Some(()))
         });
         out.unwrap_or(Ok(None))
+    }
+
+    /// Replaces node `n`'s metadata map `old` by `new`, keeping its expiry (metadata lock held).
+    fn replace_map_locked(&self, st: &mut MetaState, n: u32, old: &Metadata, new: &Metadata) {
+        let expires_at = st.side.get(&n).and_then(|s| s.expires_at);
+        let side = Side::new(new, Expiry::from_option(expires_at));
+        match st.side.insert(n, side) {
+            Some(_) => st.fields.remove(n, old),
+            None => {
+                self.side_len.fetch_add(1, Ordering::AcqRel);
+            }
+        }
+        st.fields.insert(n, new);
+    }
+
+    /// Applies a logged patch to `id` on replay: whether or not it has expired since it was
+    /// logged, and without checking the limits it passed then. Whether `id` was present.
+    pub(crate) fn replay_patch(&self, id: u64, patch: &MetaPatch) -> bool {
+        self.ids.with_published(&self.store, id, |n| {
+            let mut st = self.meta.write();
+            if !self.store.is_live(n) {
+                return false;
+            }
+            let old = st.side.get(&n).map(Side::decoded).unwrap_or_default();
+            let mut new = old.clone();
+            patch.apply(&mut new);
+            self.replace_map_locked(&mut st, n, &old, &new);
+            true
+        }) == Some(true)
+    }
+
+    /// Sets the expiry of `id` on replay, whether or not it has expired since the change was
+    /// logged. Whether `id` was present.
+    pub(crate) fn replay_set_expiry(&self, id: u64, expires_at: Option<u64>) -> bool {
+        self.ids.with_published(&self.store, id, |n| {
+            let mut st = self.meta.write();
+            if !self.store.is_live(n) {
+                return false;
+            }
+            self.set_expiry_locked(&mut st, n, Expiry::from_option(expires_at));
+            true
+        }) == Some(true)
+    }
+
+    /// Sets node `n`'s expiry (metadata lock held).
+    fn set_expiry_locked(&self, st: &mut MetaState, n: u32, expiry: Expiry) {
+        match st.side.get_mut(&n) {
+            Some(s) => {
+                match (s.expires_at.is_some(), expiry.at().is_some()) {
+                    (false, true) => self.expiring.fetch_add(1, Ordering::AcqRel),
+                    (true, false) => self.expiring.fetch_sub(1, Ordering::AcqRel),
+                    _ => 0,
+                };
+                s.expires_at = expiry.at();
+            }
+            None if expiry == Expiry::Never => {}
+            None => self.attach_side_locked(st, n, Side::new(&Metadata::new(), expiry)),
+        }
+    }
+
+    /// Checks that `patch` leaves the metadata of every present id of `ids` within the limits.
+    pub(crate) fn check_patch_limits(&self, ids: &[u64], patch: &MetaPatch) -> Result<()> {
+        let st = self.meta.read();
+        for &id in ids {
+            if let Some(n) = self.ids.get(&self.store, id) {
+                let mut m = st.side.get(&n).map(Side::decoded).unwrap_or_default();
+                patch.apply(&mut m);
+                st.limits.check(&m)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Ids of the live items expired at `now`, sorted.
+    pub(crate) fn expired_ids(&self, now: u64) -> Vec<u64> {
+        if self.expiring.load(Ordering::Acquire) == 0 {
+            return Vec::new();
+        }
+        let st = self.meta.read();
+        let mut ids: Vec<u64> = st
+            .side
+            .iter()
+            .filter(|(&n, s)| s.is_expired(now) && self.store.is_live(n))
+            .map(|(&n, _)| self.store.id(n))
+            .collect();
+        ids.sort_unstable();
+        ids
     }
 
     /// Sets the expiry of `id` ([`Expiry::Never`] clears it). Errors: [`IndexError::NotFound`].
@@ -550,21 +634,7 @@ impl Index {
             if !self.store.is_live(n) || st.is_expired(n, now) {
                 return false;
             }
-            match st.side.get_mut(&n) {
-                Some(s) => {
-                    match (s.expires_at.is_some(), expiry.at().is_some()) {
-                        (false, true) => self.expiring.fetch_add(1, Ordering::AcqRel),
-                        (true, false) => self.expiring.fetch_sub(1, Ordering::AcqRel),
-                        _ => 0,
-                    };
-                    s.expires_at = expiry.at();
-                }
-                None if expiry == Expiry::Never => {}
-                None => {
-                    drop(st);
-                    self.attach_side(n, Side::new(&Metadata::new(), expiry));
-                }
-            }
+            self.set_expiry_locked(&mut st, n, expiry);
             true
         });
         if done == Some(true) {
@@ -588,9 +658,7 @@ impl Index {
     /// Errors: [`IndexError::InvalidMetadata`] for a name no metadata key can have (empty or
     /// starting with `$`). Creating an existing field index again is a no-op.
     pub fn create_field_index(&self, field: &str) -> Result<()> {
-        let mut probe = Metadata::new();
-        probe.insert(field.to_owned(), MetaValue::Bool(true));
-        MetaLimits::default().max_key_len(usize::MAX).check(&probe)?;
+        check_field_name(field)?;
         let mut st = self.meta.write();
         if st.fields.is_indexed(field) {
             return Ok(());
@@ -864,16 +932,7 @@ impl Index {
     ) -> Result<FilterUpdateReport> {
         let matched = self.ids_where(filter)?;
         check_guards(matched.len(), opts)?;
-        {
-            let st = self.meta.read();
-            for &id in &matched {
-                if let Some(n) = self.ids.get(&self.store, id) {
-                    let mut m = st.side.get(&n).map(Side::decoded).unwrap_or_default();
-                    patch.apply(&mut m);
-                    st.limits.check(&m)?;
-                }
-            }
-        }
+        self.check_patch_limits(&matched, patch)?;
         let mut updated = 0;
         if !opts.dry_run {
             let empty_ok = filter.matches(&Metadata::new());
@@ -893,17 +952,7 @@ impl Index {
     /// meanwhile is skipped.
     pub fn purge_expired(&self, opts: &DeleteOptions) -> Result<FilterDeleteReport> {
         let now = self.now_ms();
-        let mut matched: Vec<u64> = if self.expiring.load(Ordering::Acquire) == 0 {
-            Vec::new()
-        } else {
-            let st = self.meta.read();
-            st.side
-                .iter()
-                .filter(|(&n, s)| s.is_expired(now) && self.store.is_live(n))
-                .map(|(&n, _)| self.store.id(n))
-                .collect()
-        };
-        matched.sort_unstable();
+        let matched = self.expired_ids(now);
         check_guards(matched.len(), opts)?;
         let mut deleted = 0;
         if !opts.dry_run {
@@ -915,6 +964,14 @@ impl Index {
         }
         Ok(FilterDeleteReport { matched, deleted, dry_run: opts.dry_run })
     }
+}
+
+/// Refuses a field name no metadata key can have (empty, or starting with `$`).
+pub(crate) fn check_field_name(field: &str) -> Result<()> {
+    let mut probe = Metadata::new();
+    probe.insert(field.to_owned(), MetaValue::Bool(true));
+    MetaLimits::default().max_key_len(usize::MAX).check(&probe)?;
+    Ok(())
 }
 
 /// Side data of every node of a snapshot export, in export order.

@@ -19,7 +19,9 @@
 //!   metadata patches, [`Index::create_field_index`], filtered search
 //!   ([`Index::search_where`]), [`Index::count`], [`Index::delete_where_filter`],
 //!   [`Index::update_where`], expiry by an injectable clock and [`Index::purge_expired`].
-//!   Snapshots keep metadata and expiry; [`DurableIndex`] does not take metadata yet.
+//!   Snapshots keep metadata and expiry; [`DurableIndex`] logs every change of them (its
+//!   [`insert_items`](DurableIndex::insert_items), [`delete_where`](DurableIndex::delete_where),
+//!   [`update_where`](DurableIndex::update_where), [`purge_expired`](DurableIndex::purge_expired), …).
 //! - [`io`]: vector files (fvecs/bvecs/ivecs, `.npy`, CSV, JSON Lines with feature `formats`).
 //!
 //! ```

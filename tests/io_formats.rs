@@ -789,6 +789,7 @@ fn random_records(rng: &mut StdRng, n: usize, dim: usize) -> Vec<Record> {
             id: if rng.random_range(0..10) == 0 { u64::MAX } else { rng.random() },
             vector: (0..dim).map(|_| random_f32(rng)).collect(),
             metadata: random_metadata(rng),
+            expires_at: None,
         })
         .collect()
 }
@@ -798,6 +799,7 @@ fn assert_same_records(a: &[Record], b: &[Record]) {
     assert_eq!(a.len(), b.len());
     for (x, y) in a.iter().zip(b) {
         assert_eq!(x.id, y.id);
+        assert_eq!(x.expires_at, y.expires_at, "id {}", x.id);
         assert_eq!(bits(&x.vector), bits(&y.vector), "id {}", x.id);
         assert_eq!(x.metadata.len(), y.metadata.len(), "id {}: {:?} vs {:?}", x.id, x.metadata, y.metadata);
         for ((k1, v1), (k2, v2)) in x.metadata.iter().zip(&y.metadata) {
@@ -1017,7 +1019,7 @@ fn csv_quoting_edge_cases() {
 
 #[test]
 fn csv_writer_validates() {
-    let rec = |id, v: Vec<f32>, m: Metadata| Record { id, vector: v, metadata: m };
+    let rec = |id, v: Vec<f32>, m: Metadata| Record { id, vector: v, metadata: m, expires_at: None };
     let recs = vec![rec(1, vec![1.0, 2.0], Metadata::new()), rec(2, vec![1.0], Metadata::new())];
     assert!(matches!(
         write_csv_to(Vec::new(), &recs, &CsvOptions::default()),
@@ -1057,11 +1059,34 @@ mod jsonl {
     }
 
     #[test]
+    fn jsonl_expiry_must_be_unix_milliseconds() {
+        let line = |e: &str| format!("{{\"id\": 1, \"vector\": [1.0], \"expires_at\": {e}}}\n");
+        let got = jsonl_records(&(line("1700000000000") + &line("null")), JsonlOptions::default());
+        let ok: Vec<Option<u64>> = got.into_iter().map(|r| r.unwrap().expires_at).collect();
+        assert_eq!(ok, [Some(1_700_000_000_000), None]);
+        for bad in ["-1", "1.5", "\"1700\"", "true", "18446744073709551616"] {
+            let r = jsonl_records(&line(bad), JsonlOptions::default());
+            let e = r[0].as_ref().unwrap_err().to_string();
+            assert!(e.contains("line 1") && e.contains("`expires_at`"), "{bad}: {e}");
+        }
+        let same = JsonlOptions { expires_field: "id".into(), ..JsonlOptions::default() };
+        assert!(JsonlReader::new(Cursor::new(&b""[..]), same).is_err());
+    }
+
+    #[test]
     fn jsonl_round_trip_random() {
         let mut rng = rng("jsonl_round_trip_random");
         let dir = TempDir::new("jsonl_rt");
         for dim in [1, 4, 33] {
-            let records = random_records(&mut rng, 50, dim);
+            let mut records = random_records(&mut rng, 50, dim);
+            // JSON Lines also carry expiry times (CSV does not).
+            for r in &mut records {
+                r.expires_at = match rng.random_range(0..3) {
+                    0 => None,
+                    1 => Some(u64::MAX),
+                    _ => Some(rng.random_range(0..u64::MAX / 2)),
+                };
+            }
             let path = dir.path("r.jsonl");
             let options = JsonlOptions::default();
             assert_eq!(write_jsonl(&path, &records, &options).unwrap(), 50);
@@ -1075,8 +1100,11 @@ mod jsonl {
             id_field: "key".into(),
             vector_field: "emb\"edding".into(),
             metadata_field: "attrs".into(),
+            expires_field: "ttl".into(),
             ..JsonlOptions::default()
         };
+        let mut records = records;
+        records[1].expires_at = Some(1_700_000_000_000);
         let mut out = Vec::new();
         write_jsonl_to(&mut out, &records, &options).unwrap();
         assert!(out.starts_with(b"{\"key\":"));

@@ -250,8 +250,12 @@ proptest! {
 fn jsonl_carries_lists_of_strings_and_csv_refuses_them() {
     use hnsw_batch::io::{write_csv_to, write_jsonl_to, CsvOptions, JsonlOptions, JsonlReader, Record};
 
-    let record =
-        Record { id: 7, vector: vec![1.0, 2.0], metadata: meta(&[("tags", vec!["a", "b\"c"].into())]) };
+    let record = Record {
+        id: 7,
+        vector: vec![1.0, 2.0],
+        metadata: meta(&[("tags", vec!["a", "b\"c"].into())]),
+        expires_at: None,
+    };
     let mut out = Vec::new();
     write_jsonl_to(&mut out, [&record], &JsonlOptions::default()).unwrap();
     let text = String::from_utf8(out.clone()).unwrap();

@@ -72,6 +72,14 @@ pub struct FieldArgs {
         help_heading = "Field mapping (JSONL, CSV)"
     )]
     pub metadata_field: String,
+    /// JSONL key of the expiry time (unix milliseconds; absent or null: never expires).
+    #[arg(
+        long,
+        default_value = "expires_at",
+        value_name = "NAME",
+        help_heading = "Field mapping (JSONL, CSV)"
+    )]
+    pub expires_field: String,
     /// CSV: the vector is spread over one column per component named PREFIX0, PREFIX1, ...
     /// (instead of one --vector-field column).
     #[arg(long, value_name = "PREFIX", help_heading = "Field mapping (JSONL, CSV)")]
@@ -94,6 +102,7 @@ impl FieldArgs {
             id_field: self.id_field.clone(),
             vector_field: self.vector_field.clone(),
             metadata_field: self.metadata_field.clone(),
+            expires_field: self.expires_field.clone(),
             auto_id,
             ..JsonlOptions::default()
         }
@@ -168,6 +177,8 @@ pub struct Row {
     pub vector: Vec<f32>,
     /// Its metadata (empty for binary formats).
     pub metadata: Metadata,
+    /// Its expiry time, unix ms (JSON Lines only).
+    pub expires_at: Option<u64>,
 }
 
 /// One row of a source: good, or bad with a message that names its line or record.
@@ -431,7 +442,13 @@ impl Source {
                 Ok(vector) => {
                     s.row += 1;
                     Some(s.id_for(record).map(|id| {
-                        Item::Good(Row { loc: Loc::Record(record), id, vector, metadata: Metadata::new() })
+                        Item::Good(Row {
+                            loc: Loc::Record(record),
+                            id,
+                            vector,
+                            metadata: Metadata::new(),
+                            expires_at: None,
+                        })
                     }))
                 }
                 // Errors that concern only their own record.
@@ -495,6 +512,7 @@ impl Source {
                     id: rec.id,
                     vector: rec.vector,
                     metadata: rec.metadata,
+                    expires_at: rec.expires_at,
                 })))
             }
             Err(e) if e.is_fatal() => Some(Err(fatal(&self.path, self.format, &e.error))),

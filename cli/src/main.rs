@@ -11,7 +11,7 @@ mod store;
 
 use clap::{Parser, Subcommand};
 
-use crate::cmd::{bench, build, export, info, search};
+use crate::cmd::{bench, build, bulk, export, info, search};
 use crate::error::{code, EXIT_CODES_HELP};
 
 const BUILD_HELP: &str = "\
@@ -26,7 +26,9 @@ Examples:
   hnsw-batch build rows.csv -o rows.hnsw --vector-prefix v --metric cosine
 
 Vectors of .fvecs/.bvecs/.npy files get their row number (from 0) as id unless --ids is given.
-Metadata of JSONL/CSV rows is kept in FILE.meta.jsonl beside the index.
+Metadata of JSONL/CSV rows is stored in the index with its vector (search --filter, delete
+--where, update --where use it). A FILE.meta.jsonl side file left by an older build is moved
+into the index the first time a command opens it.
 Bad rows are reported by line (text formats, from 1) or record (binary formats, from 0).";
 
 const IMPORT_HELP: &str = "\
@@ -44,6 +46,7 @@ Examples:
   hnsw-batch search sift.hnsw query.fvecs -k 10 --ef 64
   hnsw-batch search sift.hnsw query.fvecs --gt gt.ivecs          # prints recall@10
   hnsw-batch search emb.hnsw --vector \"0.1,0.2,0.3\" -k 5 --format jsonl --with-metadata
+  hnsw-batch search docs.hnsw query.jsonl --filter '{\"lang\": \"en\", \"year\": {\"$gte\": 2000}}'
 
 Table output goes to stdout; the timing line goes to stderr. With --gt the recall goes to
 stdout after a table and to stderr with --format jsonl (which keeps stdout JSON Lines).";
@@ -77,14 +80,50 @@ Examples:
   hnsw-batch export sift.hnsw -o sift.npy                             # also writes sift.npy.ids.npy
   hnsw-batch export sift.hnsw -o sift.bvecs --ids sift-ids.npy
 
-Vectors are written in ascending id order, with the metadata kept at build time. u8-storage
+Vectors are written in ascending id order, with their metadata. u8-storage
 indexes export .npy as uint8; cosine indexes hold (and export) normalised vectors. Existing
 files (the output, the ids file) are replaced only with --force.";
 
 const INFO_HELP: &str = "\
 Examples:
   hnsw-batch info sift.hnsw
-  hnsw-batch info sift.hnsw --json";
+  hnsw-batch info sift.hnsw --json
+
+Also lists the metadata fields with the number of vectors that have each, the indexed fields
+and how many vectors expire.";
+
+const FILTER_HELP: &str = "\
+Filters use the JSON query shape of document stores: {\"lang\": \"en\"} (equality),
+{\"year\": {\"$gte\": 2000, \"$lt\": 2010}}, {\"tag\": {\"$in\": [\"a\", \"b\"]}}, {\"lang\": {\"$ne\": \"en\"}},
+{\"tag\": {\"$exists\": true}}, {\"$and\": [..]}, {\"$or\": [..]}, {\"$not\": {..}}; several keys in one
+object mean \"and\"; a list-valued field matches when any element does. A malformed filter is a
+usage error naming the path of what is wrong; nothing is changed.
+
+--dry-run reports what would change; --confirm-count N refuses unless exactly N vectors match,
+--max N if more than N match (exit 3, nothing changed). An index file is saved (atomically)
+after a change; a durable directory logs it.";
+
+const DELETE_HELP: &str = "\
+Examples:
+  hnsw-batch delete docs.hnsw --where '{\"lang\": \"xx\"}' --dry-run
+  hnsw-batch delete docs.hnsw --where '{\"lang\": \"xx\"}' --confirm-count 42
+  hnsw-batch delete db/ --where '{\"year\": {\"$lt\": 1990}}' --max 1000 --json";
+
+const UPDATE_HELP: &str = "\
+Examples:
+  hnsw-batch update docs.hnsw --where '{\"lang\": \"en\"}' --set '{\"reviewed\": true}'
+  hnsw-batch update db/ --where '{\"tag\": {\"$in\": [\"old\"]}}' --set '{\"tag\": null}' --dry-run
+
+--set is a JSON object of metadata values (strings, numbers, booleans, lists of strings); a key
+set to null is removed. The patched metadata must stay within the index's limits, for every
+matching vector, or nothing changes.";
+
+const PURGE_HELP: &str = "\
+Examples:
+  hnsw-batch purge-expired docs.hnsw
+  hnsw-batch purge-expired db/ --dry-run --now 1767225600000
+
+Deletes the vectors whose expiry time has passed (they are already hidden from search).";
 
 /// Build, query and benchmark HNSW approximate nearest-neighbour indexes.
 #[derive(Debug, Parser)]
@@ -111,9 +150,18 @@ enum Command {
     /// Write an index's ids, vectors and metadata to JSON Lines, CSV, .npy, .fvecs or .bvecs.
     #[command(after_help = format!("{EXPORT_HELP}\n\n{EXIT_CODES_HELP}"))]
     Export(export::ExportArgs),
-    /// Show an index file's parameters, counts, memory and format version.
+    /// Show an index file's parameters, counts, memory, format version and metadata fields.
     #[command(after_help = format!("{INFO_HELP}\n\n{EXIT_CODES_HELP}"))]
     Info(info::InfoArgs),
+    /// Delete the vectors whose metadata matches a filter (with a dry run and safety limits).
+    #[command(after_help = format!("{DELETE_HELP}\n\n{FILTER_HELP}\n\n{EXIT_CODES_HELP}"))]
+    Delete(bulk::DeleteArgs),
+    /// Set or remove metadata keys of the vectors matching a filter.
+    #[command(after_help = format!("{UPDATE_HELP}\n\n{FILTER_HELP}\n\n{EXIT_CODES_HELP}"))]
+    Update(bulk::UpdateArgs),
+    /// Delete the vectors whose expiry time has passed.
+    #[command(after_help = format!("{PURGE_HELP}\n\n{EXIT_CODES_HELP}"))]
+    PurgeExpired(bulk::PurgeArgs),
 }
 
 fn main() {
@@ -132,6 +180,9 @@ fn main() {
         Command::Bench(a) => bench::run(a),
         Command::Export(a) => export::run(a),
         Command::Info(a) => info::run(a),
+        Command::Delete(a) => bulk::run_delete(a),
+        Command::Update(a) => bulk::run_update(a),
+        Command::PurgeExpired(a) => bulk::run_purge(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e}");

@@ -4,12 +4,17 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use hnsw_batch::items::{FilterUpdateReport, Item, MetaPatch};
 use hnsw_batch::persist::{
     DurableIndex, DurableOptions, PersistError, RecoveryReport, SNAPSHOT_MAGIC, SNAPSHOT_VERSION,
 };
-use hnsw_batch::{BatchInsertable, BatchOptions, BatchReport, Index, IndexConfig, Neighbour};
+use hnsw_batch::{
+    BatchOptions, BatchReport, DeleteOptions, Expiry, Filter, FilterDeleteReport, Index, IndexConfig,
+    IndexError, Metadata, Neighbour,
+};
 
 use crate::error::{io_message, CliError, Result};
+use crate::meta::fold_side_file;
 
 fn persist_error(action: &str, path: &Path, e: PersistError) -> CliError {
     match e {
@@ -90,16 +95,128 @@ impl Handle {
         }
     }
 
-    /// Batch insert on the current rayon pool (logged first for a durable index).
-    pub fn insert_batch(&self, items: &[(u64, Vec<f32>)], opts: &BatchOptions) -> Result<BatchReport> {
+    /// Batch insert of items with their metadata on the current rayon pool (logged first for a
+    /// durable index).
+    pub fn insert_items(&self, items: &[Item<Vec<f32>>], opts: &BatchOptions) -> Result<BatchReport> {
         match self {
             Handle::Plain(i) => {
-                i.insert_batch(items, opts).map_err(|e| CliError::index(format!("batch insert failed: {e}")))
+                i.insert_items(items, opts).map_err(|e| CliError::index(format!("batch insert failed: {e}")))
             }
             Handle::Durable(d) => d
-                .insert_batch(items, opts)
+                .insert_items(items, opts)
                 .map_err(|e| persist_error("insert into the durable index", d.dir(), e)),
         }
+    }
+
+    /// The metadata of `id` (empty when it has none); `None` when absent or expired.
+    pub fn get_metadata(&self, id: u64) -> Option<Metadata> {
+        match self {
+            Handle::Plain(i) => i.get_metadata(id),
+            Handle::Durable(d) => d.get_metadata(id),
+        }
+    }
+
+    /// The expiry of `id`; `None` when absent or expired.
+    pub fn get_expiry(&self, id: u64) -> Option<Expiry> {
+        match self {
+            Handle::Plain(i) => i.get_expiry(id),
+            Handle::Durable(d) => d.get_expiry(id),
+        }
+    }
+
+    /// The indexed metadata fields.
+    pub fn field_indexes(&self) -> Vec<String> {
+        match self {
+            Handle::Plain(i) => i.field_indexes(),
+            Handle::Durable(d) => d.field_indexes(),
+        }
+    }
+
+    /// [`search_batch`](Self::search_batch) keeping only items whose metadata matches `filter`.
+    pub fn search_batch_where(
+        &self,
+        queries: &[Vec<f32>],
+        k: usize,
+        ef: usize,
+        filter: &Filter,
+    ) -> hnsw_batch::Result<Vec<Vec<Neighbour>>> {
+        match self {
+            Handle::Plain(i) => i.search_batch_where(queries, k, ef, filter),
+            Handle::Durable(d) => d.search_batch_where(queries, k, ef, filter),
+        }
+    }
+
+    /// Applies each patch (to ids known to be present); returns how many the index refused.
+    pub fn set_metadata_batch(&self, patches: &[(u64, MetaPatch)]) -> Result<usize> {
+        match self {
+            Handle::Plain(i) => Ok(patches.iter().filter(|(id, p)| i.set_metadata(*id, p).is_err()).count()),
+            Handle::Durable(d) => {
+                if patches.is_empty() {
+                    return Ok(0);
+                }
+                let r = d
+                    .set_metadata_batch(patches)
+                    .map_err(|e| persist_error("write the metadata into", d.dir(), e))?;
+                Ok(r.failures.len() + r.not_found)
+            }
+        }
+    }
+
+    /// Deletes the items matching `filter` (see [`Index::delete_where_filter`]).
+    pub fn delete_where(&self, filter: &Filter, opts: &DeleteOptions) -> Result<FilterDeleteReport> {
+        match self {
+            Handle::Plain(i) => i.delete_where_filter(filter, opts).map_err(refused),
+            Handle::Durable(d) => d.delete_where(filter, opts).map_err(|e| write_error(d, e)),
+        }
+    }
+
+    /// Patches the metadata of the items matching `filter` (see [`Index::update_where`]).
+    pub fn update_where(
+        &self,
+        filter: &Filter,
+        patch: &MetaPatch,
+        opts: &DeleteOptions,
+    ) -> Result<FilterUpdateReport> {
+        match self {
+            Handle::Plain(i) => i.update_where(filter, patch, opts).map_err(refused),
+            Handle::Durable(d) => d.update_where(filter, patch, opts).map_err(|e| write_error(d, e)),
+        }
+    }
+
+    /// Deletes the expired items (see [`Index::purge_expired`]).
+    pub fn purge_expired(&self, opts: &DeleteOptions) -> Result<FilterDeleteReport> {
+        match self {
+            Handle::Plain(i) => i.purge_expired(opts).map_err(refused),
+            Handle::Durable(d) => d.purge_expired(opts).map_err(|e| write_error(d, e)),
+        }
+    }
+
+    /// Sets the clock expiry is read from.
+    pub fn set_clock(&self, clock: std::sync::Arc<dyn hnsw_batch::Clock>) {
+        match self {
+            Handle::Plain(i) => i.set_clock(clock),
+            Handle::Durable(d) => d.set_clock(clock),
+        }
+    }
+
+    /// Makes a change durable: saves a snapshot file at `path`; a durable index logged it already.
+    pub fn save_changes(&self, path: &Path) -> Result<()> {
+        match self {
+            Handle::Plain(i) => save(i, path),
+            Handle::Durable(_) => Ok(()),
+        }
+    }
+}
+
+/// An index refusing a write (a guard, metadata over its limits): nothing was changed.
+fn refused(e: IndexError) -> CliError {
+    CliError::index(format!("{e}; nothing was changed"))
+}
+
+fn write_error(db: &DurableIndex, e: PersistError) -> CliError {
+    match e {
+        PersistError::Index(e) => refused(e),
+        other => persist_error("write to", db.dir(), other),
     }
 }
 
@@ -200,7 +317,9 @@ pub fn load(path: &Path) -> Result<Loaded> {
         let db = DurableIndex::open(path, config, DurableOptions::new())
             .map_err(|e| persist_error("open", path, e))?;
         let recovery = Some(db.recovery_report().clone());
-        return Ok(Loaded { handle: Handle::Durable(db), recovery });
+        let handle = Handle::Durable(db);
+        fold_side_file(&handle, path)?;
+        return Ok(Loaded { handle, recovery });
     }
     if !path.exists() {
         return Err(CliError::index(format!(
@@ -209,7 +328,9 @@ pub fn load(path: &Path) -> Result<Loaded> {
         )));
     }
     let ix = Index::load(path).map_err(|e| persist_error("load the index from", path, e))?;
-    Ok(Loaded { handle: Handle::Plain(ix), recovery: None })
+    let handle = Handle::Plain(ix);
+    fold_side_file(&handle, path)?;
+    Ok(Loaded { handle, recovery: None })
 }
 
 /// The snapshot format version of the file at `path`, read from its header.

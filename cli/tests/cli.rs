@@ -89,7 +89,7 @@ fn records(n: usize, dim: usize, seed: u64) -> Vec<Record> {
                 metadata.insert("flag".into(), MetaValue::Bool(i % 8 == 0));
             }
             // Ascending but not contiguous ids: export writes ids in ascending order.
-            Record { id: 1000 + 3 * i as u64, vector, metadata }
+            Record { id: 1000 + 3 * i as u64, vector, metadata, expires_at: None }
         })
         .collect()
 }
@@ -282,12 +282,14 @@ fn durable_directory_build_search_export_and_append() {
         "{}",
         stdout(&o)
     );
-    assert!(d.path().join("db/metadata.jsonl").exists());
+    // Metadata is in the index (its log), not in a side file.
+    assert!(!d.path().join("db/metadata.jsonl").exists());
     let o = run(d.path(), &["info", "db", "--json"]);
     expect_code(&o, 0);
     let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
     assert_eq!(v["format"], "hnsw-batch durable index");
     assert_eq!(v["vectors"], 60);
+    assert_eq!(v["metadata"]["vectors"], recs[..60].iter().filter(|r| !r.metadata.is_empty()).count());
 
     // A second build adds to the durable index; rows already there are duplicates.
     write_jsonl(p(d.path(), "more.jsonl"), &recs[50..], &JsonlOptions::default()).unwrap();
@@ -493,12 +495,22 @@ fn output_location_is_checked_before_building() {
     let o = run(d.path(), &["build", "bad.jsonl", "-o", "file/x.hnsw"]);
     expect_code(&o, 3);
     assert!(stderr(&o).contains("`file` is not a directory"), "{}", stderr(&o));
-    // The metadata side file is written to a temporary file too; its errors name the side file.
+    // Metadata goes into the index file: no side file is written, and a stale one (of the index
+    // this build replaces) is removed rather than folded into the new index.
     write_jsonl(p(d.path(), "m.jsonl"), &records(10, 3, 4), &JsonlOptions::default()).unwrap();
-    std::fs::create_dir(d.path().join("m.hnsw.meta.jsonl.tmp")).unwrap();
+    std::fs::write(d.path().join("m.hnsw.meta.jsonl"), "{\"id\": 1003, \"metadata\": {\"stale\": true}}\n")
+        .unwrap();
     let o = run(d.path(), &["build", "m.jsonl", "-o", "m.hnsw"]);
-    expect_code(&o, 3);
-    assert!(stderr(&o).contains("`m.hnsw.meta.jsonl`") && !stderr(&o).contains(".tmp"), "{}", stderr(&o));
+    expect_code(&o, 0);
+    let with_meta = records(10, 3, 4).iter().filter(|r| !r.metadata.is_empty()).count();
+    assert!(
+        stdout(&o).contains(&format!("{with_meta} of them with metadata (stored in the index)")),
+        "{}",
+        stdout(&o)
+    );
+    assert!(!d.path().join("m.hnsw.meta.jsonl").exists());
+    let v = info_json(d.path(), "m.hnsw");
+    assert!(v["metadata"]["fields"].get("stale").is_none(), "{v}");
 }
 
 #[test]
@@ -564,7 +576,7 @@ fn jsonl_round_trip_is_exact() {
     let recs = records(120, 6, 11);
     write_jsonl(p(d.path(), "in.jsonl"), &recs, &JsonlOptions::default()).unwrap();
     expect_code(&run(d.path(), &["import", "in.jsonl", "-o", "ix.hnsw"]), 0);
-    assert!(d.path().join("ix.hnsw.meta.jsonl").exists());
+    assert!(!d.path().join("ix.hnsw.meta.jsonl").exists());
     expect_code(&run(d.path(), &["export", "ix.hnsw", "-o", "out.jsonl"]), 0);
     assert_eq!(
         std::fs::read_to_string(d.path().join("in.jsonl")).unwrap(),
@@ -645,7 +657,7 @@ fn npy_round_trip_is_exact() {
 }
 
 #[test]
-fn search_shows_metadata_from_the_side_file() {
+fn search_shows_metadata_stored_in_the_index() {
     let d = tmp();
     let recs = records(30, 4, 14);
     write_jsonl(p(d.path(), "in.jsonl"), &recs, &JsonlOptions::default()).unwrap();
@@ -662,7 +674,7 @@ fn search_shows_metadata_from_the_side_file() {
 }
 
 #[test]
-fn lists_of_strings_survive_the_side_file() {
+fn lists_of_strings_survive_the_index() {
     let d = tmp();
     let mut recs = records(30, 4, 14);
     recs[4].metadata.insert("tags".into(), MetaValue::from(vec!["a", "b"]));
@@ -676,6 +688,378 @@ fn lists_of_strings_survive_the_side_file() {
     expect_code(&o, 0);
     let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
     assert_eq!(v["results"][0]["metadata"]["tags"], serde_json::json!(["a", "b"]));
+}
+
+// ----- metadata: filters, delete / update by filter, expiry, info, the old side file -------------
+
+fn info_json(dir: &Path, index: &str) -> serde_json::Value {
+    let o = run(dir, &["info", index, "--json"]);
+    expect_code(&o, 0);
+    serde_json::from_str(stdout(&o).trim()).unwrap()
+}
+
+/// Every file under `path` (a file, or a directory's files but `LOCK`) with its bytes.
+fn files(path: &Path) -> Vec<(String, Vec<u8>)> {
+    if path.is_file() {
+        return vec![(path.display().to_string(), std::fs::read(path).unwrap())];
+    }
+    let mut out: Vec<(String, Vec<u8>)> = std::fs::read_dir(path)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap() != "LOCK")
+        .map(|p| (p.display().to_string(), std::fs::read(&p).unwrap()))
+        .collect();
+    out.sort();
+    out
+}
+
+/// An index file `ix.hnsw` and a durable directory `db` with the same records.
+fn both(dir: &Path, recs: &[Record]) -> [&'static str; 2] {
+    write_jsonl(p(dir, "in.jsonl"), recs, &JsonlOptions::default()).unwrap();
+    expect_code(&run(dir, &["import", "in.jsonl", "-o", "ix.hnsw"]), 0);
+    expect_code(&run(dir, &["import", "in.jsonl", "--durable", "db"]), 0);
+    ["ix.hnsw", "db"]
+}
+
+fn ids_matching(recs: &[Record], pred: impl Fn(&Metadata) -> bool) -> Vec<u64> {
+    recs.iter().filter(|r| pred(&r.metadata)).map(|r| r.id).collect()
+}
+
+fn rank_at_least(m: &Metadata, n: i64) -> bool {
+    matches!(m.get("rank"), Some(MetaValue::Int(r)) if *r >= n)
+}
+
+#[test]
+fn search_filter_returns_the_nearest_matching_vectors() {
+    let d = tmp();
+    let recs = records(90, 5, 21);
+    let matching: Vec<&Record> = recs.iter().filter(|r| rank_at_least(&r.metadata, 40)).collect();
+    assert!(matching.len() > 10);
+    let q = &recs[7].vector;
+    let base: Vec<Vec<f32>> = matching.iter().map(|r| r.vector.clone()).collect();
+    let want: Vec<u64> =
+        ground_truth(&base, std::slice::from_ref(q), 5)[0].iter().map(|&i| matching[i as usize].id).collect();
+    let qs: Vec<String> = q.iter().map(|x| x.to_string()).collect();
+    for ix in both(d.path(), &recs) {
+        let args = ["search", ix, "--vector", &qs.join(","), "-k", "5", "--ef", "90", "--format", "jsonl"];
+        let o = run(
+            d.path(),
+            &[&args[..], &["--with-metadata", "--filter", r#"{"rank": {"$gte": 40}}"#]].concat(),
+        );
+        expect_code(&o, 0);
+        let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+        let got: Vec<u64> =
+            v["results"].as_array().unwrap().iter().map(|r| r["id"].as_u64().unwrap()).collect();
+        assert_eq!(got, want, "{ix}");
+        for r in v["results"].as_array().unwrap() {
+            assert!(r["metadata"]["rank"].as_i64().unwrap() >= 40, "{ix}: {r}");
+        }
+        // A filter nothing matches finds nothing.
+        let o = run(d.path(), &[&args[..], &["--filter", r#"{"label": "none such"}"#]].concat());
+        expect_code(&o, 0);
+        assert!(stdout(&o).contains(r#""results":[]"#), "{}", stdout(&o));
+    }
+}
+
+#[test]
+fn malformed_filters_name_the_path_and_change_nothing() {
+    let d = tmp();
+    let recs = records(30, 4, 22);
+    let q = recs[0].vector.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(",");
+    for ix in both(d.path(), &recs) {
+        let before = files(&d.path().join(ix));
+        for (filter, says) in [
+            (r#"{"rank": {"$gte": "ten"}}"#, "rank.$gte: expected a number, found string"),
+            (
+                r#"{"$and": [{"flag": true}, {"rank": {"$between": 1}}]}"#,
+                "$and[1].rank.$between: unknown operator `$between`",
+            ),
+            (r#"{"rank": "#, "filter: invalid JSON"),
+            (r#"{"$or": []}"#, "$or: `$or` needs at least one condition"),
+        ] {
+            for (cmd, flag) in [("search", "--filter"), ("delete", "--where"), ("update", "--where")] {
+                let mut args = vec![cmd, ix, flag, filter];
+                match cmd {
+                    "search" => args.extend(["--vector", q.as_str()]),
+                    "update" => args.extend(["--set", r#"{"x": 1}"#]),
+                    _ => {}
+                }
+                let o = run(d.path(), &args);
+                expect_code(&o, 1);
+                assert!(stderr(&o).contains(&format!("{flag}: {says}")), "{cmd} {filter}: {}", stderr(&o));
+                assert_eq!(files(&d.path().join(ix)), before, "{cmd} {ix} {filter}: wrote something");
+            }
+        }
+        // A malformed --set is refused the same way.
+        for (set, says) in [
+            (r#"[1]"#, "--set: expected a JSON object"),
+            (r#"{}"#, "--set: needs at least one key"),
+            (r#"{"$x": 1}"#, "--set: "),
+            (r#"{"x": {"y": 1}}"#, "--set: "),
+        ] {
+            let o = run(d.path(), &["update", ix, "--where", r#"{"flag": true}"#, "--set", set]);
+            expect_code(&o, 1);
+            assert!(stderr(&o).contains(says), "{set}: {}", stderr(&o));
+            assert_eq!(files(&d.path().join(ix)), before, "update --set {set}: wrote something");
+        }
+    }
+}
+
+#[test]
+fn delete_where_dry_run_guards_then_deletes() {
+    let d = tmp();
+    let recs = records(60, 4, 23);
+    let filter = r#"{"rank": {"$gte": 30}}"#;
+    let doomed = ids_matching(&recs, |m| rank_at_least(m, 30));
+    let n = doomed.len();
+    assert!(n > 5);
+    for ix in both(d.path(), &recs) {
+        let path = d.path().join(ix);
+        let before = files(&path);
+        let o = run(d.path(), &["delete", ix, "--where", filter, "--dry-run"]);
+        expect_code(&o, 0);
+        assert_eq!(stdout(&o).trim(), format!("would delete {n} vectors (dry run: nothing was changed)"));
+        let o = run(d.path(), &["delete", ix, "--where", filter, "--dry-run", "--json"]);
+        expect_code(&o, 0);
+        let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+        assert_eq!(v["ids"], serde_json::json!(doomed));
+        assert_eq!((v["matched"].as_u64(), v["deleted"].as_u64()), (Some(n as u64), Some(0)));
+        let m = (n - 1).to_string();
+        for (guard, says) in [
+            (
+                ["--confirm-count", m.as_str()],
+                format!("filter matched {n} vectors, confirm_count expected {m}"),
+            ),
+            (["--max", m.as_str()], format!("filter matched {n} vectors, more than max_affected = {m}")),
+        ] {
+            let o = run(d.path(), &[&["delete", ix, "--where", filter][..], &guard].concat());
+            expect_code(&o, 3);
+            assert!(
+                stderr(&o).contains(&says) && stderr(&o).contains("nothing was changed"),
+                "{}",
+                stderr(&o)
+            );
+        }
+        assert_eq!(files(&path), before, "{ix}: a dry run or a refusal wrote something");
+        assert_eq!(info_json(d.path(), ix)["vectors"], 60);
+
+        let count = n.to_string();
+        let o = run(d.path(), &["delete", ix, "--where", filter, "--confirm-count", &count, "--max", &count]);
+        expect_code(&o, 0);
+        assert_eq!(stdout(&o).trim(), format!("deleted {n} vectors"));
+        assert_eq!(info_json(d.path(), ix)["vectors"], 60 - n);
+        let o = run(d.path(), &["delete", ix, "--where", filter, "--json"]);
+        expect_code(&o, 0);
+        assert!(
+            stdout(&o).contains(r#""deleted":0"#) && stdout(&o).contains(r#""matched":0"#),
+            "{}",
+            stdout(&o)
+        );
+        // The deletions are in the file (saved) or the log (reopened).
+        expect_code(&run(d.path(), &["export", ix, "-o", &format!("{ix}.out.jsonl")]), 0);
+        let out = std::fs::read_to_string(d.path().join(format!("{ix}.out.jsonl"))).unwrap();
+        assert_eq!(out.lines().count(), 60 - n);
+        assert!(doomed.iter().all(|id| !out.contains(&format!("\"id\":{id},"))), "{ix}");
+    }
+}
+
+#[test]
+fn update_where_sets_and_removes_keys() {
+    let d = tmp();
+    let recs = records(60, 4, 24);
+    let flagged = ids_matching(&recs, |m| m.get("flag") == Some(&MetaValue::Bool(true)));
+    assert!(flagged.len() > 2);
+    for ix in both(d.path(), &recs) {
+        let before = files(&d.path().join(ix));
+        let set = r#"{"reviewed": true, "score": null}"#;
+        let o = run(d.path(), &["update", ix, "--where", r#"{"flag": true}"#, "--set", set, "--dry-run"]);
+        expect_code(&o, 0);
+        assert!(stdout(&o).contains(&format!("would update {} vectors", flagged.len())), "{}", stdout(&o));
+        assert_eq!(files(&d.path().join(ix)), before);
+        // Metadata over the limits (64 KiB per vector): a --set that alone is too large is a
+        // usage error; one that makes some vector's metadata too large is refused by the index,
+        // for all matching vectors, before any change.
+        let blob = |k: &str, n: usize| format!(r#"{{"{k}": "{}"}}"#, "x".repeat(n));
+        let o = run(d.path(), &["update", ix, "--where", r#"{"flag": true}"#, "--set", &blob("a", 70_000)]);
+        expect_code(&o, 1);
+        assert!(
+            stderr(&o).contains("--set: metadata of 70007 encoded bytes exceeds max_bytes 65536"),
+            "{}",
+            stderr(&o)
+        );
+        let o = run(
+            d.path(),
+            &["update", ix, "--where", r#"{"rank": {"$gte": 0}}"#, "--set", &blob("a", 40_000)],
+        );
+        expect_code(&o, 0);
+        let before = files(&d.path().join(ix));
+        let o = run(d.path(), &["update", ix, "--where", r#"{"flag": true}"#, "--set", &blob("b", 40_000)]);
+        expect_code(&o, 3);
+        assert!(
+            stderr(&o).contains("invalid metadata") && stderr(&o).contains("nothing was changed"),
+            "{}",
+            stderr(&o)
+        );
+        assert_eq!(files(&d.path().join(ix)), before);
+
+        let o = run(d.path(), &["update", ix, "--where", r#"{"flag": true}"#, "--set", set]);
+        expect_code(&o, 0);
+        assert_eq!(stdout(&o).trim(), format!("updated {} vectors", flagged.len()));
+        let o = run(d.path(), &["delete", ix, "--where", r#"{"reviewed": true}"#, "--dry-run", "--json"]);
+        let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+        assert_eq!(v["ids"], serde_json::json!(flagged));
+        let v = info_json(d.path(), ix);
+        assert_eq!(v["metadata"]["fields"]["reviewed"], flagged.len());
+        let scored = recs.iter().filter(|r| r.metadata.contains_key("score")).count();
+        assert_eq!(v["metadata"]["fields"]["score"], scored - flagged.len());
+    }
+}
+
+#[test]
+fn purge_expired_on_a_file_and_a_directory() {
+    use hnsw_batch::persist::{DurableIndex, DurableOptions};
+    use hnsw_batch::{Expiry, Index, IndexConfig, Metric};
+    let d = tmp();
+    let cfg = IndexConfig::new(2, Metric::L2);
+    let expiry = |i: u64| if i.is_multiple_of(3) { Expiry::At(1_000 + i) } else { Expiry::Never };
+    let index = Index::new(cfg.clone()).unwrap();
+    let db = DurableIndex::open(d.path().join("db"), cfg, DurableOptions::new()).unwrap();
+    for i in 0..30u64 {
+        let v = [i as f32, 1.0];
+        index.insert_with(i, &v, None, expiry(i)).unwrap();
+        db.insert_with(i, &v, None, expiry(i)).unwrap();
+    }
+    index.save(d.path().join("ix.hnsw")).unwrap();
+    drop(db);
+    for ix in ["ix.hnsw", "db"] {
+        // By the system clock every expiry has passed: those vectors are hidden already.
+        let v = info_json(d.path(), ix);
+        assert_eq!((v["vectors"].as_u64(), v["metadata"]["expiring"].as_u64()), (Some(30), Some(0)));
+        let before = files(&d.path().join(ix));
+        let o = run(d.path(), &["purge-expired", ix, "--now", "999", "--json"]);
+        expect_code(&o, 0);
+        assert_eq!(stdout(&o).trim(), r#"{"dry_run":false,"ids":[],"matched":0,"purged":0}"#);
+        let o = run(d.path(), &["purge-expired", ix, "--now", "1006", "--dry-run", "--json"]);
+        expect_code(&o, 0);
+        assert!(stdout(&o).contains(r#""ids":[0,3,6]"#), "{}", stdout(&o));
+        let o = run(d.path(), &["purge-expired", ix, "--dry-run"]);
+        expect_code(&o, 0);
+        assert_eq!(stdout(&o).trim(), "would purge 10 vectors (dry run: nothing was changed)");
+        assert_eq!(files(&d.path().join(ix)), before, "{ix}");
+        let o = run(d.path(), &["purge-expired", ix, "--max", "5"]);
+        expect_code(&o, 3);
+        assert!(stderr(&o).contains("more than max_affected = 5"), "{}", stderr(&o));
+        let o = run(d.path(), &["purge-expired", ix]);
+        expect_code(&o, 0);
+        assert_eq!(stdout(&o).trim(), "purged 10 vectors");
+        assert_eq!(info_json(d.path(), ix)["vectors"], 20);
+    }
+}
+
+#[test]
+fn info_lists_metadata_fields_with_counts() {
+    let d = tmp();
+    let mut recs = records(40, 3, 25);
+    recs[1].metadata.insert("tags".into(), MetaValue::from(vec!["a", "b"]));
+    let count = |k: &str| recs.iter().filter(|r| r.metadata.contains_key(k)).count();
+    for ix in both(d.path(), &recs) {
+        let v = info_json(d.path(), ix);
+        let fields = &v["metadata"]["fields"];
+        for k in ["flag", "label", "rank", "score", "tags"] {
+            assert_eq!(fields[k], count(k), "{ix} {k}: {v}");
+        }
+        assert_eq!(fields.as_object().unwrap().len(), 5);
+        assert_eq!(v["metadata"]["vectors"], recs.iter().filter(|r| !r.metadata.is_empty()).count());
+        let o = run(d.path(), &["info", ix]);
+        expect_code(&o, 0);
+        let line = format!(
+            "fields: flag ({}), label ({}), rank ({}), score ({}), tags (1)",
+            count("flag"),
+            count("label"),
+            count("rank"),
+            count("score")
+        );
+        assert!(stdout(&o).contains(&line), "{}", stdout(&o));
+    }
+}
+
+#[test]
+fn jsonl_expiry_times_are_imported_exported_and_purged() {
+    let d = tmp();
+    let far = 4_000_000_000_000u64; // in 2096
+    let mut recs = records(30, 4, 27);
+    for (i, r) in recs.iter_mut().enumerate() {
+        r.expires_at = (i % 5 == 0).then_some(far + i as u64);
+    }
+    let expiring = recs.iter().filter(|r| r.expires_at.is_some()).count();
+    for ix in both(d.path(), &recs) {
+        assert_eq!(info_json(d.path(), ix)["metadata"]["expiring"], expiring);
+        let out = format!("{ix}.jsonl");
+        expect_code(&run(d.path(), &["export", ix, "-o", &out]), 0);
+        assert_eq!(
+            std::fs::read_to_string(d.path().join(&out)).unwrap(),
+            std::fs::read_to_string(d.path().join("in.jsonl")).unwrap(),
+            "{ix}: expiry times round-trip"
+        );
+        let now = (far + 10).to_string();
+        let o = run(d.path(), &["purge-expired", ix, "--now", &now, "--json"]);
+        expect_code(&o, 0);
+        let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+        let want: Vec<u64> =
+            recs.iter().filter(|r| r.expires_at.is_some_and(|t| t <= far + 10)).map(|r| r.id).collect();
+        assert_eq!(v["ids"], serde_json::json!(want));
+        assert_eq!(info_json(d.path(), ix)["vectors"], 30 - want.len());
+    }
+    // A bad expiry time is a bad row, with its line.
+    std::fs::write(d.path().join("bad.jsonl"), "{\"id\": 1, \"vector\": [1, 2], \"expires_at\": \"soon\"}\n")
+        .unwrap();
+    let o = run(d.path(), &["import", "bad.jsonl", "-o", "bad.hnsw"]);
+    expect_code(&o, 2);
+    assert!(stderr(&o).contains("line 1") && stderr(&o).contains("`expires_at`"), "{}", stderr(&o));
+}
+
+/// An index made by an older build keeps its metadata in a side file; the first command that
+/// opens it moves the metadata into the index and removes the file.
+#[test]
+fn an_old_side_file_is_folded_into_the_index_once() {
+    let d = tmp();
+    let recs = records(30, 4, 26);
+    // Vectors only, as the older builds stored them.
+    let plain: Vec<Record> = recs.iter().map(|r| Record { metadata: Metadata::new(), ..r.clone() }).collect();
+    write_jsonl(p(d.path(), "plain.jsonl"), &plain, &JsonlOptions::default()).unwrap();
+    expect_code(&run(d.path(), &["import", "plain.jsonl", "-o", "ix.hnsw"]), 0);
+    expect_code(&run(d.path(), &["import", "plain.jsonl", "--durable", "db"]), 0);
+    let mut side = String::new();
+    for r in recs.iter().filter(|r| !r.metadata.is_empty()) {
+        let line = serde_json::json!({ "id": r.id, "metadata": hnsw_batch::metadata::to_json(&r.metadata) });
+        side.push_str(&format!("{line}\n"));
+    }
+    side.push_str("{\"id\": 999999, \"metadata\": {\"gone\": 1}}\n");
+    let with_meta = recs.iter().filter(|r| !r.metadata.is_empty()).count();
+    for (ix, side_path) in [("ix.hnsw", "ix.hnsw.meta.jsonl"), ("db", "db/metadata.jsonl")] {
+        std::fs::write(d.path().join(side_path), &side).unwrap();
+        let o = run(d.path(), &["info", ix, "--json"]);
+        expect_code(&o, 0);
+        assert!(
+            stderr(&o).contains(&format!("moved the metadata of {with_meta} vectors from `{side_path}`"))
+                && stderr(&o).contains("skipped 1 entries for ids not in the index"),
+            "{}",
+            stderr(&o)
+        );
+        assert!(!d.path().join(side_path).exists());
+        let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+        assert_eq!(v["metadata"]["vectors"], with_meta);
+        // Saved in the index: the next command finds it there, with nothing left to move.
+        let o = run(d.path(), &["export", ix, "-o", &format!("{ix}.jsonl")]);
+        expect_code(&o, 0);
+        assert!(!stderr(&o).contains("moved"), "{}", stderr(&o));
+        write_jsonl(p(d.path(), "want.jsonl"), &recs, &JsonlOptions::default()).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(d.path().join(format!("{ix}.jsonl"))).unwrap(),
+            std::fs::read_to_string(d.path().join("want.jsonl")).unwrap(),
+            "{ix}"
+        );
+    }
 }
 
 // ----- bench -------------------------------------------------------------------------------------

@@ -7,7 +7,8 @@
 //! - 2: a small valid snapshot built from the input, damaged at input-chosen bytes, checksums
 //!   optionally recomputed, then loaded;
 //! - 3: raw bytes to `read_records_from_bytes`;
-//! - 4: a valid log built from the input, damaged at input-chosen bytes, then read.
+//! - 4: a valid log built from the input (every record kind, metadata included), damaged at
+//!   input-chosen bytes, then read.
 //!
 //! Whatever loads must behave: saving it again gives the same bytes as saving the reloaded
 //! copy, searches and inserts work. Whatever a log yields must re-encode to the bytes read.
@@ -15,7 +16,8 @@
 
 use hnsw_batch::persist::wal::{encode_header, encode_record};
 use hnsw_batch::persist::{load_from_bytes, read_records_from_bytes, save_to_bytes, WalRecord};
-use hnsw_batch::{Index, IndexConfig, Metric};
+use hnsw_batch::items::MetaPatch;
+use hnsw_batch::{Index, IndexConfig, MetaValue, Metadata, Metric};
 use libfuzzer_sys::fuzz_target;
 
 /// Recomputes the CRC of every section whose header and payload fit in `b`.
@@ -124,14 +126,41 @@ fuzz_target!(|data: &[u8]| {
             let mut b = encode_header(u64::from(split as u8));
             for (i, c) in spec.chunks(5).enumerate() {
                 let id = c[0] as u64;
-                let record = match c[0] % 3 {
+                let meta = |salt: u8| -> Metadata {
+                    let mut m = Metadata::new();
+                    for &x in c.iter().skip(1) {
+                        let v = match (x ^ salt) % 4 {
+                            0 => MetaValue::Int(i64::from(x) - 100),
+                            1 => MetaValue::Str(format!("s{x}")),
+                            2 => MetaValue::Bool(x % 2 == 0),
+                            _ => MetaValue::StrList(vec![format!("t{x}"); (x % 3) as usize]),
+                        };
+                        m.insert(format!("k{}", x % 7), v);
+                    }
+                    m
+                };
+                let record = match c[0] % 8 {
                     0 => WalRecord::Insert {
                         ids: vec![id, id + 1],
                         dim: 2,
                         vectors: c.iter().map(|&x| x as f32).chain([0.0; 4]).take(4).collect(),
                     },
                     1 => WalRecord::Delete { ids: c.iter().map(|&x| x as u64).collect() },
-                    _ => WalRecord::Update { id, vector: c.iter().map(|&x| x as f32 - 3.0).collect() },
+                    2 => WalRecord::Update { id, vector: c.iter().map(|&x| x as f32 - 3.0).collect() },
+                    3 => WalRecord::InsertItems {
+                        ids: vec![id, id + 1],
+                        dim: 2,
+                        vectors: c.iter().map(|&x| x as f32).chain([0.0; 4]).take(4).collect(),
+                        metadata: vec![Some(meta(0)), (id % 2 == 0).then(|| meta(1))],
+                        expires_at: vec![(id % 3 == 0).then_some(id * 1000), None],
+                    },
+                    4 => WalRecord::UpdateWithMetadata { id, vector: vec![id as f32, 1.0], metadata: meta(2) },
+                    5 => WalRecord::PatchMetadata {
+                        ids: c.iter().map(|&x| x as u64).collect(),
+                        patch: MetaPatch { set: meta(3), remove: c.iter().map(|x| format!("k{}", x % 5)).collect() },
+                    },
+                    6 => WalRecord::SetExpiry { ids: vec![id], expires_at: (id % 2 == 0).then_some(id) },
+                    _ => WalRecord::FieldIndex { field: format!("k{}", id % 7), create: id % 2 == 0 },
                 };
                 b.extend(encode_record(&record, i % 4 == 1));
             }

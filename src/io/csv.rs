@@ -481,7 +481,7 @@ impl<R: BufRead> CsvReader<R> {
                 .collect::<Result<Vec<f32>>>()?,
         };
         self.dims.check(record, vector.len())?;
-        Ok(Record { id, vector, metadata })
+        Ok(Record { id, vector, metadata, expires_at: None })
     }
 }
 

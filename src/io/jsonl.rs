@@ -11,6 +11,8 @@
 //!   strings, booleans, integers (fitting `i64`), other numbers (as `f64`) or
 //!   arrays of strings; `null` values are skipped; other arrays and nested objects
 //!   are rejected.
+//! * The expiry field (`expires_at`) is optional: unix milliseconds, a non-negative
+//!   integer; `null` or absent means the record never expires.
 //! * Other fields are ignored; blank lines are skipped.
 
 use std::collections::HashMap;
@@ -34,6 +36,8 @@ pub struct JsonlOptions {
     pub vector_field: String,
     /// Key of the metadata object (default `metadata`).
     pub metadata_field: String,
+    /// Key of the expiry time, unix milliseconds (default `expires_at`).
+    pub expires_field: String,
     /// Use the row index as id when a row has none (default: missing ids are errors).
     pub auto_id: bool,
     /// Required vector dimension; by default the first good row's.
@@ -48,6 +52,7 @@ impl Default for JsonlOptions {
             id_field: "id".into(),
             vector_field: "vector".into(),
             metadata_field: "metadata".into(),
+            expires_field: "expires_at".into(),
             auto_id: false,
             expected_dim: None,
             max_line_bytes: 64 << 20,
@@ -57,11 +62,11 @@ impl Default for JsonlOptions {
 
 impl JsonlOptions {
     fn validate(&self) -> Result<()> {
-        let f = [&self.id_field, &self.vector_field, &self.metadata_field];
-        if f[0] == f[1] || f[0] == f[2] || f[1] == f[2] {
+        let f = [&self.id_field, &self.vector_field, &self.metadata_field, &self.expires_field];
+        if (0..f.len()).any(|i| f[i + 1..].contains(&f[i])) {
             return Err(FormatError::invalid(
                 "fields",
-                "id, vector and metadata fields must have distinct names",
+                "id, vector, metadata and expiry fields must have distinct names",
             ));
         }
         Ok(())
@@ -126,12 +131,29 @@ impl<R: BufRead> JsonlReader<R> {
             Some(t) => parse_metadata(t, line, &o.metadata_field)?,
             None => Metadata::new(),
         };
+        let expires_at = match present(&o.expires_field) {
+            Some(t) => Some(parse_expiry(t, line, &o.expires_field)?),
+            None => None,
+        };
         let raw = present(&o.vector_field)
             .ok_or_else(|| FormatError::MissingField { line, field: o.vector_field.clone() })?;
         let vector = parse_vector(raw, record, line, &o.vector_field)?;
         self.dims.check(record, vector.len())?;
-        Ok(Record { id, vector, metadata })
+        Ok(Record { id, vector, metadata, expires_at })
     }
+}
+
+/// Parses an expiry time: a JSON integer, unix milliseconds.
+fn parse_expiry(raw: &str, line: usize, field: &str) -> Result<u64> {
+    let t = raw.trim();
+    if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(FormatError::parse(
+            line,
+            Some(field),
+            format!("`{t}` is not a time in unix milliseconds (a non-negative integer)"),
+        ));
+    }
+    t.parse().map_err(|_| FormatError::parse(line, Some(field), format!("`{t}` does not fit a u64")))
 }
 
 impl JsonlReader<BufReader<File>> {
@@ -273,7 +295,7 @@ fn json_str(s: &str) -> Result<String> {
 }
 
 /// Writes `records` as JSON Lines using the field names of `options`; returns
-/// the number of records written. Empty metadata is left out.
+/// the number of records written. Empty metadata and a missing expiry are left out.
 ///
 /// Each record is validated before it is written (same dimension for every
 /// vector, finite components and metadata floats); vector components are printed
@@ -287,6 +309,7 @@ where
     let id_key = json_str(&options.id_field)?;
     let vec_key = json_str(&options.vector_field)?;
     let meta_key = json_str(&options.metadata_field)?;
+    let expires_key = json_str(&options.expires_field)?;
     let mut dims = DimCheck::new(options.expected_dim);
     let mut out = String::new();
     let mut count = 0usize;
@@ -311,6 +334,9 @@ where
                 entries.push(format!("{}:{value}", json_str(k)?));
             }
             out.push_str(&format!(",{meta_key}:{{{}}}", entries.join(",")));
+        }
+        if let Some(t) = r.expires_at {
+            out.push_str(&format!(",{expires_key}:{t}"));
         }
         out.push_str("}\n");
         writer.write_all(out.as_bytes()).map_err(write_err)?;

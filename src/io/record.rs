@@ -5,7 +5,7 @@ use super::error::{FormatError, Result, RowError};
 use super::MAX_DIM;
 use crate::metadata::Metadata;
 
-/// One vector with its id and metadata.
+/// One vector with its id, metadata and expiry.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Record {
     /// The external id.
@@ -14,6 +14,9 @@ pub struct Record {
     pub vector: Vec<f32>,
     /// Per-vector metadata.
     pub metadata: Metadata,
+    /// When it expires, in unix milliseconds (`None`: never). JSON Lines carry it in the
+    /// [`expires_field`](super::JsonlOptions::expires_field); CSV has no column for it.
+    pub expires_at: Option<u64>,
 }
 
 /// Drains `rows`, keeping good records and row errors, and fails with

@@ -22,18 +22,22 @@
 //! - Recovery ([`open`](DurableIndex::open)) syncs the directory, loads the newest snapshot
 //!   (falling back to an older one only when the logs needed to replay from it are all there),
 //!   replays the committed records of each log and truncates a torn tail of the last one.
+//! - A log written in an older format version is replayed but never appended to: the first
+//!   write after opening such a directory checkpoints first, so every log holds only the record
+//!   kinds its header's version allows.
+//! - Metadata, expiry and field indexes are logged too (see `durable_items`): a vector and its
+//!   metadata in one record, and bulk operations by filter as the ids they matched.
 
 use super::backend::{Backend, FileBackend};
 use super::error::{PersistError, Result};
 use super::snapshot::{load_from_bytes, save_to_bytes, temp_path, write_atomic};
 use super::wal::{self, WalRecord, WAL_HEADER_LEN};
-use crate::batch::{BatchError, BatchFailure, BatchInsertable, BatchMode, BatchOptions, BatchReport};
+use crate::batch::{BatchInsertable, BatchMode, BatchOptions, BatchReport};
 use crate::config::IndexConfig;
 use crate::error::IndexError;
 use crate::index::{Index, Neighbour};
 use crate::integrity::{IntegrityError, IntegrityStats};
 use parking_lot::Mutex;
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -141,10 +145,13 @@ pub struct DurableStats {
     pub poisoned: Option<String>,
 }
 
-struct Writer {
+pub(super) struct Writer {
     generation: u64,
     /// Whether `wal-<generation>` exists with a durable header.
     log_exists: bool,
+    /// Format version of `wal-<generation>`: an older one is not appended to (the next write
+    /// checkpoints first, starting a log of the current version).
+    log_version: u32,
     /// Length of the log's known-good prefix (header and whole records).
     good_len: u64,
     /// Bytes past `good_len` may be in the file (a failed append or sync).
@@ -152,14 +159,17 @@ struct Writer {
     /// Records in the good prefix not yet synced.
     unsynced: bool,
     last_sync: Instant,
-    stats: DurableStats,
+    pub(super) stats: DurableStats,
 }
 
 /// An [`Index`] made durable by a write-ahead log and snapshots (see the [module
 /// documentation](self) for the protocol).
 ///
 /// Writes ([`insert`](Self::insert), [`insert_batch`](Self::insert_batch),
-/// [`delete`](Self::delete), [`delete_batch`](Self::delete_batch), [`update`](Self::update)) are
+/// [`delete`](Self::delete), [`delete_batch`](Self::delete_batch), [`update`](Self::update), and
+/// those of metadata, expiry and field indexes: [`insert_items`](Self::insert_items),
+/// [`set_metadata`](Self::set_metadata), [`delete_where`](Self::delete_where),
+/// [`update_where`](Self::update_where), [`purge_expired`](Self::purge_expired), …) are
 /// serialised and logged; reads (search, get, …) run concurrently with them and never touch the
 /// disk. The type is `Send + Sync`: share it in an `Arc` between producer threads.
 ///
@@ -189,8 +199,8 @@ pub struct DurableIndex {
     dir: PathBuf,
     backend: Arc<dyn Backend>,
     options: DurableOptions,
-    index: Index,
-    writer: Mutex<Writer>,
+    pub(super) index: Index,
+    pub(super) writer: Mutex<Writer>,
     recovery: RecoveryReport,
 }
 
@@ -345,6 +355,7 @@ impl DurableIndex {
             writer: Mutex::new(Writer {
                 generation: snapshot_gen,
                 log_exists: false,
+                log_version: wal::WAL_VERSION,
                 good_len: 0,
                 dirty: false,
                 unsynced: false,
@@ -358,10 +369,12 @@ impl DurableIndex {
             let w = this.writer.get_mut();
             for (i, &g) in replay.iter().enumerate() {
                 let last = i + 1 == replay.len();
-                let good = Self::replay_log(&this.backend, &this.dir, &this.index, g, last, &mut report)?;
+                let (good, version) =
+                    Self::replay_log(&this.backend, &this.dir, &this.index, g, last, &mut report)?;
                 if last {
                     w.generation = g;
                     w.log_exists = true;
+                    w.log_version = version;
                     w.good_len = good;
                 }
             }
@@ -437,7 +450,8 @@ impl DurableIndex {
         Err(first_err.unwrap_or_else(|| PersistError::corrupt("no usable snapshot")))
     }
 
-    /// Replays one log into `index`; returns its committed length after repair.
+    /// Replays one log into `index`; returns its committed length after repair and its format
+    /// version.
     fn replay_log(
         backend: &Arc<dyn Backend>,
         dir: &Path,
@@ -445,7 +459,7 @@ impl DurableIndex {
         g: u64,
         last: bool,
         report: &mut RecoveryReport,
-    ) -> Result<u64> {
+    ) -> Result<(u64, u32)> {
         let b = backend.as_ref();
         let path = dir.join(log_name(g));
         let bytes = b.read(&path).map_err(PersistError::io("read", &path))?;
@@ -456,7 +470,7 @@ impl DurableIndex {
             b.sync(&path).map_err(PersistError::io("sync", &path))?;
             report.truncated_bytes += bytes.len() as u64;
             report.logs_replayed += 1;
-            return Ok(WAL_HEADER_LEN as u64);
+            return Ok((WAL_HEADER_LEN as u64, wal::WAL_VERSION));
         }
         let contents = wal::read_records_from_bytes(&bytes)?;
         if contents.generation != g {
@@ -484,7 +498,7 @@ impl DurableIndex {
             b.sync(&path).map_err(PersistError::io("sync", &path))?;
             report.truncated_bytes += bytes.len() as u64 - committed;
         }
-        Ok(committed)
+        Ok((committed, contents.version))
     }
 
     // ----- writes ------------------------------------------------------------------------------
@@ -513,6 +527,7 @@ impl DurableIndex {
         if !w.log_exists {
             create_log(self.backend.as_ref(), &self.dir, w.generation)?;
             w.log_exists = true;
+            w.log_version = wal::WAL_VERSION;
             w.good_len = WAL_HEADER_LEN as u64;
             w.dirty = false;
             w.unsynced = false;
@@ -520,12 +535,16 @@ impl DurableIndex {
         if w.dirty {
             self.repair(w)?;
         }
+        if w.log_version < wal::WAL_VERSION {
+            // An older build may read that log: start one of the current version instead.
+            self.checkpoint_locked(w)?;
+        }
         Ok(())
     }
 
     /// Appends framed records and syncs them as the policy says. On error nothing of them
     /// stays in the log (or the log is marked for repair before the next append).
-    fn commit(&self, w: &mut Writer, records: &[u8]) -> Result<()> {
+    pub(super) fn commit(&self, w: &mut Writer, records: &[u8]) -> Result<()> {
         self.prepare_log(w)?;
         let path = self.log_path(w.generation);
         let b = self.backend.as_ref();
@@ -555,12 +574,12 @@ impl DurableIndex {
         Ok(())
     }
 
-    fn poison(&self, w: &mut Writer, reason: String) -> PersistError {
+    pub(super) fn poison(&self, w: &mut Writer, reason: String) -> PersistError {
         w.stats.poisoned = Some(reason.clone());
         PersistError::Poisoned { reason }
     }
 
-    fn after_write(&self, w: &mut Writer) {
+    pub(super) fn after_write(&self, w: &mut Writer) {
         if let Some(limit) = self.options.checkpoint_log_bytes {
             if w.good_len >= limit {
                 if let Err(e) = self.checkpoint_locked(w) {
@@ -572,7 +591,7 @@ impl DurableIndex {
     }
 
     /// How many more vectors fit: `max_elements` and the node space.
-    fn room(&self) -> (usize, u64) {
+    pub(super) fn room(&self) -> (usize, u64) {
         let nodes = (u32::MAX as usize - 1).saturating_sub(self.index.allocated_nodes());
         let cap = self.index.capacity_room();
         if nodes < cap {
@@ -587,28 +606,10 @@ impl DurableIndex {
     /// Errors: [`PersistError::Index`] with the errors of [`Index::insert`] (nothing is logged),
     /// [`PersistError::Io`] (nothing is applied), [`PersistError::Poisoned`].
     pub fn insert(&self, id: u64, vector: &[f32]) -> Result<()> {
-        let mut w = self.writer.lock();
-        self.index.validate_vector(vector).map_err(IndexError::from)?;
-        // An untrained `sq8` index takes its first vectors as a batch (nothing is logged).
-        self.index.check_trained()?;
-        if self.index.ids.is_taken(&self.index.store, id) {
-            return Err(IndexError::DuplicateId { id }.into());
-        }
-        let (room, limit) = self.room();
-        if room == 0 {
-            return Err(IndexError::CapacityExceeded { limit }.into());
-        }
-        let mut rec = Vec::new();
-        wal::encode_insert_group(&mut rec, &[(id, vector)], self.index.dim(), self.max_record());
-        self.commit(&mut w, &rec)?;
-        if let Err(e) = self.index.insert(id, vector) {
-            return Err(self.poison(&mut w, format!("logged insert of id {id} failed in memory: {e}")));
-        }
-        self.after_write(&mut w);
-        Ok(())
+        self.insert_with(id, vector, None, crate::Expiry::Never)
     }
 
-    fn max_record(&self) -> usize {
+    pub(super) fn max_record(&self) -> usize {
         self.options.max_record_bytes.clamp(1, wal::MAX_RECORD_LEN)
     }
 
@@ -626,68 +627,8 @@ impl DurableIndex {
         items: &[(u64, V)],
         opts: &BatchOptions,
     ) -> Result<BatchReport> {
-        let start = Instant::now();
-        let mut w = self.writer.lock();
-        if let Some(reason) = &w.stats.poisoned {
-            return Err(PersistError::Poisoned { reason: reason.clone() });
-        }
-        if opts.cancel.as_ref().is_some_and(|c| c()) {
-            return Err(BatchError::Cancelled { inserted: 0 }.into());
-        }
-        let mut failures = self.index.validate_batch(items);
-        if opts.mode == BatchMode::AllOrNothing {
-            if let Some(f) = failures.first() {
-                return Err(f.error.clone().into());
-            }
-        }
-        let bad: HashSet<usize> = failures.iter().map(|f| f.index).collect();
-        let mut accepted: Vec<usize> = (0..items.len()).filter(|i| !bad.contains(i)).collect();
-        let (room, limit) = self.room();
-        if accepted.len() > room {
-            if opts.mode == BatchMode::AllOrNothing {
-                let i = accepted[room];
-                return Err(BatchError::CapacityExceeded { index: i, id: items[i].0, limit }.into());
-            }
-            for &i in &accepted[room..] {
-                let id = items[i].0;
-                failures.push(BatchFailure {
-                    index: i,
-                    id,
-                    error: BatchError::CapacityExceeded { index: i, id, limit },
-                });
-            }
-            accepted.truncate(room);
-            failures.sort_by_key(|f| f.index);
-        }
-        let sub: Vec<(u64, &[f32])> = accepted.iter().map(|&i| (items[i].0, items[i].1.as_ref())).collect();
-        if !sub.is_empty() {
-            let mut rec = Vec::with_capacity(wal::insert_payload_len(sub.len(), self.index.dim()) + 64);
-            wal::encode_insert_group(&mut rec, &sub, self.index.dim(), self.max_record());
-            self.commit(&mut w, &rec)?;
-            let apply = BatchOptions {
-                mode: BatchMode::BestEffort,
-                batch_size: opts.batch_size,
-                progress: opts.progress.clone(),
-                cancel: None,
-            };
-            match self.index.insert_batch(&sub, &apply) {
-                Ok(r) if r.inserted == sub.len() => {}
-                Ok(r) => {
-                    let reason =
-                        format!("logged batch applied {} of {} items in memory", r.inserted, sub.len());
-                    return Err(self.poison(&mut w, reason));
-                }
-                Err(e) => return Err(self.poison(&mut w, format!("logged batch failed in memory: {e}"))),
-            }
-            self.after_write(&mut w);
-        }
-        Ok(BatchReport {
-            total: items.len(),
-            inserted: sub.len(),
-            failures,
-            elapsed: start.elapsed(),
-            ..Default::default()
-        })
+        let view: Vec<(u64, &[f32])> = items.iter().map(|(id, v)| (*id, v.as_ref())).collect();
+        self.insert_logged(&view, opts, Vec::new(), None)
     }
 
     /// Deletes `id`; durable when this returns. [`IndexError::NotFound`] if it is absent.
@@ -706,7 +647,7 @@ impl DurableIndex {
 
     /// Deletes every present id of `ids` with one log record; absent ids are counted in
     /// [`BatchReport::not_found`], repeated ones reported in `failures` as
-    /// [`BatchError::DuplicateId`] (as [`Index::delete_batch`] does).
+    /// [`BatchError::DuplicateId`](crate::BatchError::DuplicateId) (as [`Index::delete_batch`] does).
     pub fn delete_batch(&self, ids: &[u64]) -> Result<BatchReport> {
         let start = Instant::now();
         let mut w = self.writer.lock();
@@ -827,6 +768,7 @@ impl DurableIndex {
         b.sync_dir(&self.dir).map_err(PersistError::io("sync_dir", &self.dir))?;
         create_log(b, &self.dir, next)?;
         w.log_exists = true;
+        w.log_version = wal::WAL_VERSION;
         w.good_len = WAL_HEADER_LEN as u64;
         w.stats.log_bytes = w.good_len;
         // The new snapshot is durable: older generations are obsolete.
@@ -1004,7 +946,9 @@ fn train_from_first_group<'a>(index: &Index, entries: impl Iterator<Item = &'a w
     let mut started = false;
     for e in entries {
         match &e.record {
-            WalRecord::Insert { dim, vectors, .. } if *dim == index.dim() && *dim > 0 => {
+            WalRecord::Insert { dim, vectors, .. } | WalRecord::InsertItems { dim, vectors, .. }
+                if *dim == index.dim() && *dim > 0 =>
+            {
                 started = true;
                 rows.extend(vectors.chunks_exact(*dim).filter(|v| index.validate_vector(v).is_ok()));
             }
@@ -1035,5 +979,10 @@ fn apply_record(index: &Index, record: &WalRecord) -> usize {
         }
         WalRecord::Delete { ids } => ids.iter().filter(|&&id| index.delete(id).is_err()).count(),
         WalRecord::Update { id, vector } => usize::from(index.update(*id, vector).is_err()),
+        WalRecord::InsertItems { .. }
+        | WalRecord::UpdateWithMetadata { .. }
+        | WalRecord::PatchMetadata { .. }
+        | WalRecord::SetExpiry { .. }
+        | WalRecord::FieldIndex { .. } => super::durable_items::apply_record(index, record),
     }
 }

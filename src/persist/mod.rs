@@ -13,6 +13,7 @@
 pub mod backend;
 mod codec;
 pub mod durable;
+mod durable_items;
 mod error;
 pub mod snapshot;
 pub mod wal;

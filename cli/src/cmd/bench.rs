@@ -327,6 +327,7 @@ fn no_fields() -> FieldArgs {
         id_field: "id".into(),
         vector_field: "vector".into(),
         metadata_field: "metadata".into(),
+        expires_field: "expires_at".into(),
         vector_prefix: None,
         vector_separator: ';',
         metadata_columns: None,

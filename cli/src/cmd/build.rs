@@ -4,11 +4,14 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use clap::Args;
-use hnsw_batch::{BatchError, BatchFailure, BatchMode, BatchOptions, Index, IndexConfig, InvalidReason};
+use hnsw_batch::items::Item as IndexItem;
+use hnsw_batch::{
+    BatchError, BatchFailure, BatchMode, BatchOptions, Expiry, Index, IndexConfig, InvalidReason,
+};
 
 use crate::error::{CliError, Result};
 use crate::input::{InputArgs, Item, Loc, Row, Source};
-use crate::meta::{sidecar_path, MetaWriter};
+use crate::meta::{fold_side_file, sidecar_path};
 use crate::params::{pool, thread_count, IndexArgs};
 use crate::progress::Progress;
 use crate::store::{self, Handle};
@@ -46,6 +49,8 @@ pub struct Built {
     pub skipped: usize,
     /// Rows read (good and bad).
     pub rows: u64,
+    /// Rows inserted with metadata.
+    pub with_metadata: usize,
 }
 
 /// Counts bad rows against `--max-errors` and reports each.
@@ -103,8 +108,8 @@ fn failure_message(f: &BatchFailure, locs: &[Loc], storage: hnsw_batch::Storage)
 
 /// Streams `src` into `target`, created by `make` from the first good row's dimension: chunks
 /// of good rows go to `insert_batch` (best effort, so a bad row costs only itself) on `threads`
-/// threads; bad rows are reported and counted against `max_errors`. Metadata of inserted rows
-/// goes to `meta`.
+/// threads; bad rows are reported and counted against `max_errors`. Each row's metadata goes
+/// into the index with its vector (in the same log record for a durable index).
 #[allow(clippy::too_many_arguments)]
 pub fn ingest(
     src: &mut Source,
@@ -113,7 +118,6 @@ pub fn ingest(
     chunk_size: usize,
     max_errors: usize,
     progress: &Progress,
-    meta: &mut MetaWriter,
     target: &mut Option<Handle>,
     make: &dyn Fn(IndexConfig) -> Result<Handle>,
 ) -> Result<Built> {
@@ -122,6 +126,7 @@ pub fn ingest(
     let path = src.path.clone();
     let mut bad = BadRows { max: max_errors, count: 0, path: &path, progress };
     let mut done = 0u64;
+    let mut with_metadata = 0;
     let mut rows: Vec<Row> = Vec::with_capacity(chunk_size.min(1 << 16));
     let mut eof = false;
     while !eof {
@@ -157,15 +162,15 @@ pub fn ingest(
         }
         let Some(index) = target.as_ref() else { unreachable!("created above") };
         let mut locs = Vec::with_capacity(rows.len());
-        let mut items: Vec<(u64, Vec<f32>)> = Vec::with_capacity(rows.len());
-        let mut metas = Vec::with_capacity(rows.len());
+        let mut items: Vec<IndexItem<Vec<f32>>> = Vec::with_capacity(rows.len());
         for r in rows.drain(..) {
             locs.push(r.loc);
-            items.push((r.id, r.vector));
-            metas.push(r.metadata);
+            let item = IndexItem::new(r.id, r.vector).expiry(Expiry::from_option(r.expires_at));
+            // Rows without metadata cost the index nothing for it.
+            items.push(if r.metadata.is_empty() { item } else { item.metadata(r.metadata) });
         }
         let opts = BatchOptions::new().mode(BatchMode::BestEffort).on_progress(progress.batch_callback(done));
-        let report = pool.install(|| index.insert_batch(&items, &opts))?;
+        let report = pool.install(|| index.insert_items(&items, &opts))?;
         done += items.len() as u64;
         progress.set_pos(done);
         let storage = index.config().storage;
@@ -174,14 +179,10 @@ pub fn ingest(
             failed[f.index] = true;
             bad.skip(&failure_message(f, &locs, storage))?;
         }
-        for (i, md) in metas.iter().enumerate() {
-            if !failed[i] {
-                meta.write(items[i].0, md)?;
-            }
-        }
-        meta.flush()?;
+        with_metadata +=
+            items.iter().zip(&failed).filter(|(it, bad)| !**bad && it.metadata.is_some()).count();
     }
-    Ok(Built { skipped: bad.count, rows: src.rows_read() })
+    Ok(Built { skipped: bad.count, rows: src.rows_read(), with_metadata })
 }
 
 /// Runs `build` (or `import`).
@@ -205,8 +206,6 @@ pub fn run(args: &BuildArgs, verb: &str) -> Result<()> {
     }
     let mut src = Source::open(&args.input, &args.input_args)?;
     let progress = Progress::new(args.quiet, src.total_rows.unwrap_or(0), "vectors");
-    let meta_path = if durable { dest.join("metadata.jsonl") } else { sidecar_path(dest) };
-    let mut meta = MetaWriter::new(&meta_path, durable);
     let mut target: Option<Handle> = None;
     // What a durable directory held before: the summary reports what this build added.
     let held_before = std::cell::Cell::new(0usize);
@@ -221,7 +220,10 @@ pub fn run(args: &BuildArgs, verb: &str) -> Result<()> {
                     db.len()
                 ));
             }
-            Ok(Handle::Durable(db))
+            let handle = Handle::Durable(db);
+            // A directory of an older build: its metadata side file goes into the index first.
+            fold_side_file(&handle, dest)?;
+            Ok(handle)
         } else {
             Ok(Handle::Plain(Index::new(cfg).map_err(|e| CliError::usage(e.to_string()))?))
         }
@@ -233,7 +235,6 @@ pub fn run(args: &BuildArgs, verb: &str) -> Result<()> {
         args.chunk_size,
         args.input_args.max_errors,
         &progress,
-        &mut meta,
         &mut target,
         &make,
     );
@@ -241,7 +242,6 @@ pub fn run(args: &BuildArgs, verb: &str) -> Result<()> {
     let built = match built {
         Ok(b) => b,
         Err(mut e) => {
-            meta.abandon();
             if let Some(Handle::Durable(db)) = &target {
                 e.msg.push_str(&format!(
                     "\n(the durable index `{}` now holds {} vectors: the valid rows of the batches \
@@ -254,7 +254,6 @@ pub fn run(args: &BuildArgs, verb: &str) -> Result<()> {
         }
     };
     let Some(handle) = target else {
-        meta.abandon();
         return Err(CliError::input(format!("`{}` holds no vectors", args.input.display())));
     };
     let build_secs = start.elapsed().as_secs_f64();
@@ -262,12 +261,16 @@ pub fn run(args: &BuildArgs, verb: &str) -> Result<()> {
         Handle::Plain(index) => store::save(index, dest),
         Handle::Durable(db) => store::checkpoint(db),
     };
-    if let Err(e) = saved {
-        meta.abandon();
-        return Err(e);
+    saved?;
+    if !durable {
+        // The side file of an index this build replaced (written by an older build) would be
+        // folded into the new index at its first use: it belongs to the old one.
+        let stale = sidecar_path(dest);
+        if stale.is_file() {
+            std::fs::remove_file(&stale)
+                .map_err(|e| CliError::index(crate::error::io_message("remove stale", &stale, &e)))?;
+        }
     }
-    let with_meta = meta.written();
-    meta.commit(&meta_path)?;
     if !args.quiet {
         let c = handle.config();
         let (verb, count, total) = if durable {
@@ -301,8 +304,8 @@ pub fn run(args: &BuildArgs, verb: &str) -> Result<()> {
             let size = std::fs::metadata(dest).map(|m| m.len()).unwrap_or(0);
             println!("wrote `{}` ({})", dest.display(), human_bytes(size as f64));
         }
-        if with_meta > 0 {
-            println!("wrote metadata of {with_meta} vectors to `{}`", meta_path.display());
+        if built.with_metadata > 0 {
+            println!("{} of them with metadata (stored in the index)", built.with_metadata);
         }
     }
     Ok(())

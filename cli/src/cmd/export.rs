@@ -13,7 +13,6 @@ use hnsw_batch::Storage;
 
 use crate::error::{io_message, CliError, Result};
 use crate::input::{detect_format, FieldArgs, InputFormat};
-use crate::meta::read_sidecar;
 use crate::store::{self, Handle};
 
 /// Records per write call: bounds the extra memory of text exports.
@@ -103,7 +102,6 @@ pub fn run(args: &ExportArgs) -> Result<()> {
     let ids = sorted_ids(&index);
     let n = match format {
         InputFormat::Jsonl | InputFormat::Csv => {
-            let meta = read_sidecar(&args.index)?;
             let file = File::create(path).map_err(|e| CliError::index(io_message("create", path, &e)))?;
             let mut w = BufWriter::new(file);
             let records = |chunk: &[u64]| -> Vec<Record> {
@@ -111,7 +109,12 @@ pub fn run(args: &ExportArgs) -> Result<()> {
                     .iter()
                     .filter_map(|&id| {
                         let vector = index.get(id)?;
-                        Some(Record { id, vector, metadata: meta.get(&id).cloned().unwrap_or_default() })
+                        Some(Record {
+                            id,
+                            vector,
+                            metadata: index.get_metadata(id).unwrap_or_default(),
+                            expires_at: index.get_expiry(id).and_then(|e| e.at()),
+                        })
                     })
                     .collect()
             };
@@ -125,10 +128,13 @@ pub fn run(args: &ExportArgs) -> Result<()> {
                 let mut opts = args.fields.csv(false);
                 opts.expected_dim = Some(index.dim());
                 if opts.metadata_columns.is_none() {
-                    // The same columns in every chunk: every key of the side file.
-                    let keys: std::collections::BTreeSet<&String> =
-                        meta.values().flat_map(|m| m.keys()).collect();
-                    opts.metadata_columns = Some(keys.into_iter().cloned().collect());
+                    // The same columns in every chunk: every metadata key of the index.
+                    let keys: std::collections::BTreeSet<String> = ids
+                        .iter()
+                        .filter_map(|&id| index.get_metadata(id))
+                        .flat_map(|m| m.into_keys())
+                        .collect();
+                    opts.metadata_columns = Some(keys.into_iter().collect());
                 }
                 let mut header = Vec::new();
                 write_csv_to(&mut header, &[], &opts).map_err(|e| write_err(path, e))?;

@@ -2,11 +2,13 @@
 
 use std::path::PathBuf;
 
+use std::collections::BTreeMap;
+
 use clap::Args;
+use hnsw_batch::Expiry;
 
 use crate::cmd::build::human_bytes;
 use crate::error::{CliError, Result};
-use crate::meta::{read_sidecar, sidecar_path};
 use crate::store::{self, Handle};
 
 /// Arguments of `info`.
@@ -42,9 +44,8 @@ pub fn run(args: &InfoArgs) -> Result<()> {
     } else {
         std::fs::metadata(&args.index).map(|m| m.len()).unwrap_or(0)
     };
-    let meta = read_sidecar(&args.index)?;
+    let meta = MetaSummary::of(index);
     let c = index.config();
-    let side = sidecar_path(&args.index);
     let node_slots = match index {
         Handle::Plain(i) => Some(i.allocated_nodes()),
         Handle::Durable(_) => None,
@@ -80,8 +81,12 @@ pub fn run(args: &InfoArgs) -> Result<()> {
         "seed": c.seed,
         "max_elements": c.max_elements,
         "memory_bytes": index.memory_bytes(),
-        "metadata_entries": meta.len(),
-        "metadata_file": if meta.is_empty() { serde_json::Value::Null } else { side.display().to_string().into() },
+        "metadata": {
+            "vectors": meta.vectors,
+            "fields": meta.fields,
+            "indexed_fields": meta.indexed,
+            "expiring": meta.expiring,
+        },
         "durable": durable_json,
     });
     if args.json {
@@ -127,10 +132,48 @@ pub fn run(args: &InfoArgs) -> Result<()> {
             r.snapshot_generation, r.logs_replayed, r.records_replayed, r.truncated_bytes
         );
     }
-    if meta.is_empty() {
+    if meta.vectors == 0 {
         println!("metadata        none");
     } else {
-        println!("metadata        {} entries in `{}`", meta.len(), side.display());
+        let fields: Vec<String> = meta.fields.iter().map(|(k, n)| format!("{k} ({n})")).collect();
+        println!("metadata        {} vectors; fields: {}", meta.vectors, fields.join(", "));
+    }
+    if !meta.indexed.is_empty() {
+        println!("indexed fields  {}", meta.indexed.join(", "));
+    }
+    if meta.expiring > 0 {
+        println!("expiring        {} vectors", meta.expiring);
     }
     Ok(())
+}
+
+/// The metadata of the live vectors of an index, in numbers.
+struct MetaSummary {
+    /// Vectors with metadata.
+    vectors: usize,
+    /// Each field, with the number of vectors that have it.
+    fields: BTreeMap<String, usize>,
+    /// Fields with a field index.
+    indexed: Vec<String>,
+    /// Vectors with an expiry time.
+    expiring: usize,
+}
+
+impl MetaSummary {
+    fn of(index: &Handle) -> MetaSummary {
+        let mut s =
+            MetaSummary { vectors: 0, fields: BTreeMap::new(), indexed: index.field_indexes(), expiring: 0 };
+        for id in index.ids() {
+            if let Some(m) = index.get_metadata(id) {
+                s.vectors += usize::from(!m.is_empty());
+                for k in m.into_keys() {
+                    *s.fields.entry(k).or_default() += 1;
+                }
+            }
+            if let Some(Expiry::At(_)) = index.get_expiry(id) {
+                s.expiring += 1;
+            }
+        }
+        s
+    }
 }

@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod build;
+pub mod bulk;
 pub mod churn;
 pub mod export;
 pub mod info;

@@ -5,11 +5,11 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::{Args, ValueEnum};
-use hnsw_batch::Neighbour;
+use hnsw_batch::metadata::to_json;
+use hnsw_batch::{Filter, Neighbour};
 
 use crate::error::{CliError, Result};
 use crate::input::{read_all, read_gt, FieldArgs, InputFormat};
-use crate::meta::{read_sidecar, to_json};
 use crate::params::{pool, thread_count};
 use crate::store;
 
@@ -48,9 +48,14 @@ pub struct SearchArgs {
     /// Use only the first N queries of the file.
     #[arg(long, value_name = "N")]
     pub limit: Option<usize>,
-    /// Include each result's metadata (from the index's metadata side file).
+    /// Include each result's metadata.
     #[arg(long)]
     pub with_metadata: bool,
+    /// Only return vectors whose metadata matches this filter, in the JSON query shape:
+    /// '{"lang": "en"}', '{"year": {"$gte": 2000, "$lt": 2010}}', '{"tag": {"$in": ["a", "b"]}}',
+    /// '{"$or": [..]}', '{"$not": {..}}', '{"tag": {"$exists": true}}'.
+    #[arg(long, value_name = "JSON")]
+    pub filter: Option<String>,
     /// Threads for searching a query file (0 = every core).
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub threads: usize,
@@ -79,6 +84,12 @@ pub fn parse_vector(text: &str) -> Result<Vec<f32>> {
         .collect()
 }
 
+/// Parses a filter given on the command line (`flag` names it in errors, with the path inside
+/// the filter of what is wrong).
+pub fn parse_filter(flag: &str, text: &str) -> Result<Filter> {
+    Filter::from_json_str(text).map_err(|e| CliError::usage(format!("{flag}: {e}")))
+}
+
 /// recall@k of `found` against ground-truth rows (set semantics, as ann-benchmarks).
 pub fn recall(found: &[Vec<Neighbour>], gt: &[Vec<i32>], k: usize) -> f64 {
     if found.is_empty() {
@@ -100,6 +111,7 @@ pub fn run(args: &SearchArgs) -> Result<()> {
     if args.k == 0 {
         return Err(CliError::usage("-k must be at least 1"));
     }
+    let filter = args.filter.as_deref().map(|f| parse_filter("--filter", f)).transpose()?;
     let index = store::load(&args.index)?.handle;
     let dim = index.dim();
     let ef = args.ef.unwrap_or(index.config().ef_search.max(args.k));
@@ -164,15 +176,19 @@ pub fn run(args: &SearchArgs) -> Result<()> {
         }
         None => None,
     };
-    let metadata = if args.with_metadata { Some(read_sidecar(&args.index)?) } else { None };
-
     let threads = thread_count(args.threads);
     let pool = pool(threads)?;
     let start = Instant::now();
     let results = pool
-        .install(|| index.search_batch(&queries, args.k, ef))
+        .install(|| match &filter {
+            Some(f) => index.search_batch_where(&queries, args.k, ef, f),
+            None => index.search_batch(&queries, args.k, ef),
+        })
         .map_err(|e| CliError::input(format!("search failed: {e}")))?;
     let secs = start.elapsed().as_secs_f64();
+    // Read after the search: metadata of the results only; none shown for a result without.
+    let metadata =
+        |id: u64| if args.with_metadata { index.get_metadata(id).filter(|m| !m.is_empty()) } else { None };
 
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
@@ -183,8 +199,8 @@ pub fn run(args: &SearchArgs) -> Result<()> {
             for (qi, res) in results.iter().enumerate() {
                 for (rank, n) in res.iter().enumerate() {
                     write!(out, "{qi:>7}  {:>4}  {:>20}  {:>14.6}", rank + 1, n.id, n.distance).map_err(w)?;
-                    if let Some(m) = metadata.as_ref().and_then(|m| m.get(&n.id)) {
-                        write!(out, "  {}", to_json(m)).map_err(w)?;
+                    if let Some(m) = metadata(n.id) {
+                        write!(out, "  {}", to_json(&m)).map_err(w)?;
                     }
                     writeln!(out).map_err(w)?;
                 }
@@ -196,8 +212,8 @@ pub fn run(args: &SearchArgs) -> Result<()> {
                     .iter()
                     .map(|n| {
                         let mut o = serde_json::json!({ "id": n.id, "distance": n.distance });
-                        if let Some(m) = metadata.as_ref().and_then(|m| m.get(&n.id)) {
-                            o["metadata"] = to_json(m);
+                        if let Some(m) = metadata(n.id) {
+                            o["metadata"] = to_json(&m);
                         }
                         o
                     })
