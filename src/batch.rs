@@ -55,7 +55,8 @@ impl std::fmt::Display for InvalidReason {
     }
 }
 
-/// Errors of a batch insert. `index` is the item's position in the input.
+/// Errors of a batch operation (insert, update, delete). `index` is the item's position in the
+/// input.
 #[derive(Debug, Clone, PartialEq, Error)]
 #[non_exhaustive]
 pub enum BatchError {
