@@ -16,7 +16,7 @@
 #![allow(missing_docs)] // criterion_group! generates undocumented public items.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use hnsw_batch::{BatchInsertable, BatchMode, BatchOptions, Index, IndexConfig, Metric};
+use hnsw_batch::{BatchInsertable, BatchOptions, Index, IndexConfig, Metric};
 use std::time::{Duration, Instant};
 
 const DIM: usize = 64;
@@ -97,7 +97,7 @@ impl Churn {
         let gone = self.rng.take(&mut self.live, n);
         let ids: Vec<u64> = gone.iter().map(|&(id, _)| id).collect();
         let t = Instant::now();
-        let r = self.index.delete_batch(&ids);
+        let r = self.index.delete_batch(&ids, &BatchOptions::new()).unwrap();
         let e = t.elapsed();
         assert_eq!(r.deleted, n);
         self.pool.extend(gone.iter().map(|&(_, row)| row));
@@ -111,7 +111,7 @@ impl Churn {
         let items: Vec<(u64, &[f32])> =
             chosen.iter().zip(&rows).map(|(&(id, _), &r)| (id, self.data[r].as_slice())).collect();
         let t = Instant::now();
-        let rep = self.index.update_batch(&items, BatchMode::AllOrNothing).unwrap();
+        let rep = self.index.update_batch(&items, &BatchOptions::new()).unwrap();
         let e = t.elapsed();
         assert_eq!(rep.updated, n);
         for (c, r) in chosen.iter_mut().zip(rows) {
@@ -163,7 +163,7 @@ fn benches(c: &mut Criterion) {
                 total += e;
                 // Untimed: back to LIVE vectors.
                 let gone: Vec<u64> = ids;
-                st.index.delete_batch(&gone);
+                st.index.delete_batch(&gone, &BatchOptions::new()).unwrap();
                 st.live.retain(|(id, row)| {
                     let keep = !gone.contains(id);
                     if !keep {

@@ -55,7 +55,8 @@ impl std::fmt::Display for InvalidReason {
     }
 }
 
-/// Errors of a batch insert. `index` is the item's position in the input.
+/// Errors of a batch operation (insert, update, delete). `index` is the item's position in the
+/// input.
 #[derive(Debug, Clone, PartialEq, Error)]
 #[non_exhaustive]
 pub enum BatchError {
@@ -102,11 +103,14 @@ pub enum BatchError {
         /// The limit.
         limit: u64,
     },
-    /// The cancel check returned `true`; `inserted` items were inserted and are searchable.
+    /// The cancel check returned `true` (or a progress or cancel callback panicked). The
+    /// report says what the call committed before it stopped: those items are in the index
+    /// (inserted and searchable, updated, or deleted) and [`BatchReport::ids`] lists them; the
+    /// others are untouched and can be sent again.
     #[error("{}", self.reason())]
     Cancelled {
-        /// Items inserted before the batch stopped.
-        inserted: usize,
+        /// What was committed before the batch stopped.
+        report: Box<BatchReport>,
     },
 }
 
@@ -136,8 +140,38 @@ impl BatchError {
                 write!(f, "{}", phrase::duplicate(*id, *first_index))
             }
             BatchError::CapacityExceeded { limit, .. } => write!(f, "{}", phrase::capacity(*limit)),
-            BatchError::Cancelled { inserted } => write!(f, "cancelled after inserting {inserted} items"),
+            BatchError::Cancelled { report } => {
+                write!(f, "cancelled after committing {} of {} items", report.ids.len(), report.total)
+            }
         })
+    }
+
+    /// The batch error of item `index` for an [`IndexError`] about the item (its vector, id or
+    /// metadata, or a full index); `None` for the errors no item can cause in a batch (not
+    /// found, untrained storage, bad parameters or filters).
+    pub(crate) fn from_index_error(e: IndexError, index: usize, id: u64) -> Option<BatchError> {
+        let invalid = |reason| Some(BatchError::InvalidVector { index, id, reason });
+        match e {
+            IndexError::DimensionMismatch { expected, actual } => {
+                Some(BatchError::DimensionMismatch { index, id, expected, actual })
+            }
+            IndexError::MatrixLength { .. } => None,
+            IndexError::NonFiniteValue { component, value } => {
+                invalid(InvalidReason::NonFinite { component, value })
+            }
+            IndexError::ZeroVector => invalid(InvalidReason::ZeroNorm),
+            IndexError::UnrepresentableValue { component, value, storage } => {
+                invalid(InvalidReason::Unrepresentable { component, value, storage })
+            }
+            IndexError::InvalidMetadata(m) => invalid(InvalidReason::Metadata(m)),
+            IndexError::DuplicateId { .. } => Some(BatchError::DuplicateId { index, id, first_index: None }),
+            IndexError::CapacityExceeded { limit } => Some(BatchError::CapacityExceeded { index, id, limit }),
+            IndexError::NotFound { .. }
+            | IndexError::InvalidFilter(_)
+            | IndexError::Refused(_)
+            | IndexError::Sq8Untrained
+            | IndexError::InvalidParameter { .. } => None,
+        }
     }
 
     /// The batch error of item `index` for a vector rejected by validation.
@@ -163,22 +197,28 @@ impl BatchError {
 pub enum BatchMode {
     /// Validate the whole batch first; one bad item rejects the batch and changes nothing.
     ///
-    /// For the slice and flat forms this holds for the whole call whatever `batch_size`: every
-    /// id is reserved and all the capacity claimed before anything is linked, so a duplicate
-    /// (also one inserted concurrently since validation) or a full index is found while the
-    /// index is unchanged. The exceptions: [`BatchError::Cancelled`] (the items inserted before
-    /// the cancel stay, fully linked), and the process running out of memory or of `u32` node
+    /// For the slice and flat inserts, [`Index::update_batch`] and [`Index::delete_batch`]
+    /// this holds for the whole call whatever `batch_size`. An insert reserves every id and
+    /// claims all the capacity before anything is linked, so a duplicate (also one inserted
+    /// concurrently since validation) or a full index is found while the index is unchanged.
+    /// The exceptions: [`BatchError::Cancelled`] (what was committed before the cancel stays,
+    /// and its report lists it), and the process running out of memory or of `u32` node
     /// numbers while linking, which no check beforehand can see (then the call returns
     /// `CapacityExceeded` for the first item that could not get a node, and the items linked
     /// before it stay). The iterator form is all-or-nothing per chunk only.
+    ///
+    /// An absent id in an update or delete is not a bad item: it counts in
+    /// [`BatchReport::not_found`] in either mode.
     #[default]
     AllOrNothing,
-    /// Insert every valid item; report each bad one with its position and error. Every item is
-    /// accounted for: `inserted + failures.len() == total` (unless cancelled).
+    /// Apply every valid item; report each bad one with its position and error. Every item is
+    /// accounted for: `inserted + updated + deleted + not_found + failures.len() == total`
+    /// (unless cancelled).
     BestEffort,
 }
 
-/// Options of a batch insert.
+/// Options of every batch operation: inserts ([`BatchInsertable`]), [`Index::update_batch`],
+/// [`Index::delete_batch`] and their [`DurableIndex`](crate::DurableIndex) forms.
 ///
 /// ```
 /// use hnsw_batch::{BatchOptions, BatchMode};
@@ -189,20 +229,26 @@ pub enum BatchMode {
 /// ```
 #[derive(Clone, Default)]
 pub struct BatchOptions {
-    /// Failure handling.
+    /// Failure handling (default [`BatchMode::AllOrNothing`]).
     pub mode: BatchMode,
-    /// Items handled per chunk (0 = the whole batch at once). Bounds the per-batch bookkeeping
-    /// memory, and the memory of the iterator form, which buffers one chunk at a time.
+    /// Items handled per chunk. **0 (the default) means the whole input is one chunk**, in
+    /// every batch operation. Chunks bound the per-batch bookkeeping memory of an insert, and
+    /// the memory of the iterator form, which buffers one chunk at a time (with 0 it reads its
+    /// whole input before inserting anything: give a size to stream a large input).
     ///
     /// It never changes what is atomic in the slice and flat forms: an all-or-nothing call
-    /// reserves the ids and capacity of all its items before linking the first chunk, so it
-    /// fails before anything changes or not at all (see [`BatchMode::AllOrNothing`]). The
-    /// iterator form cannot see past its buffer, so there each chunk is all-or-nothing on its
-    /// own, and an error reports how many items earlier chunks committed ([`IterBatchError`]).
+    /// validates all its items (and an insert reserves their ids and capacity) before the first
+    /// chunk, so it fails before anything changes or not at all (see
+    /// [`BatchMode::AllOrNothing`]). The iterator form cannot see past its buffer, so there each
+    /// chunk is all-or-nothing on its own, and an error reports what earlier chunks committed
+    /// ([`IterBatchError`]).
     pub batch_size: usize,
-    /// Progress callback: one 0 % event, events at most every 1 %, one final event.
+    /// Progress callback: one 0 % event, events at most every 1 %, one final event. Runs on a
+    /// worker thread, never under an index lock.
     pub progress: Option<ProgressFn>,
-    /// Cancellation check, polled about every 0.5 % of the batch.
+    /// Cancellation check, polled before the first item and then about every 0.5 % of the
+    /// batch. When it returns `true` the call stops taking items, finishes those under way and
+    /// returns [`BatchError::Cancelled`] with the report of what was committed.
     pub cancel: Option<CancelFn>,
 }
 
@@ -218,7 +264,7 @@ impl std::fmt::Debug for BatchOptions {
 }
 
 impl BatchOptions {
-    /// Defaults: all-or-nothing, whole batch at once, no callbacks.
+    /// Defaults: all-or-nothing, the whole input as one chunk (`batch_size` 0), no callbacks.
     pub fn new() -> Self {
         Self::default()
     }
@@ -255,11 +301,15 @@ pub struct BatchFailure {
     pub error: BatchError,
 }
 
-/// Outcome of a batch operation; the same shape for inserts, updates and deletes.
+/// Outcome of a batch operation; the same shape for inserts, updates and deletes, and inside
+/// [`BatchError::Cancelled`] for what a cancelled call committed.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct BatchReport {
     /// Items in the input.
     pub total: usize,
+    /// The ids the call changed (inserted, updated or deleted), in input order: after a
+    /// cancel, exactly the items that went in. Its length is `inserted + updated + deleted`.
+    pub ids: Vec<u64>,
     /// Items inserted.
     pub inserted: usize,
     /// Items that replaced an existing vector.
@@ -285,9 +335,10 @@ pub struct BatchReport {
 /// - In [`BatchMode::BestEffort`] every item is either inserted or reported in
 ///   [`BatchReport::failures`] with its position: `inserted + failures.len() == total`.
 /// - [`insert_batch_iter`](Self::insert_batch_iter): each chunk of `batch_size` items on its
-///   own; an error says how many items were committed before it ([`IterBatchError`]).
+///   own; an error says what was committed before it ([`IterBatchError`]).
 /// - Cancellation keeps the items inserted so far (fully linked, searchable) and gives back the
-///   ids and capacity of the rest. A panicking progress or cancel callback does the same and
+///   ids and capacity of the rest; [`BatchError::Cancelled`] carries the report of what went
+///   in. A panicking progress or cancel callback does the same and
 ///   the panic then propagates to the caller: the index stays consistent, every item of the
 ///   batch is either inserted or free to insert again.
 ///
@@ -324,13 +375,15 @@ pub trait BatchInsertable {
         opts: &BatchOptions,
     ) -> Result<BatchReport, BatchError>;
 
-    /// Inserts from an iterator, buffering `opts.batch_size` items (default 65 536) at a time,
-    /// so inputs larger than memory work.
+    /// Inserts from an iterator, buffering `opts.batch_size` items at a time, so inputs larger
+    /// than memory work. With `batch_size` 0 (the default) the whole input is one chunk: it is
+    /// read to the end before anything is inserted.
     ///
     /// All-or-nothing applies per chunk, since a later chunk is not read yet when an earlier one
     /// is inserted: on error the chunks before the failing one stay inserted, and
-    /// [`IterBatchError::committed`] says how many items went in before the error. Error
-    /// positions are positions in the whole input.
+    /// [`IterBatchError::committed`] reports what went in before the error. Error
+    /// positions are positions in the whole input. Progress events count the items of the
+    /// current chunk.
     fn insert_batch_iter<I, V>(&self, items: I, opts: &BatchOptions) -> Result<BatchReport, IterBatchError>
     where
         I: IntoIterator<Item = (u64, V)>,
@@ -338,14 +391,15 @@ pub trait BatchInsertable {
 }
 
 /// The error of [`BatchInsertable::insert_batch_iter`]: the error that stopped the input, and
-/// how many items were inserted before it (they stay in the index and are searchable).
+/// the report of what was inserted before it (those items stay in the index and are
+/// searchable).
 #[derive(Debug, Clone, PartialEq, Error)]
-#[error("after committing {committed} items: {error}")]
+#[error("after committing {} items: {error}", .committed.inserted)]
 pub struct IterBatchError {
-    /// Items inserted (and kept) before the error: those of the earlier chunks, plus those of
+    /// What was inserted (and kept) before the error: the earlier chunks, plus the items of
     /// the failing chunk that went in before a cancel (or before node memory ran out; any other
-    /// error rejects its chunk whole).
-    pub committed: usize,
+    /// error rejects its chunk whole). `total` counts the items read so far.
+    pub committed: Box<BatchReport>,
     /// What stopped the batch; its position is in the whole input.
     pub error: BatchError,
 }
@@ -357,6 +411,35 @@ const MAX_CHUNK: usize = 1 << 30;
 /// before threads start linking against it.
 fn serial_seed_len(index: &Index) -> usize {
     (4 * index.cfg.m0).saturating_sub(index.len())
+}
+
+/// The chunk length of a batch of `len` items under `batch_size` (0: the whole input).
+pub(crate) fn chunk_len(batch_size: usize, len: usize) -> usize {
+    if batch_size == 0 { len } else { batch_size }.clamp(1, MAX_CHUNK)
+}
+
+/// Why a batch stopped early.
+pub(crate) enum Stop {
+    /// The cancel check said so (or a callback panicked).
+    Cancelled,
+    /// An all-or-nothing batch met a bad item.
+    Failed(BatchError),
+}
+
+impl BatchReport {
+    /// Adds the report of a chunk whose first item is at `offset` in the whole input.
+    fn absorb(&mut self, chunk: BatchReport, offset: usize) {
+        self.inserted += chunk.inserted;
+        self.updated += chunk.updated;
+        self.deleted += chunk.deleted;
+        self.not_found += chunk.not_found;
+        self.ids.extend(chunk.ids);
+        self.failures.extend(chunk.failures.into_iter().map(|mut f| {
+            f.index += offset;
+            f.error = shift_index(f.error, offset);
+            f
+        }));
+    }
 }
 
 impl BatchInsertable for Index {
@@ -394,33 +477,32 @@ impl BatchInsertable for Index {
         V: AsRef<[f32]> + Sync,
     {
         let start = Instant::now();
-        let chunk = if opts.batch_size == 0 { 65_536 } else { opts.batch_size };
         let mut it = items.into_iter();
         let mut total = BatchReport::default();
         let mut offset = 0usize;
         loop {
-            let buf: Vec<(u64, V)> = it.by_ref().take(chunk).collect();
+            let buf: Vec<(u64, V)> = match opts.batch_size {
+                0 => it.by_ref().collect(),
+                n => it.by_ref().take(n).collect(),
+            };
             if buf.is_empty() {
                 break;
             }
             let n = buf.len();
             let chunk_opts = BatchOptions { batch_size: 0, ..opts.clone() };
             match self.insert_batch_counted(&buf, &chunk_opts, Vec::new(), &|_| None) {
-                Ok(r) => {
-                    total.inserted += r.inserted;
-                    total.failures.extend(r.failures.into_iter().map(|mut f| {
-                        f.index += offset;
-                        f.error = shift_index(f.error, offset);
-                        f
-                    }));
-                }
-                Err((e, inserted)) => {
-                    let committed = total.inserted + inserted;
+                Ok(r) => total.absorb(r, offset),
+                Err((e, part)) => {
+                    total.absorb(*part, offset);
+                    total.total = offset + n;
+                    total.elapsed = start.elapsed();
                     let error = match e {
-                        BatchError::Cancelled { .. } => BatchError::Cancelled { inserted: committed },
+                        BatchError::Cancelled { .. } => {
+                            BatchError::Cancelled { report: Box::new(total.clone()) }
+                        }
                         e => shift_index(e, offset),
                     };
-                    return Err(IterBatchError { committed, error });
+                    return Err(IterBatchError { committed: Box::new(total), error });
                 }
             }
             offset += n;
@@ -461,8 +543,8 @@ impl Index {
         self.insert_batch_counted(items, opts, extra_failures, side).map_err(|(e, _)| e)
     }
 
-    /// [`BatchInsertable::insert_batch`], also telling on error how many items went in anyway
-    /// (a cancel, or running out of node memory), for the iterator form's `committed`.
+    /// [`BatchInsertable::insert_batch`], also returning on error the report of what went in
+    /// anyway (a cancel, or running out of node memory), for the iterator form's `committed`.
     ///
     /// Also carries side data: items in `extra_failures` (metadata refused before the call) are
     /// reported and skipped like invalid vectors, and `side(i)` is attached to item `i` before it
@@ -473,7 +555,7 @@ impl Index {
         opts: &BatchOptions,
         extra_failures: Vec<BatchFailure>,
         side: &(dyn Fn(usize) -> Option<crate::items::Side> + Sync),
-    ) -> Result<BatchReport, (BatchError, usize)> {
+    ) -> Result<BatchReport, (BatchError, Box<BatchReport>)> {
         let start = Instant::now();
         let tracker = Tracker::new(items.len(), opts.progress.as_ref(), opts.cancel.as_ref());
         let mut report = BatchReport { total: items.len(), ..Default::default() };
@@ -485,7 +567,8 @@ impl Index {
         }
         if opts.mode == BatchMode::AllOrNothing {
             if let Some(f) = failures.first() {
-                return Err((f.error.clone(), 0));
+                report.elapsed = start.elapsed();
+                return Err((f.error.clone(), Box::new(report)));
             }
         }
         if self.check_trained().is_err() {
@@ -496,26 +579,26 @@ impl Index {
             self.train_sq8_on(valid.len(), |j| items[valid[j]].1.as_ref());
         }
         tracker.start();
-        let chunk = if opts.batch_size == 0 { items.len() } else { opts.batch_size }.clamp(1, MAX_CHUNK);
-        let result =
-            self.insert_chunks(items, &mut failures, opts.mode, chunk, &tracker, &mut report.inserted, side);
+        let chunk = chunk_len(opts.batch_size, items.len());
+        let result = self.insert_chunks(items, &mut failures, opts.mode, chunk, &tracker, &mut report, side);
         tracker.finish();
+        failures.sort_by_key(|f| f.index);
+        report.failures = failures;
+        report.elapsed = start.elapsed();
         match result {
-            Err(BatchError::Cancelled { .. }) => {
-                Err((BatchError::Cancelled { inserted: report.inserted }, report.inserted))
-            }
-            Err(e) => Err((e, report.inserted)),
             Ok(()) => {
                 if self.duplicates_seen.swap(false, std::sync::atomic::Ordering::Relaxed) {
                     // Exact duplicates can form groups that only link among themselves; this is
                     // the one case where a batch pays for a whole-graph pass (`repair.rs`).
                     self.repair();
                 }
-                failures.sort_by_key(|f| f.index);
-                report.failures = failures;
-                report.elapsed = start.elapsed();
                 Ok(report)
             }
+            Err(Stop::Cancelled) => {
+                let report = Box::new(report);
+                Err((BatchError::Cancelled { report: report.clone() }, report))
+            }
+            Err(Stop::Failed(e)) => Err((e, Box::new(report))),
         }
     }
 
@@ -579,8 +662,8 @@ impl Index {
     }
 
     /// Links the items of a batch that passed validation, chunk by chunk; `failures` holds the
-    /// validation failures (input order) and gains those found on the way; `inserted` counts
-    /// what went in, also when this returns `Cancelled`.
+    /// validation failures (input order) and gains those found on the way; `report` counts and
+    /// lists what went in, also when this stops early.
     // Every argument is per-call state of one batch; a struct for them would only be unpacked
     // again on the next line.
     #[allow(clippy::too_many_arguments)]
@@ -591,20 +674,24 @@ impl Index {
         mode: BatchMode,
         chunk: usize,
         tracker: &Tracker<'_>,
-        inserted: &mut usize,
+        report: &mut BatchReport,
         side: &(dyn Fn(usize) -> Option<crate::items::Side> + Sync),
-    ) -> Result<(), BatchError> {
+    ) -> Result<(), Stop> {
         // All-or-nothing takes every id and all the capacity of the whole call before it links
         // anything: a concurrent insert of one of the ids, or a full index, is then found while
         // nothing has changed, whatever the chunk size. Chunks only bound the linking
         // bookkeeping.
         let mut held = match mode {
-            BatchMode::AllOrNothing => Some(self.hold_all(items)?),
+            BatchMode::AllOrNothing => Some(self.hold_all(items).map_err(Stop::Failed)?),
             BatchMode::BestEffort => None,
         };
         let bad_positions: Vec<usize> = failures.iter().map(|f| f.index).collect();
         let mut bad = bad_positions.into_iter().peekable();
         for (c, part) in items.chunks(chunk).enumerate() {
+            if tracker.is_cancelled() {
+                // `held` gives back the reservations of this chunk and the later ones.
+                return Err(Stop::Cancelled);
+            }
             let base = c * chunk;
             let mut accepted = Vec::with_capacity(part.len());
             for i in base..base + part.len() {
@@ -623,23 +710,21 @@ impl Index {
                 None => self.reserve_chunk(items, accepted, failures),
             };
             let linked = reserved.len();
-            match self.link_reserved(items, reserved, mode, tracker, side) {
-                Ok((n, lost)) => {
-                    *inserted += n;
-                    if mode == BatchMode::AllOrNothing {
-                        if let Some(f) = lost.iter().min_by_key(|f| f.index) {
-                            return Err(f.error.clone());
-                        }
-                    }
-                    failures.extend(lost);
-                }
-                Err(e) => {
-                    if let BatchError::Cancelled { inserted: n } = e {
-                        *inserted += n;
-                    }
-                    return Err(e);
+            let out = self.link_reserved(items, reserved, mode, tracker, side);
+            report.inserted += out.inserted.len();
+            report.ids.extend(out.inserted.iter().map(|&i| items[i].0));
+            if out.cancelled {
+                failures.extend(out.lost);
+                return Err(Stop::Cancelled);
+            }
+            if mode == BatchMode::AllOrNothing {
+                if let Some(f) = out.lost.iter().min_by_key(|f| f.index) {
+                    let e = f.error.clone();
+                    failures.extend(out.lost);
+                    return Err(Stop::Failed(e));
                 }
             }
+            failures.extend(out.lost);
             // Items that never reached linking (rejected earlier) count as done now.
             tracker.advance(part.len() - linked);
         }
@@ -706,11 +791,11 @@ impl Index {
         reserved
     }
 
-    /// Links the `reserved` items (positions into `items`, ids reserved and capacity claimed) in
-    /// parallel. Returns how many were inserted and the items lost because node memory or the
-    /// `u32` node space ran out (reported as `CapacityExceeded`); `Cancelled` when the cancel
-    /// check (or a panicking callback) stopped it. Whatever happens, including a panic in a
-    /// callback, the items never started give back their ids and capacity.
+    /// Links the `reserved` items (positions into `items`, ascending; ids reserved and capacity
+    /// claimed) in parallel. Returns the positions inserted and the items lost because node
+    /// memory or the `u32` node space ran out (reported as `CapacityExceeded`), and whether the
+    /// cancel check (or a panicking callback) stopped it. Whatever happens, including a panic in
+    /// a callback, the items never started give back their ids and capacity.
     fn link_reserved<V: AsRef<[f32]> + Sync>(
         &self,
         items: &[(u64, V)],
@@ -718,7 +803,7 @@ impl Index {
         mode: BatchMode,
         tracker: &Tracker<'_>,
         side: &(dyn Fn(usize) -> Option<crate::items::Side> + Sync),
-    ) -> Result<(usize, Vec<BatchFailure>), BatchError> {
+    ) -> Linked {
         let mut levels: Vec<u8> = Vec::with_capacity(reserved.len());
         self.draw_levels(&mut levels, reserved.len());
         // Highest levels first, so the top of the graph exists before the bulk links under it.
@@ -726,7 +811,6 @@ impl Index {
         let mut order: Vec<u32> = (0..reserved.len() as u32).collect();
         order.sort_by_key(|&j| std::cmp::Reverse(levels[j as usize]));
 
-        let inserted = AtomicUsize::new(0);
         let cursor = AtomicUsize::new(0);
         let unstarted = Unstarted { index: self, items, reserved: &reserved, order: &order, cursor: &cursor };
         // Set when an all-or-nothing item is lost: the batch fails, so stop linking more.
@@ -755,16 +839,11 @@ impl Index {
                     })
                 }
             };
-            match ok {
-                Ok(()) => {
-                    inserted.fetch_add(1, Ordering::Relaxed);
-                }
-                Err(limit) => {
-                    let error = BatchError::CapacityExceeded { index: i, id, limit };
-                    lost.lock().push(BatchFailure { index: i, id, error });
-                    if mode == BatchMode::AllOrNothing {
-                        halt.store(true, Ordering::Relaxed);
-                    }
+            if let Err(limit) = ok {
+                let error = BatchError::CapacityExceeded { index: i, id, limit };
+                lost.lock().push(BatchFailure { index: i, id, error });
+                if mode == BatchMode::AllOrNothing {
+                    halt.store(true, Ordering::Relaxed);
                 }
             }
             tracker.advance(1);
@@ -792,14 +871,37 @@ impl Index {
                 insert_one(order[k]);
             });
         }
+        // Every worker has stopped, and finished each item it took: `order[..started]` were
+        // attempted (each inserted or lost), the rest never started.
+        let started = cursor.load(Ordering::Acquire).min(order.len());
         // Gives back what was never started (cancelled or halted).
         drop(unstarted);
-        let n = inserted.load(Ordering::Acquire);
-        if tracker.is_cancelled() {
-            return Err(BatchError::Cancelled { inserted: n });
-        }
-        Ok((n, lost.into_inner()))
+        let lost = lost.into_inner();
+        let inserted = if started == order.len() && lost.is_empty() {
+            reserved
+        } else {
+            let mut lost_at: Vec<usize> = lost.iter().map(|f| f.index).collect();
+            lost_at.sort_unstable();
+            let mut done: Vec<usize> = order[..started]
+                .iter()
+                .map(|&j| reserved[j as usize])
+                .filter(|i| lost_at.binary_search(i).is_err())
+                .collect();
+            done.sort_unstable();
+            done
+        };
+        Linked { inserted, lost, cancelled: tracker.is_cancelled() }
     }
+}
+
+/// What [`Index::link_reserved`] did with one chunk.
+struct Linked {
+    /// Positions inserted, ascending.
+    inserted: Vec<usize>,
+    /// Items that could not get a node.
+    lost: Vec<BatchFailure>,
+    /// The cancel check (or a panicking callback) stopped the chunk.
+    cancelled: bool,
 }
 
 /// Ids reserved and capacity claimed for `items[from..]`, none of them linked yet. Dropping it

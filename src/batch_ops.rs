@@ -1,9 +1,9 @@
 //! Batch delete and update: by ids, or by a predicate with a dry run and safety limits.
 
-use crate::batch::{BatchError, BatchFailure, BatchMode, BatchReport};
+use crate::batch::{chunk_len, BatchError, BatchFailure, BatchMode, BatchOptions, BatchReport};
 use crate::index::Index;
+use crate::progress::Tracker;
 use rayon::prelude::*;
-use std::collections::HashSet;
 use std::time::Instant;
 use thiserror::Error;
 
@@ -87,33 +87,67 @@ pub(crate) fn split_repeats(ids: &[u64]) -> (Vec<u64>, Vec<BatchFailure>) {
     (distinct, failures)
 }
 
+/// What happened to one item of an update batch.
+enum Outcome {
+    Updated,
+    NotFound,
+    Failed(BatchError),
+}
+
 impl Index {
-    /// Deletes every id in `ids` that is present. Absent ids count as `not_found`; an id given
-    /// again is reported in `failures` as [`BatchError::DuplicateId`] (naming its first
-    /// position), as in `update_batch`: `deleted + not_found + failures.len() == total`.
+    /// Deletes every id in `ids` that is present, one after another on the calling thread.
+    ///
+    /// Absent ids count as [`BatchReport::not_found`] in either mode. An id given again is a bad
+    /// item, [`BatchError::DuplicateId`] naming its first position: under
+    /// [`BatchMode::AllOrNothing`] (the default) the call returns it and deletes nothing; under
+    /// [`BatchMode::BestEffort`] it is reported in `failures` and the rest are deleted, so that
+    /// `deleted + not_found + failures.len() == total`. [`BatchReport::ids`] lists the ids
+    /// deleted. The progress callback counts ids; a cancel stops before the next id and returns
+    /// [`BatchError::Cancelled`] with the report of those deleted so far. `batch_size` changes
+    /// nothing here.
     ///
     /// ```
-    /// use hnsw_batch::{BatchError, Index, IndexConfig, Metric};
+    /// use hnsw_batch::{BatchError, BatchMode, BatchOptions, Index, IndexConfig, Metric};
     /// let index = Index::new(IndexConfig::new(1, Metric::L2))?;
     /// for i in 0..5 { index.insert(i, &[i as f32])?; }
-    /// let r = index.delete_batch(&[1, 2, 2, 99]);
+    /// let e = index.delete_batch(&[1, 2, 2, 99], &BatchOptions::new()).unwrap_err();
+    /// assert!(matches!(e, BatchError::DuplicateId { index: 2, id: 2, first_index: Some(1) }));
+    /// assert_eq!(index.len(), 5, "all-or-nothing deleted nothing");
+    /// let r = index.delete_batch(&[1, 2, 2, 99], &BatchOptions::new().mode(BatchMode::BestEffort)).unwrap();
     /// assert_eq!((r.deleted, r.not_found, r.failures.len()), (2, 1, 1));
-    /// assert!(matches!(r.failures[0].error, BatchError::DuplicateId { index: 2, id: 2, first_index: Some(1) }));
+    /// assert_eq!(r.ids, [1, 2]);
     /// # Ok::<(), hnsw_batch::IndexError>(())
     /// ```
-    pub fn delete_batch(&self, ids: &[u64]) -> BatchReport {
+    pub fn delete_batch(&self, ids: &[u64], opts: &BatchOptions) -> Result<BatchReport, BatchError> {
         let start = Instant::now();
         let (distinct, failures) = split_repeats(ids);
+        if opts.mode == BatchMode::AllOrNothing {
+            if let Some(f) = failures.first() {
+                return Err(f.error.clone());
+            }
+        }
+        let tracker = Tracker::new(ids.len(), opts.progress.as_ref(), opts.cancel.as_ref());
+        tracker.start();
+        tracker.advance(failures.len());
         let mut report = BatchReport { total: ids.len(), failures, ..Default::default() };
         for id in distinct {
+            if tracker.is_cancelled() {
+                break;
+            }
             if self.delete(id).is_ok() {
                 report.deleted += 1;
+                report.ids.push(id);
             } else {
                 report.not_found += 1;
             }
+            tracker.advance(1);
         }
+        tracker.finish();
         report.elapsed = start.elapsed();
-        report
+        if tracker.is_cancelled() {
+            return Err(BatchError::Cancelled { report: Box::new(report) });
+        }
+        Ok(report)
     }
 
     /// Deletes the live vectors whose id passes `filter`, after checking the safety limits.
@@ -149,14 +183,32 @@ impl Index {
         Ok(FilterDeleteReport { matched, deleted, dry_run: opts.dry_run })
     }
 
-    /// Replaces the vectors of present ids, in parallel on the current rayon pool. Absent ids
-    /// count as `not_found` and are skipped. All-or-nothing validates every vector (and rejects
-    /// an id given twice) before changing anything; best-effort reports bad items and updates
-    /// the rest.
+    /// Replaces the vectors of present ids, in parallel on the current rayon pool (chunk by
+    /// chunk when `opts.batch_size` is set).
+    ///
+    /// Absent ids count as [`BatchReport::not_found`] in either mode and are skipped. A bad
+    /// vector or an id given again is a bad item: under [`BatchMode::AllOrNothing`] (the
+    /// default) every item is checked before anything changes and the first bad one is
+    /// returned; under [`BatchMode::BestEffort`] bad items are reported in `failures` and the
+    /// rest are updated. [`BatchReport::ids`] lists the ids updated, in input order. The
+    /// progress callback counts items; a cancel stops taking items, and returns
+    /// [`BatchError::Cancelled`] with the report of those updated so far.
+    ///
+    /// ```
+    /// use hnsw_batch::{BatchMode, BatchOptions, Index, IndexConfig, Metric};
+    /// let index = Index::new(IndexConfig::new(1, Metric::L2))?;
+    /// for i in 0..5 { index.insert(i, &[i as f32])?; }
+    /// let items = [(1u64, vec![10.0]), (7, vec![0.5]), (2, vec![f32::NAN])];
+    /// assert!(index.update_batch(&items, &BatchOptions::new()).is_err());
+    /// let r = index.update_batch(&items, &BatchOptions::new().mode(BatchMode::BestEffort)).unwrap();
+    /// assert_eq!((r.updated, r.not_found, r.failures.len(), r.ids), (1, 1, 1, vec![1]));
+    /// assert_eq!(index.get(1), Some(vec![10.0]));
+    /// # Ok::<(), hnsw_batch::IndexError>(())
+    /// ```
     pub fn update_batch<V: AsRef<[f32]> + Sync>(
         &self,
         items: &[(u64, V)],
-        mode: BatchMode,
+        opts: &BatchOptions,
     ) -> Result<BatchReport, BatchError> {
         let start = Instant::now();
         let mut failures = self.validate_vectors(items);
@@ -172,28 +224,79 @@ impl Index {
                 first.insert(*id, i);
             }
         }
+        drop(first);
         failures.sort_by_key(|f| f.index);
         failures.dedup_by_key(|f| f.index);
-        if mode == BatchMode::AllOrNothing {
+        if opts.mode == BatchMode::AllOrNothing {
             if let Some(f) = failures.first() {
                 return Err(f.error.clone());
             }
         }
-        let bad: HashSet<usize> = failures.iter().map(|f| f.index).collect();
-        let outcomes: Vec<bool> = items
-            .par_iter()
-            .enumerate()
-            .filter(|(i, _)| !bad.contains(i))
-            .map(|(_, (id, v))| self.update(*id, v.as_ref()).is_ok())
-            .collect();
-        let updated = outcomes.iter().filter(|&&ok| ok).count();
-        Ok(BatchReport {
-            total: items.len(),
-            updated,
-            not_found: outcomes.len() - updated,
-            failures,
-            elapsed: start.elapsed(),
-            ..Default::default()
-        })
+        let bad: Vec<usize> = failures.iter().map(|f| f.index).collect();
+        let tracker = Tracker::new(items.len(), opts.progress.as_ref(), opts.cancel.as_ref());
+        tracker.start();
+        let mut report = BatchReport { total: items.len(), ..Default::default() };
+        let chunk = chunk_len(opts.batch_size, items.len());
+        let mut stop = None;
+        for (c, part) in items.chunks(chunk).enumerate() {
+            if tracker.is_cancelled() {
+                break;
+            }
+            let base = c * chunk;
+            let outcomes: Vec<(usize, Outcome)> = part
+                .par_iter()
+                .enumerate()
+                .filter_map(|(j, (id, v))| {
+                    let i = base + j;
+                    if bad.binary_search(&i).is_ok() {
+                        tracker.advance(1);
+                        return None;
+                    }
+                    if tracker.is_cancelled() {
+                        return None;
+                    }
+                    let out = match self.update(*id, v.as_ref()) {
+                        Ok(()) => Outcome::Updated,
+                        Err(e) => match BatchError::from_index_error(e, i, *id) {
+                            Some(e) => Outcome::Failed(e),
+                            // Absent (an untrained sq8 index holds no vector yet either): the
+                            // only other errors an update of a checked vector can return.
+                            None => Outcome::NotFound,
+                        },
+                    };
+                    tracker.advance(1);
+                    Some((i, out))
+                })
+                .collect();
+            for (i, out) in outcomes {
+                match out {
+                    Outcome::Updated => {
+                        report.updated += 1;
+                        report.ids.push(items[i].0);
+                    }
+                    Outcome::NotFound => report.not_found += 1,
+                    Outcome::Failed(error) => {
+                        if opts.mode == BatchMode::AllOrNothing && stop.is_none() {
+                            stop = Some(error.clone());
+                        }
+                        failures.push(BatchFailure { index: i, id: items[i].0, error });
+                    }
+                }
+            }
+            if stop.is_some() {
+                break;
+            }
+        }
+        tracker.finish();
+        failures.sort_by_key(|f| f.index);
+        report.failures = failures;
+        report.elapsed = start.elapsed();
+        if let Some(e) = stop {
+            return Err(e);
+        }
+        if tracker.is_cancelled() {
+            return Err(BatchError::Cancelled { report: Box::new(report) });
+        }
+        Ok(report)
     }
 }

@@ -16,6 +16,15 @@ pub enum IndexError {
         /// The length of the offending vector.
         actual: usize,
     },
+    /// A flat row-major matrix's length is not a whole number of rows of the index dimension
+    /// ([`Index::search_batch_flat`](crate::Index::search_batch_flat)).
+    #[error("a matrix of {len} values is not a whole number of rows of dimension {dim}")]
+    MatrixLength {
+        /// Values given.
+        len: usize,
+        /// The index dimension (the row length).
+        dim: usize,
+    },
     /// A vector component is NaN or infinite.
     #[error("{}", phrase::non_finite(*component, *value))]
     NonFiniteValue {

@@ -1,6 +1,6 @@
 //! The HNSW index: insert, search, delete, get.
 
-use crate::config::{check_search_params, IndexConfig, Storage};
+use crate::config::{IndexConfig, Storage};
 use crate::distance::sq8::{Sq8Params, Sq8Query};
 use crate::distance::{compact_kernels, kernels, CompactKernels, Kernels, Metric};
 use crate::epoch;
@@ -156,6 +156,8 @@ pub struct Index {
     pub(crate) expiring: AtomicUsize,
     /// Where "now" comes from for expiry.
     pub(crate) clock: parking_lot::RwLock<std::sync::Arc<dyn crate::expiry::Clock>>,
+    /// The beam width of searches that pass none (`search.rs`), from `cfg.ef_search`.
+    pub(crate) default_ef: AtomicUsize,
 }
 
 impl std::fmt::Debug for Index {
@@ -209,6 +211,7 @@ impl Index {
             side_len: AtomicUsize::new(0),
             expiring: AtomicUsize::new(0),
             clock: parking_lot::RwLock::new(std::sync::Arc::new(crate::expiry::SystemClock)),
+            default_ef: AtomicUsize::new(config.ef_search),
             cfg: config,
         })
     }
@@ -1103,60 +1106,6 @@ impl Index {
         }
     }
 
-    /// The `k` nearest live vectors to `query`, nearest first (ties by id), with beam width `ef`.
-    ///
-    /// Errors: `k == 0` or `ef < k` ([`IndexError::InvalidParameter`]), a wrong dimension, a
-    /// non-finite component, a zero query under cosine.
-    pub fn search(&self, query: &[f32], k: usize, ef: usize) -> Result<Vec<Neighbour>> {
-        self.search_impl(query, k, ef, None::<fn(u64) -> bool>).map(|(r, _)| r)
-    }
-
-    /// Like [`search`](Self::search), keeping only ids for which `filter` returns `true`.
-    ///
-    /// The graph walk passes through filtered-out vectors, so results stay accurate for filters
-    /// that keep a sizeable fraction of the index; for very selective filters use
-    /// [`search_exact`](Self::search_exact) over the candidate ids.
-    pub fn search_filtered(
-        &self,
-        query: &[f32],
-        k: usize,
-        ef: usize,
-        filter: impl Fn(u64) -> bool,
-    ) -> Result<Vec<Neighbour>> {
-        self.search_impl(query, k, ef, Some(filter)).map(|(r, _)| r)
-    }
-
-    /// Like [`search`](Self::search), also returning how much work the query took.
-    pub fn search_with_stats(
-        &self,
-        query: &[f32],
-        k: usize,
-        ef: usize,
-    ) -> Result<(Vec<Neighbour>, SearchStats)> {
-        self.search_impl(query, k, ef, None::<fn(u64) -> bool>)
-    }
-
-    /// `filter: None` keeps the id out of the hot path: reading it for every accepted node is a
-    /// load from one more array per result candidate.
-    fn search_impl(
-        &self,
-        query: &[f32],
-        k: usize,
-        ef: usize,
-        filter: Option<impl Fn(u64) -> bool>,
-    ) -> Result<(Vec<Neighbour>, SearchStats)> {
-        check_search_params(k, ef)?;
-        self.validate_query(query)?;
-        let q = self.query_form(query);
-        let expiry = self.expiry_view();
-        let accept = |n: u32| {
-            self.store.is_live(n)
-                && !expiry.is_expired(n)
-                && filter.as_ref().is_none_or(|f| f(self.store.id(n)))
-        };
-        Ok(self.search_nodes(&q, k, ef, accept))
-    }
-
     /// The `k` nearest nodes passing `accept` (which must check liveness) to the query-form
     /// vector `q`: a beam search of width `ef`, or an exact scan when the beam would cover the
     /// index anyway.
@@ -1234,21 +1183,6 @@ impl Index {
         (out, rescored)
     }
 
-    /// Exact k-NN by a full scan of the live vectors that pass `filter` (ties by id).
-    pub fn search_exact(
-        &self,
-        query: &[f32],
-        k: usize,
-        filter: impl Fn(u64) -> bool,
-    ) -> Result<Vec<Neighbour>> {
-        check_search_params(k, k)?;
-        self.validate_query(query)?;
-        let q = self.query_form(query);
-        let expiry = self.expiry_view();
-        let accept = |n: u32| self.store.is_live(n) && !expiry.is_expired(n) && filter(self.store.id(n));
-        Ok(self.scan(&q, k, 0..self.store.allocated(), accept))
-    }
-
     /// Exact top-`k` over the nodes in `nodes` that pass `accept`, which must check liveness
     /// (ties by id).
     pub(crate) fn scan(
@@ -1282,14 +1216,6 @@ impl Index {
             }
         }
         best.into_sorted_vec().into_iter().map(|Ranked(distance, id)| Neighbour { id, distance }).collect()
-    }
-
-    /// Searches many queries in parallel on the current rayon pool (run inside
-    /// `ThreadPool::install` to cap the threads). Results are in query order.
-    pub fn search_batch(&self, queries: &[Vec<f32>], k: usize, ef: usize) -> Result<Vec<Vec<Neighbour>>> {
-        use rayon::prelude::*;
-        check_search_params(k, ef)?;
-        queries.par_iter().map(|q| self.search(q, k, ef)).collect()
     }
 
     // ----- delete ------------------------------------------------------------------------------

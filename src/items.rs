@@ -717,7 +717,8 @@ impl Index {
         Ok(ids)
     }
 
-    /// The `k` nearest live, unexpired items whose metadata matches `filter`, nearest first.
+    /// The `k` nearest live, unexpired items whose metadata matches `filter`, nearest first;
+    /// `ef` as in [`search`](Self::search) (a number, or `None` for the index's default).
     ///
     /// The plan follows the filter's size `c` among `live` items (exact when the [field
     /// indexes](Self::create_field_index) cover the filter, else estimated from a sample of
@@ -747,7 +748,7 @@ impl Index {
         &self,
         query: &[f32],
         k: usize,
-        ef: usize,
+        ef: impl Into<Option<usize>>,
         filter: &Filter,
     ) -> Result<Vec<Neighbour>> {
         self.search_where_with(query, k, ef, filter, FilterPlan::Auto).map(|(r, _)| r)
@@ -758,10 +759,11 @@ impl Index {
         &self,
         query: &[f32],
         k: usize,
-        ef: usize,
+        ef: impl Into<Option<usize>>,
         filter: &Filter,
         plan: FilterPlan,
     ) -> Result<(Vec<Neighbour>, FilteredSearchStats)> {
+        let ef = self.resolve_ef(k, ef.into());
         crate::config::check_search_params(k, ef)?;
         filter.check()?;
         self.validate_query(query)?;
@@ -843,17 +845,18 @@ impl Index {
 
     /// [`search_where`](Self::search_where) for many queries in parallel on the current rayon
     /// pool; results in query order.
-    pub fn search_batch_where(
+    pub fn search_batch_where<V: AsRef<[f32]> + Sync>(
         &self,
-        queries: &[Vec<f32>],
+        queries: &[V],
         k: usize,
-        ef: usize,
+        ef: impl Into<Option<usize>>,
         filter: &Filter,
     ) -> Result<Vec<Vec<Neighbour>>> {
         use rayon::prelude::*;
+        let ef = self.resolve_ef(k, ef.into());
         crate::config::check_search_params(k, ef)?;
         filter.check()?;
-        queries.par_iter().map(|q| self.search_where(q, k, ef, filter)).collect()
+        queries.par_iter().map(|q| self.search_where(q.as_ref(), k, ef, filter)).collect()
     }
 
     // ----- bulk by filter --------------------------------------------------------------------

@@ -6,6 +6,13 @@
 //! - [`BatchInsertable`]: one call inserts a whole batch in parallel on the caller's rayon pool,
 //!   validated first ([`BatchMode::AllOrNothing`]) or item by item ([`BatchMode::BestEffort`]),
 //!   with progress and cancellation. Errors are a five-variant [`BatchError`].
+//!   [`Index::update_batch`] and [`Index::delete_batch`] take the same [`BatchOptions`] and
+//!   return the same `Result<`[`BatchReport`]`, BatchError>`; a cancelled batch's error carries
+//!   the report of what it committed.
+//! - Search ([`Index::search`] and its filtered, batch and flat-matrix forms,
+//!   [`Index::search_batch_flat`]): `ef` is a number or `None` for the index's default
+//!   ([`Index::set_ef`]). [`IndexView`] is the read-only face of an index, which a
+//!   [`DurableIndex`] lends.
 //! - [`distance`]: SIMD kernels chosen at run time, with the scalar reference they are tested
 //!   against. [`Storage::U8`] keeps byte data (SIFT, pixels) in a quarter of the memory,
 //!   [`Storage::F16`] any float data as half floats in half of it, [`Storage::Sq8`] walks
@@ -57,7 +64,9 @@ mod raw;
 mod repair;
 mod reuse;
 mod scratch;
+mod search;
 mod store;
+mod view;
 pub mod writer;
 
 pub use batch::{
@@ -77,6 +86,8 @@ pub use metadata::{MetaError, MetaLimits, MetaValue, Metadata};
 pub use persist::{DurableIndex, DurableOptions, PersistError, SyncPolicy};
 pub use progress::{BatchProgress, CancelFn, ProgressFn};
 pub use reuse::SlotStats;
+pub use search::{FlatNeighbours, MISSING_ID};
+pub use view::IndexView;
 pub use writer::{BatchSink, BatchWriter, Completion, SubmitError, WriteError, WriterOptions};
 
 /// Bytes of node storage that every index in this process holds as memory mapped straight

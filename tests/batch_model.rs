@@ -1,5 +1,5 @@
 //! Property test: random sequences of every write and read operation (insert, both modes of
-//! `insert_batch`, delete, `delete_batch`, update, both modes of `update_batch`, search,
+//! `insert_batch`, delete, both modes of `delete_batch`, update, both modes of `update_batch`, search,
 //! `search_exact`) against a brute-force model of the index contents, checked after every step.
 //!
 //! Ids come from a small range, so operations keep colliding on the same ids (insert over a live
@@ -44,7 +44,7 @@ enum Op {
     /// Items, mode, `batch_size` (0 = one chunk).
     InsertBatch(Vec<(u64, Vec<f32>)>, BatchMode, usize),
     Delete(u64),
-    DeleteBatch(Vec<u64>),
+    DeleteBatch(Vec<u64>, BatchMode),
     Update(u64, Vec<f32>),
     UpdateBatch(Vec<(u64, Vec<f32>)>, BatchMode),
     /// Query, k.
@@ -60,7 +60,7 @@ fn op() -> impl Strategy<Value = Op> {
         3 => (items(), mode(), prop_oneof![Just(0usize), 1..4usize])
             .prop_map(|(it, m, b)| Op::InsertBatch(it, m, b)),
         3 => id().prop_map(Op::Delete),
-        1 => prop::collection::vec(id(), 0..5).prop_map(Op::DeleteBatch),
+        1 => (prop::collection::vec(id(), 0..5), mode()).prop_map(|(ids, m)| Op::DeleteBatch(ids, m)),
         3 => (id(), vector()).prop_map(|(i, v)| Op::Update(i, v)),
         2 => (items(), mode()).prop_map(|(it, m)| Op::UpdateBatch(it, m)),
         2 => (query(), 1..6usize).prop_map(|(q, k)| Op::Search(q, k)),
@@ -282,6 +282,8 @@ fn run(metric: Metric, max: Option<usize>, chunked_aon: bool, ops: &[Op]) -> Res
                             over
                         );
                         prop_assert_eq!((r.total, r.inserted), (items.len(), items.len()), "step {}", step);
+                        let all: Vec<u64> = items.iter().map(|(id, _)| *id).collect();
+                        prop_assert_eq!(&r.ids, &all, "step {}: ids inserted", step);
                         model.live.extend(items.iter().cloned());
                     }
                     (BatchMode::BestEffort, Ok(r)) => {
@@ -296,6 +298,8 @@ fn run(metric: Metric, max: Option<usize>, chunked_aon: bool, ops: &[Op]) -> Res
                         prop_assert_eq!(r.total, items.len(), "step {}", step);
                         prop_assert_eq!(r.inserted, fit.len(), "step {}: {:?}", step, r);
                         prop_assert_eq!(r.inserted + r.failures.len(), r.total, "step {}: {:?}", step, r);
+                        let fit_ids: Vec<u64> = fit.iter().map(|&i| items[i].0).collect();
+                        prop_assert_eq!(&r.ids, &fit_ids, "step {}: ids inserted", step);
                         for &i in fit {
                             model.live.insert(items[i].0, items[i].1.clone());
                         }
@@ -313,16 +317,30 @@ fn run(metric: Metric, max: Option<usize>, chunked_aon: bool, ops: &[Op]) -> Res
                     prop_assert_eq!(res, Err(IndexError::NotFound { id: *id }), "step {}", step);
                 }
             }
-            Op::DeleteBatch(ids) => {
-                let r = index.delete_batch(ids);
-                let distinct: HashSet<u64> = ids.iter().copied().collect();
-                let present = distinct.iter().filter(|id| model.live.remove(id).is_some()).count();
+            Op::DeleteBatch(ids, mode) => {
+                let res = index.delete_batch(ids, &BatchOptions::new().mode(*mode));
+                let mut seen = HashSet::new();
+                let first_repeat = ids.iter().position(|id| !seen.insert(*id));
+                if let (BatchMode::AllOrNothing, Some(i)) = (mode, first_repeat) {
+                    // A repeated id refuses the whole batch: nothing is deleted.
+                    let e = res.expect_err("all-or-nothing accepted a repeated id");
+                    prop_assert_eq!(e.index(), Some(i), "step {}: {}", step, e);
+                    continue;
+                }
+                let r = res.map_err(|e| TestCaseError::fail(format!("step {step}: {e}")))?;
+                let mut seen = HashSet::new();
+                let deleted: Vec<u64> = ids
+                    .iter()
+                    .copied()
+                    .filter(|id| seen.insert(*id) && model.live.remove(id).is_some())
+                    .collect();
                 prop_assert_eq!(
                     (r.total, r.deleted, r.not_found, r.failures.len()),
-                    (ids.len(), present, distinct.len() - present, ids.len() - distinct.len()),
+                    (ids.len(), deleted.len(), seen.len() - deleted.len(), ids.len() - seen.len()),
                     "step {}",
                     step
                 );
+                prop_assert_eq!(&r.ids, &deleted, "step {}: ids deleted", step);
             }
             Op::Update(id, v) => {
                 let res = index.update(*id, v);
@@ -344,7 +362,7 @@ fn run(metric: Metric, max: Option<usize>, chunked_aon: bool, ops: &[Op]) -> Res
                     .filter(|(_, (id, v))| !given.insert(*id) || !model.valid(v))
                     .map(|(i, _)| i)
                     .collect();
-                let res = index.update_batch(items, *mode);
+                let res = index.update_batch(items, &BatchOptions::new().mode(*mode));
                 match (mode, res) {
                     (BatchMode::AllOrNothing, Err(e)) => {
                         prop_assert_eq!(e.index(), bad.first().copied(), "step {}: {}", step, e);
@@ -357,20 +375,21 @@ fn run(metric: Metric, max: Option<usize>, chunked_aon: bool, ops: &[Op]) -> Res
                         );
                         let got: Vec<usize> = r.failures.iter().map(|f| f.index).collect();
                         prop_assert_eq!(&got, &bad, "step {}: failures", step);
-                        let mut updated = 0;
+                        let mut updated = Vec::new();
                         for (i, (id, v)) in items.iter().enumerate() {
                             if !bad.contains(&i) && model.live.contains_key(id) {
                                 model.live.insert(*id, v.clone());
-                                updated += 1;
+                                updated.push(*id);
                             }
                         }
-                        let not_found = items.len() - bad.len() - updated;
+                        let not_found = items.len() - bad.len() - updated.len();
                         prop_assert_eq!(
                             (r.total, r.updated, r.not_found),
-                            (items.len(), updated, not_found),
+                            (items.len(), updated.len(), not_found),
                             "step {}",
                             step
                         );
+                        prop_assert_eq!(&r.ids, &updated, "step {}: ids updated", step);
                     }
                     (m, Err(e)) => prop_assert!(false, "step {}: {:?} failed: {}", step, m, e),
                 }

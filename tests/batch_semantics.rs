@@ -145,11 +145,17 @@ fn cancel_at_30_percent() {
         .cancel_when(move || seen.load(Ordering::SeqCst) >= 1200);
     let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
     let e = pool.install(|| idx.insert_batch(&items, &opts)).unwrap_err();
-    let BatchError::Cancelled { inserted } = e else { panic!("{e:?}") };
-    println!("cancelled after {inserted}");
+    let BatchError::Cancelled { report } = &e else { panic!("{e:?}") };
+    let inserted = report.inserted;
+    println!("{e}");
     assert!((1200..=1400).contains(&inserted), "stopped at {inserted}, not within ~1 % of 30 %");
+    assert_eq!(e.to_string(), format!("cancelled after committing {inserted} of 4000 items"));
     assert_eq!(idx.len(), inserted);
     assert_eq!(idx.ids().len(), inserted);
+    // The report says which items went in: exactly the ids the index holds, in input order.
+    let present: Vec<u64> = items.iter().map(|(id, _)| *id).filter(|&id| idx.contains(id)).collect();
+    assert_eq!(report.ids, present);
+    assert_eq!((report.total, report.failures.len()), (4000, 0));
     idx.check_integrity().unwrap();
     // Searchable, and the rest can be inserted afterwards (their ids were released).
     let rest: Vec<(u64, &[f32])> = items.iter().copied().filter(|(id, _)| !idx.contains(*id)).collect();
@@ -181,7 +187,8 @@ fn chunked_and_iterator_forms_match() {
     let e = idx.insert_batch_iter(bad, &BatchOptions::new().batch_size(100)).unwrap_err();
     assert_eq!(e.error.index(), Some(250));
     // Per-chunk atomicity: the two chunks before the bad one are in, the bad chunk is not.
-    assert_eq!(e.committed, 200, "{e}");
+    assert_eq!(e.committed.inserted, 200, "{e}");
+    assert_eq!(e.committed.ids, (10_000..10_200).collect::<Vec<u64>>());
     assert_eq!(idx.len(), 2200);
     assert!(idx.contains(10_199) && !idx.contains(10_200));
     assert!(e.to_string().starts_with("after committing 200 items: item 250"), "{e}");
@@ -204,11 +211,32 @@ fn iterator_cancel_reports_everything_committed() {
     let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
     let input = base.iter().enumerate().map(|(i, v)| (i as u64, v.clone()));
     let e = pool.install(|| idx.insert_batch_iter(input, &opts)).unwrap_err();
-    let BatchError::Cancelled { inserted } = e.error else { panic!("{e:?}") };
-    assert_eq!(inserted, e.committed);
-    assert!((400..600).contains(&e.committed), "{e}");
-    assert_eq!(idx.len(), e.committed);
+    let BatchError::Cancelled { report } = &e.error else { panic!("{e:?}") };
+    assert_eq!(*report, e.committed);
+    let committed = e.committed.inserted;
+    assert!((400..600).contains(&committed), "{e}");
+    assert_eq!(idx.len(), committed);
+    let present: Vec<u64> = (0..600).filter(|&id| idx.contains(id)).collect();
+    assert_eq!(e.committed.ids, present);
+    assert_eq!(e.committed.total, 600);
     idx.check_integrity().unwrap();
+}
+
+/// `batch_size` 0 means the whole input in every form: the iterator form then reads all of it
+/// into one chunk (its first progress event counts every item). Catches the iterator form's old
+/// private default of 65 536 items per chunk. Cancelled at once, so nothing is linked.
+#[test]
+fn iterator_batch_size_zero_is_the_whole_input() {
+    let idx = Index::new(IndexConfig::new(1, Metric::L2)).unwrap();
+    let totals = Arc::new(Mutex::new(Vec::new()));
+    let t2 = totals.clone();
+    let opts =
+        BatchOptions::new().on_progress(move |p| t2.lock().unwrap().push(p.total)).cancel_when(|| true);
+    assert_eq!(opts.batch_size, 0, "the default batch size");
+    let e = idx.insert_batch_iter((0..70_000u64).map(|i| (i, [i as f32])), &opts).unwrap_err();
+    assert!(matches!(e.error, BatchError::Cancelled { .. }), "{e}");
+    assert_eq!(totals.lock().unwrap().first(), Some(&70_000));
+    assert_eq!((e.committed.inserted, e.committed.total, idx.len()), (0, 70_000, 0));
 }
 
 /// An all-or-nothing batch split into chunks whose last item's id is taken by another writer

@@ -129,6 +129,7 @@ fn best_effort_reports_failures_and_logs_only_what_is_applied() {
     ];
     let r = db.insert_batch(&items, &BatchOptions::new().mode(BatchMode::BestEffort)).unwrap();
     assert_eq!((r.total, r.inserted), (6, 2));
+    assert_eq!(r.ids, [2, 5]);
     let failed: Vec<usize> = r.failures.iter().map(|f| f.index).collect();
     assert_eq!(failed, [0, 2, 3, 4]);
     assert!(matches!(r.failures[1].error, BatchError::DimensionMismatch { index: 2, .. }));
@@ -146,10 +147,15 @@ fn best_effort_reports_failures_and_logs_only_what_is_applied() {
             Err(PersistError::Index(IndexError::NotFound { .. }))
         ));
         assert!(db.update(1, &[1.0]).is_err());
-        let r = db.delete_batch(&[404, 405]).unwrap();
+        let r = db.delete_batch(&[404, 405], &BatchOptions::new()).unwrap();
         assert_eq!((r.deleted, r.not_found), (0, 2));
-        // A repeated id is a failure naming its first position, not a second absent id.
-        let r = db.delete_batch(&[404, 404]).unwrap();
+        // A repeated id is a failure naming its first position, not a second absent id: it
+        // refuses an all-or-nothing batch, and is listed by a best-effort one.
+        let e = db.delete_batch(&[1, 404, 404], &BatchOptions::new()).unwrap_err();
+        let dup = BatchError::DuplicateId { index: 2, id: 404, first_index: Some(1) };
+        assert!(matches!(&e, PersistError::Batch(b) if *b == dup), "{e}");
+        let best_effort = BatchOptions::new().mode(BatchMode::BestEffort);
+        let r = db.delete_batch(&[404, 404], &best_effort).unwrap();
         assert_eq!((r.deleted, r.not_found, r.failures.len()), (0, 1, 1));
         assert_eq!(r.failures[0].error, BatchError::DuplicateId { index: 1, id: 404, first_index: Some(0) });
     });
@@ -157,7 +163,15 @@ fn best_effort_reports_failures_and_logs_only_what_is_applied() {
     // A cancelled batch is refused before it is logged.
     let cancelled = BatchOptions::new().cancel_when(|| true);
     let e = db.insert_batch(&[(9u64, vector(9, 0))], &cancelled).unwrap_err();
-    assert!(matches!(e, PersistError::Batch(BatchError::Cancelled { inserted: 0 })));
+    assert!(
+        matches!(&e, PersistError::Batch(BatchError::Cancelled { report }) if report.ids.is_empty() && report.total == 1),
+        "{e}"
+    );
+    let e = db.delete_batch(&[1, 2], &cancelled).unwrap_err();
+    assert!(
+        matches!(&e, PersistError::Batch(BatchError::Cancelled { report }) if report.ids.is_empty()),
+        "{e}"
+    );
     drop(db);
     let (_, got) = recover(&fs);
     assert_eq!(got.keys().copied().collect::<Vec<_>>(), [1, 2, 5]);

@@ -8,8 +8,7 @@ use hnsw_batch::persist::{
     load_from_bytes, save_to_bytes, CrashMode, DurableIndex, DurableOptions, MemBackend,
 };
 use hnsw_batch::{
-    BatchError, BatchInsertable, BatchMode, BatchOptions, Index, IndexConfig, IndexError, InvalidReason,
-    Metric, Storage,
+    BatchError, BatchInsertable, BatchOptions, Index, IndexConfig, IndexError, InvalidReason, Metric, Storage,
 };
 use std::sync::Arc;
 
@@ -144,7 +143,7 @@ fn out_of_range_values_are_rejected_and_leave_the_index_unchanged() {
         }
         other => panic!("expected an invalid vector, got {other:?}"),
     }
-    assert!(index.update_batch(&[(4u64, bad.to_vec())], BatchMode::AllOrNothing).is_err());
+    assert!(index.update_batch(&[(4u64, bad.to_vec())], &BatchOptions::new()).is_err());
     assert_eq!(index.len(), 10);
     let mut ids = index.ids();
     ids.sort_unstable();
@@ -204,10 +203,10 @@ fn batch_insert_update_delete() {
     let report = index.insert_batch(&items, &BatchOptions::new()).unwrap();
     assert_eq!(report.inserted, 2000);
     let gone: Vec<u64> = (0..2000).step_by(5).collect();
-    assert_eq!(index.delete_batch(&gone).deleted, gone.len());
+    assert_eq!(index.delete_batch(&gone, &BatchOptions::new()).unwrap().deleted, gone.len());
     let updates: Vec<(u64, Vec<f32>)> =
         (1..2000u64).step_by(5).zip(&fresh).map(|(id, v)| (id, v.clone())).collect();
-    assert_eq!(index.update_batch(&updates, BatchMode::AllOrNothing).unwrap().updated, updates.len());
+    assert_eq!(index.update_batch(&updates, &BatchOptions::new()).unwrap().updated, updates.len());
     index.check_integrity().unwrap();
     assert_eq!(index.len(), 2000 - gone.len());
     for id in &gone {

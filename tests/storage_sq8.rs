@@ -299,10 +299,10 @@ fn batch_insert_update_delete() {
     let report = index.insert_batch(&items(&base, 0), &BatchOptions::new()).unwrap();
     assert_eq!(report.inserted, 2000);
     let gone: Vec<u64> = (0..2000).step_by(5).collect();
-    assert_eq!(index.delete_batch(&gone).deleted, gone.len());
+    assert_eq!(index.delete_batch(&gone, &BatchOptions::new()).unwrap().deleted, gone.len());
     let updates: Vec<(u64, Vec<f32>)> =
         (1..2000u64).step_by(5).zip(&fresh).map(|(id, v)| (id, v.clone())).collect();
-    assert_eq!(index.update_batch(&updates, BatchMode::AllOrNothing).unwrap().updated, updates.len());
+    assert_eq!(index.update_batch(&updates, &BatchOptions::new()).unwrap().updated, updates.len());
     index.update(2, &fresh[0]).unwrap();
     index.check_integrity().unwrap();
     assert_eq!(index.len(), 2000 - gone.len());

@@ -1,20 +1,19 @@
 //! `hnsw_batch.DurableIndex`: an index in a directory that logs every write before applying it.
 
 use crate::convert::{self, Matrix};
-use crate::errors::{index_err_at, persist_err};
-use crate::index::{auto_ids, check_dim, knn, make_config, require_present, rows_array, KnnResult};
+use crate::errors::{index_err, index_err_at, persist_err};
+use crate::index::{auto_ids, check_dim, ef_arg, knn, make_config, require_present, rows_array, KnnResult};
 use crate::pools;
 use crate::report::PyBatchReport;
 use crate::run::{parse_mode, run_batch};
 use hnsw_batch::persist::{DurableIndex, DurableOptions, SyncPolicy};
-use hnsw_batch::{IndexError, Metric, Storage};
+use hnsw_batch::{BatchMode, BatchOptions, IndexError, Metric, Storage};
 use numpy::{PyArray1, PyArray2};
 use parking_lot::Mutex;
 use pyo3::exceptions::{PyKeyError, PyOSError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 /// Parses `sync`.
@@ -73,7 +72,6 @@ fn prevalidate(py: Python<'_>, m: &Matrix<'_>, metric: Metric, storage: Storage)
 pub(crate) struct PyDurableIndex {
     inner: Mutex<Option<Arc<DurableIndex>>>,
     path: PathBuf,
-    ef: AtomicUsize,
 }
 
 impl PyDurableIndex {
@@ -109,8 +107,7 @@ impl PyDurableIndex {
             .sync(parse_sync(sync, sync_interval_ms)?)
             .checkpoint_log_bytes(checkpoint_log_bytes);
         let d = py.detach(|| DurableIndex::open(&path, cfg, opts)).map_err(|e| persist_err(py, &e))?;
-        let ef = d.config().ef_search;
-        Ok(Self { inner: Mutex::new(Some(Arc::new(d))), path, ef: AtomicUsize::new(ef) })
+        Ok(Self { inner: Mutex::new(Some(Arc::new(d))), path })
     }
 
     /// Inserts the rows of `data` like `Index.add_items`; the batch is logged with one append
@@ -157,9 +154,8 @@ impl PyDurableIndex {
         num_threads: i64,
     ) -> PyResult<KnnResult<'py>> {
         let d = self.get_inner()?;
-        let default_ef = self.ef.load(Ordering::Relaxed);
         let di = &*d;
-        knn(py, |q, k, ef| di.search(q, k, ef), di.dim(), data, k, ef, default_ef, num_threads)
+        knn(py, |q, k, ef| di.search(q, k, ef), di.dim(), data, k, ef, di.ef(), num_threads)
     }
 
     /// Deletes `ids` with one log record and returns how many were deleted. Raises `KeyError`
@@ -172,7 +168,9 @@ impl PyDurableIndex {
             require_present(&ids, |id| d.contains(id))?;
         }
         let di = &*d;
-        py.detach(|| di.delete_batch(&ids)).map(|r| r.deleted).map_err(|e| persist_err(py, &e))
+        // Best effort: an id given twice is deleted once (and listed in the report's failures).
+        let opts = BatchOptions::new().mode(BatchMode::BestEffort);
+        py.detach(|| di.delete_batch(&ids, &opts)).map(|r| r.deleted).map_err(|e| persist_err(py, &e))
     }
 
     /// Replaces the vectors of `ids`. Every row is checked (and every id looked up) before the
@@ -290,18 +288,14 @@ impl PyDurableIndex {
     }
 
     /// Sets the default beam width of `knn_query`.
-    fn set_ef(&self, ef: i64) -> PyResult<()> {
-        if ef < 1 || ef as usize > hnsw_batch::MAX_EF {
-            return Err(PyValueError::new_err(format!("ef must be in 1..={}, got {ef}", hnsw_batch::MAX_EF)));
-        }
-        self.ef.store(ef as usize, Ordering::Relaxed);
-        Ok(())
+    fn set_ef(&self, py: Python<'_>, ef: i64) -> PyResult<()> {
+        self.get_inner()?.set_ef(ef_arg(ef)?).map_err(|e| index_err(py, &e))
     }
 
     /// Default beam width of `knn_query`.
     #[getter]
-    fn get_ef(&self) -> usize {
-        self.ef.load(Ordering::Relaxed)
+    fn get_ef(&self) -> PyResult<usize> {
+        Ok(self.get_inner()?.ef())
     }
 
     /// The directory.

@@ -61,8 +61,8 @@ pub(crate) fn batch_error_object<'py>(py: Python<'py>, e: &BatchError) -> PyResu
         BatchError::CapacityExceeded { index, id, limit } => {
             make(py, "CapacityExceededError", msg, Some(index), Some(id), &[("limit", int(py, limit))])
         }
-        BatchError::Cancelled { inserted } => {
-            make(py, "CancelledError", msg, None, None, &[("inserted", int(py, inserted as u64))])
+        BatchError::Cancelled { ref report } => {
+            make(py, "CancelledError", msg, None, None, &[("inserted", int(py, report.inserted as u64))])
         }
         _ => make(py, "BatchError", msg, e.index(), None, &[]),
     }

@@ -5,14 +5,15 @@ use crate::errors::{batch_err, index_err, index_err_at, persist_err};
 use crate::report::PyBatchReport;
 use crate::run::{parse_mode, run_batch};
 use crate::{pools, MISSING_ID};
-use hnsw_batch::{BatchInsertable, BatchMode, Index, IndexConfig, IndexError, Metric, Neighbour, Storage};
+use hnsw_batch::{
+    BatchInsertable, BatchMode, BatchOptions, Index, IndexConfig, IndexError, Metric, Neighbour, Storage,
+};
 use numpy::ndarray::Array2;
 use numpy::{IntoPyArray, PyArray1, PyArray2};
 use pyo3::exceptions::{PyKeyError, PyMemoryError, PyValueError};
 use pyo3::prelude::*;
 use rayon::prelude::*;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// The `(ids, distances)` pair `knn_query` returns.
 pub(crate) type KnnResult<'py> = (Bound<'py, PyArray2<u64>>, Bound<'py, PyArray2<f32>>);
@@ -92,6 +93,12 @@ pub(crate) fn resolve_k_ef(k: i64, ef: Option<i64>, default_ef: usize) -> PyResu
         )));
     }
     Ok((k, ef))
+}
+
+/// The `ef` argument of `set_ef` (the library checks its range).
+pub(crate) fn ef_arg(ef: i64) -> PyResult<usize> {
+    usize::try_from(ef)
+        .map_err(|_| PyValueError::new_err(format!("ef must be in 1..={}, got {ef}", hnsw_batch::MAX_EF)))
 }
 
 /// A vector of `len` copies of `value`, or `MemoryError`.
@@ -213,13 +220,11 @@ pub(crate) fn require_present(ids: &[u64], contains: impl Fn(u64) -> bool) -> Py
 #[pyclass(name = "Index", module = "hnsw_batch", frozen)]
 pub(crate) struct PyIndex {
     inner: Index,
-    ef: AtomicUsize,
 }
 
 impl PyIndex {
     fn wrap(inner: Index) -> Self {
-        let ef = inner.config().ef_search;
-        Self { inner, ef: AtomicUsize::new(ef) }
+        Self { inner }
     }
 }
 
@@ -295,8 +300,7 @@ impl PyIndex {
         num_threads: i64,
     ) -> PyResult<KnnResult<'py>> {
         let index = &self.inner;
-        let default_ef = self.ef.load(Ordering::Relaxed);
-        knn(py, |q, k, ef| index.search(q, k, ef), index.dim(), data, k, ef, default_ef, num_threads)
+        knn(py, |q, k, ef| index.search(q, k, ef), index.dim(), data, k, ef, index.ef(), num_threads)
     }
 
     /// Deletes `ids` (one id or a sequence) and returns how many were deleted. Raises `KeyError`
@@ -308,7 +312,9 @@ impl PyIndex {
             require_present(&ids, |id| self.inner.contains(id))?;
         }
         let index = &self.inner;
-        Ok(py.detach(|| index.delete_batch(&ids)).deleted)
+        // Best effort: an id given twice is deleted once (and listed in the report's failures).
+        let opts = BatchOptions::new().mode(BatchMode::BestEffort);
+        py.detach(|| index.delete_batch(&ids, &opts)).map(|r| r.deleted).map_err(|e| batch_err(py, &e))
     }
 
     /// Replaces the vectors of `ids` with the rows of `data`. All-or-nothing: raises `KeyError`
@@ -329,7 +335,7 @@ impl PyIndex {
         require_present(&ids, |id| self.inner.contains(id))?;
         let items: Vec<(u64, &[f32])> = ids.iter().copied().zip(m.as_slice()?.chunks_exact(dim)).collect();
         let index = &self.inner;
-        py.detach(|| pool.install(|| index.update_batch(&items, BatchMode::AllOrNothing)))
+        py.detach(|| pool.install(|| index.update_batch(&items, &BatchOptions::new())))
             .map(|_| ())
             .map_err(|e| batch_err(py, &e))
     }
@@ -365,18 +371,14 @@ impl PyIndex {
     }
 
     /// Sets the default beam width of `knn_query` (not saved with the index).
-    fn set_ef(&self, ef: i64) -> PyResult<()> {
-        if ef < 1 || ef as usize > hnsw_batch::MAX_EF {
-            return Err(PyValueError::new_err(format!("ef must be in 1..={}, got {ef}", hnsw_batch::MAX_EF)));
-        }
-        self.ef.store(ef as usize, Ordering::Relaxed);
-        Ok(())
+    fn set_ef(&self, py: Python<'_>, ef: i64) -> PyResult<()> {
+        self.inner.set_ef(ef_arg(ef)?).map_err(|e| index_err(py, &e))
     }
 
     /// Default beam width of `knn_query`.
     #[getter]
     fn get_ef(&self) -> usize {
-        self.ef.load(Ordering::Relaxed)
+        self.inner.ef()
     }
 
     /// Writes a snapshot of the index to `path` (atomically: temporary file, sync, rename).

@@ -73,3 +73,21 @@ def test_sync_policies(tmp_path, rng):
             d.sync()
         with hb.DurableIndex(tmp_path / sync, "ip", 3) as d:
             assert len(d) == 10
+
+
+def test_default_ef_is_the_index_setting(tmp_path, rng):
+    X = rng.random((200, 4), dtype=np.float32)
+    with hb.DurableIndex(tmp_path / "db", "l2", 4, M=8) as d:
+        d.add_items(X, ids=np.arange(200))
+        assert d.ef == 64
+        d.set_ef(9)
+        assert d.ef == 9
+        with pytest.raises(ValueError):
+            d.set_ef(0)
+        with pytest.raises(ValueError):
+            d.set_ef(-3)
+        assert d.ef == 9
+        got, _ = d.knn_query(X[:5], k=1)  # ef 9
+        assert (got[:, 0] == np.arange(5)).all()
+    with pytest.raises(ValueError):
+        d.ef  # closed

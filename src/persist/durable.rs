@@ -32,11 +32,12 @@ use super::backend::{Backend, FileBackend};
 use super::error::{PersistError, Result};
 use super::snapshot::{load_from_bytes, save_to_bytes, temp_path, write_atomic};
 use super::wal::{self, WalRecord, WAL_HEADER_LEN};
-use crate::batch::{BatchInsertable, BatchMode, BatchOptions, BatchReport};
+use crate::batch::{BatchError, BatchInsertable, BatchMode, BatchOptions, BatchReport};
 use crate::config::IndexConfig;
 use crate::error::IndexError;
-use crate::index::{Index, Neighbour};
-use crate::integrity::{IntegrityError, IntegrityStats};
+use crate::index::Index;
+use crate::progress::Tracker;
+use crate::view::IndexView;
 use parking_lot::Mutex;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -173,8 +174,9 @@ pub(super) struct Writer {
 /// serialised and logged; reads (search, get, …) run concurrently with them and never touch the
 /// disk. The type is `Send + Sync`: share it in an `Arc` between producer threads.
 ///
-/// The wrapped index is not handed out: a write through it would bypass the log. Its read-only
-/// methods are available here directly.
+/// The wrapped index is not handed out: a write through it would bypass the log. Its reads are
+/// lent as an [`IndexView`] ([`view`](Self::view)), to which a `DurableIndex` dereferences:
+/// `durable.search(…)`, `durable.len()`, `durable.get(id)` are the view's methods.
 ///
 /// ```
 /// use hnsw_batch::persist::{DurableIndex, DurableOptions};
@@ -645,13 +647,30 @@ impl DurableIndex {
         Ok(())
     }
 
-    /// Deletes every present id of `ids` with one log record; absent ids are counted in
-    /// [`BatchReport::not_found`], repeated ones reported in `failures` as
-    /// [`BatchError::DuplicateId`](crate::BatchError::DuplicateId) (as [`Index::delete_batch`] does).
-    pub fn delete_batch(&self, ids: &[u64]) -> Result<BatchReport> {
+    /// Deletes every present id of `ids` with one log record, with the options and report of
+    /// [`Index::delete_batch`]: absent ids count in [`BatchReport::not_found`]; a repeated id
+    /// is [`BatchError::DuplicateId`], which under [`BatchMode::AllOrNothing`] (the default)
+    /// refuses the batch ([`PersistError::Batch`], nothing logged) and under
+    /// [`BatchMode::BestEffort`] is reported in `failures`.
+    ///
+    /// Cancellation is checked once, before anything is logged: a logged batch is always
+    /// applied whole. Progress has a 0 % and a final event.
+    pub fn delete_batch(&self, ids: &[u64], opts: &BatchOptions) -> Result<BatchReport> {
         let start = Instant::now();
         let mut w = self.writer.lock();
         let (distinct, failures) = crate::batch_ops::split_repeats(ids);
+        if opts.mode == BatchMode::AllOrNothing {
+            if let Some(f) = failures.first() {
+                return Err(f.error.clone().into());
+            }
+        }
+        let tracker = Tracker::new(ids.len(), opts.progress.as_ref(), opts.cancel.as_ref());
+        tracker.start();
+        if tracker.is_cancelled() {
+            tracker.finish();
+            let report = BatchReport { total: ids.len(), ..Default::default() };
+            return Err(BatchError::Cancelled { report: Box::new(report) }.into());
+        }
         let present: Vec<u64> = distinct.iter().copied().filter(|&id| self.index.contains(id)).collect();
         if !present.is_empty() {
             self.commit(&mut w, &wal::encode_record(&WalRecord::Delete { ids: present.clone() }, false))?;
@@ -664,10 +683,13 @@ impl DurableIndex {
             }
             self.after_write(&mut w);
         }
+        tracker.advance(ids.len());
+        tracker.finish();
         Ok(BatchReport {
             total: ids.len(),
             deleted: present.len(),
             not_found: distinct.len() - present.len(),
+            ids: present,
             failures,
             elapsed: start.elapsed(),
             ..Default::default()
@@ -809,90 +831,18 @@ impl DurableIndex {
         s
     }
 
-    /// The index parameters.
-    pub fn config(&self) -> &IndexConfig {
-        self.index.config()
+    /// The index's reads (search, get, metadata, checks, …): see [`IndexView`]. A
+    /// `DurableIndex` also dereferences to it, so `durable.search(…)` calls
+    /// [`IndexView::search`]. The index itself is not handed out: a write through it would
+    /// bypass the log.
+    pub fn view(&self) -> &IndexView {
+        self.index.view()
     }
 
-    /// Vector dimension.
-    pub fn dim(&self) -> usize {
-        self.index.dim()
-    }
-
-    /// Number of live vectors.
-    pub fn len(&self) -> usize {
-        self.index.len()
-    }
-
-    /// Whether the index holds no live vector.
-    pub fn is_empty(&self) -> bool {
-        self.index.is_empty()
-    }
-
-    /// Whether `id` is present.
-    pub fn contains(&self, id: u64) -> bool {
-        self.index.contains(id)
-    }
-
-    /// The stored vector of `id` (see [`Index::get`]).
-    pub fn get(&self, id: u64) -> Option<Vec<f32>> {
-        self.index.get(id)
-    }
-
-    /// Every live id, in no particular order.
-    pub fn ids(&self) -> Vec<u64> {
-        self.index.ids()
-    }
-
-    /// See [`Index::search`].
-    pub fn search(&self, query: &[f32], k: usize, ef: usize) -> crate::Result<Vec<Neighbour>> {
-        self.index.search(query, k, ef)
-    }
-
-    /// See [`Index::search_filtered`].
-    pub fn search_filtered(
-        &self,
-        query: &[f32],
-        k: usize,
-        ef: usize,
-        filter: impl Fn(u64) -> bool,
-    ) -> crate::Result<Vec<Neighbour>> {
-        self.index.search_filtered(query, k, ef, filter)
-    }
-
-    /// See [`Index::search_exact`].
-    pub fn search_exact(
-        &self,
-        query: &[f32],
-        k: usize,
-        filter: impl Fn(u64) -> bool,
-    ) -> crate::Result<Vec<Neighbour>> {
-        self.index.search_exact(query, k, filter)
-    }
-
-    /// See [`Index::search_batch`].
-    pub fn search_batch(
-        &self,
-        queries: &[Vec<f32>],
-        k: usize,
-        ef: usize,
-    ) -> crate::Result<Vec<Vec<Neighbour>>> {
-        self.index.search_batch(queries, k, ef)
-    }
-
-    /// See [`Index::check_integrity`].
-    pub fn check_integrity(&self) -> std::result::Result<IntegrityStats, IntegrityError> {
-        self.index.check_integrity()
-    }
-
-    /// See [`Index::graph_fingerprint`].
-    pub fn graph_fingerprint(&self) -> u64 {
-        self.index.graph_fingerprint()
-    }
-
-    /// See [`Index::memory_bytes`].
-    pub fn memory_bytes(&self) -> usize {
-        self.index.memory_bytes()
+    /// Sets the default beam width of searches that pass none (see [`Index::set_ef`]). Not
+    /// logged: a reopened index starts from [`IndexConfig::ef_search`] again.
+    pub fn set_ef(&self, ef: usize) -> crate::Result<()> {
+        self.index.set_ef(ef)
     }
 
     /// A snapshot of the current state in the snapshot format (see [`super::save_to_bytes`]),
@@ -900,6 +850,14 @@ impl DurableIndex {
     pub fn snapshot_bytes(&self) -> Vec<u8> {
         let _w = self.writer.lock();
         save_to_bytes(&self.index)
+    }
+}
+
+impl std::ops::Deref for DurableIndex {
+    type Target = IndexView;
+
+    fn deref(&self) -> &IndexView {
+        self.index.view()
     }
 }
 

@@ -146,7 +146,8 @@ impl DurableIndex {
             return Err(PersistError::Poisoned { reason: reason.clone() });
         }
         if opts.cancel.as_ref().is_some_and(|c| c()) {
-            return Err(BatchError::Cancelled { inserted: 0 }.into());
+            let report = BatchReport { total: items.len(), ..Default::default() };
+            return Err(BatchError::Cancelled { report: Box::new(report) }.into());
         }
         let mut failures = self.index.validate_batch(items);
         if !extra_failures.is_empty() {
@@ -218,6 +219,7 @@ impl DurableIndex {
         Ok(BatchReport {
             total: items.len(),
             inserted: sub.len(),
+            ids: sub.iter().map(|&(id, _)| id).collect(),
             failures,
             elapsed: start.elapsed(),
             ..Default::default()

@@ -63,7 +63,9 @@ pub fn run(db: &DurableIndex, op: &Op) -> Result<(), PersistError> {
         }
         Op::Insert(id) => db.insert(*id, &vector(*id, 0)),
         Op::Delete(id) => db.delete(*id),
-        Op::DeleteBatch(ids) => db.delete_batch(ids).map(|_| ()),
+        Op::DeleteBatch(ids) => {
+            db.delete_batch(ids, &BatchOptions::new().mode(BatchMode::BestEffort)).map(|_| ())
+        }
         Op::Update(id, v) => db.update(*id, &vector(*id, *v)),
         Op::Checkpoint => db.checkpoint(),
     }

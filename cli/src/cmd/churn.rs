@@ -20,7 +20,7 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use hnsw_batch::{BatchInsertable, BatchMode, BatchOptions, Index, IndexConfig, Metric, SlotStats};
+use hnsw_batch::{BatchInsertable, BatchOptions, Index, IndexConfig, Metric, SlotStats};
 use rayon::prelude::*;
 use serde::Serialize;
 
@@ -350,7 +350,7 @@ pub fn run(args: &BenchArgs, rounds: usize) -> Result<()> {
         // Deletes.
         let dels = rng.take(&mut live, per_round);
         let t = Instant::now();
-        let rep = tp.install(|| index.delete_batch(&dels));
+        let rep = tp.install(|| index.delete_batch(&dels, &BatchOptions::new())).map_err(bad)?;
         let d_s = t.elapsed().as_secs_f64();
         if rep.deleted != dels.len() {
             return Err(CliError::index(format!(
@@ -369,7 +369,7 @@ pub fn run(args: &BenchArgs, rounds: usize) -> Result<()> {
         let upd: Vec<(u64, &[f32])> =
             upd_ids.iter().zip(&new_rows).map(|(&id, &r)| (id, ds.base[r].as_slice())).collect();
         let t = Instant::now();
-        let rep = tp.install(|| index.update_batch(&upd, BatchMode::AllOrNothing)).map_err(bad)?;
+        let rep = tp.install(|| index.update_batch(&upd, &BatchOptions::new())).map_err(bad)?;
         let u_s = t.elapsed().as_secs_f64();
         if rep.updated != upd.len() {
             return Err(CliError::index(format!(
