@@ -13,6 +13,7 @@ mod types;
 use std::path::PathBuf;
 
 use clap::Args;
+use rmcp::service::ServerInitializeError;
 use rmcp::transport::async_rw::AsyncRwTransport;
 use rmcp::{RoleServer, ServiceExt};
 
@@ -121,10 +122,12 @@ pub fn run(args: &McpArgs) -> Result<()> {
     runtime.block_on(async move {
         let transport = AsyncRwTransport::<RoleServer, _, _>::new(tokio::io::stdin(), tokio::io::stdout())
             .with_max_line_length(max_request_bytes.saturating_mul(2));
-        let running = server
-            .serve(transport)
-            .await
-            .map_err(|e| CliError::index(format!("MCP session failed to start: {e}")))?;
+        let running = match server.serve(transport).await {
+            Ok(r) => r,
+            // The client went away before the session started: nothing to serve.
+            Err(ServerInitializeError::ConnectionClosed(_)) => return Ok(()),
+            Err(e) => return Err(CliError::index(format!("MCP session failed to start: {e}"))),
+        };
         running.waiting().await.map_err(|e| CliError::index(format!("MCP session failed: {e}")))?;
         Ok(())
     })
