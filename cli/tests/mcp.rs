@@ -356,6 +356,20 @@ async fn mcp_session_through_every_tool_then_restart() {
     assert_eq!(r["skipped_rows"].as_array().unwrap().len(), 1);
     live.extend(1000..1010);
     fails(&client, "import", json!({"path": "missing.jsonl"}), "invalid_input").await;
+    // A vector update by filter, as a dry run: reported, nothing changed.
+    let r = ok(
+        &client,
+        "batch_update",
+        json!({"filter": {"group": "new"}, "updates": {"vector": vec![0.0f32; DIM]}, "dry_run": true}),
+    )
+    .await;
+    assert_eq!((r["matched"].as_u64(), r["updated"].as_u64()), (Some(10), Some(0)));
+    assert_eq!(r["results"][0]["status"], "would_update");
+    let r = ok(&client, "batch_search", json!({"queries": [{"vector": vector(1003), "limit": 1}]})).await;
+    assert_eq!(
+        (r["results"][0]["hits"][0]["id"].as_u64(), r["results"][0]["hits"][0]["distance"].as_f64()),
+        (Some(1003), Some(0.0))
+    );
     let info = ok(&client, "info", json!({})).await;
     assert_eq!(count(&info), live.len() as u64);
     fails(&client, "info", json!({"verbose": true}), "invalid_arguments").await;

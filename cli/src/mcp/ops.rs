@@ -686,12 +686,22 @@ fn input_format(f: Format) -> InputFormat {
 /// The CLI's default field mapping (`id`, `vector`, `metadata`, `expires_at`), as its flags
 /// define it.
 fn default_fields() -> FieldArgs {
+    clap_default_fields().unwrap_or_else(fallback_fields)
+}
+
+fn clap_default_fields() -> Option<FieldArgs> {
     #[derive(clap::Parser)]
     struct Defaults {
         #[command(flatten)]
         fields: FieldArgs,
     }
-    <Defaults as clap::Parser>::try_parse_from(["defaults"]).map(|d| d.fields).unwrap_or_else(|_| FieldArgs {
+    <Defaults as clap::Parser>::try_parse_from(["defaults"]).ok().map(|d| d.fields)
+}
+
+/// The same defaults written out, should the flags ever fail to parse (the tests check that
+/// they do not, and that the two agree).
+fn fallback_fields() -> FieldArgs {
+    FieldArgs {
         id_field: "id".into(),
         vector_field: "vector".into(),
         metadata_field: "metadata".into(),
@@ -700,7 +710,7 @@ fn default_fields() -> FieldArgs {
         vector_separator: ';',
         metadata_columns: None,
         delimiter: ',',
-    })
+    }
 }
 
 /// Checks a vector's length and values; the index checks the rest (zero norm, storage range).
@@ -1131,4 +1141,23 @@ fn update_vectors(
             .collect(),
     };
     Ok(json!({"dry_run": guard.dry_run, "matched": present.len(), "updated": updated, "results": results}))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_fields_come_from_the_cli_flags_and_match_the_fallback() {
+        let parsed = clap_default_fields().expect("the field flags parse with no arguments");
+        assert_eq!(format!("{parsed:?}"), format!("{:?}", fallback_fields()));
+    }
+
+    #[test]
+    fn floats_are_written_in_their_shortest_f32_form() {
+        assert_eq!(f32_json(0.1).to_string(), "0.1");
+        assert_eq!(f32_json(0.0024999997).as_f64().map(|x| x as f32), Some(0.0024999997));
+        assert_eq!(f32_json(f32::MAX).as_f64().map(|x| x as f32), Some(f32::MAX));
+        assert_eq!(f32_json(1e-40).as_f64().map(|x| x as f32), Some(1e-40));
+    }
 }
