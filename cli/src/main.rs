@@ -3,6 +3,7 @@
 mod cmd;
 mod error;
 mod input;
+mod mcp;
 mod meta;
 mod params;
 mod plot;
@@ -118,6 +119,22 @@ Examples:
 set to null is removed. The patched metadata must stay within the index's limits, for every
 matching vector, or nothing changes.";
 
+const MCP_HELP: &str = "\
+Serves the index to an MCP client (an agent framework, an IDE) over stdin/stdout: tools
+batch_add, batch_search, batch_update, batch_delete, export, import and info, with JSON Schemas
+for their arguments. The client starts the server; an entry in its server list:
+
+  {\"mcpServers\": {\"vectors\": {\"command\": \"hnsw-batch\", \"args\": [\"mcp\", \"/data/vectors\"]}}}
+
+Examples:
+  hnsw-batch mcp /data/vectors                        # open, or create with the first batch_add
+  hnsw-batch mcp /data/vectors --dim 384 --metric cosine
+  hnsw-batch mcp db/ --io-root /data/exports --max-batch 1000
+
+Every write is logged and synced before its tool call returns: it survives a crash or restart.
+Document text (`content`) is stored in metadata under the reserved key `_content`. See
+cli/README.md for the tools' arguments, results, errors and limits.";
+
 const PURGE_HELP: &str = "\
 Examples:
   hnsw-batch purge-expired docs.hnsw
@@ -162,6 +179,9 @@ enum Command {
     /// Delete the vectors whose expiry time has passed.
     #[command(after_help = format!("{PURGE_HELP}\n\n{EXIT_CODES_HELP}"))]
     PurgeExpired(bulk::PurgeArgs),
+    /// Serve a durable index to MCP clients over stdio (batch add, search, update, delete, import, export).
+    #[command(after_help = format!("{MCP_HELP}\n\n{EXIT_CODES_HELP}"))]
+    Mcp(mcp::McpArgs),
 }
 
 fn main() {
@@ -183,6 +203,7 @@ fn main() {
         Command::Delete(a) => bulk::run_delete(a),
         Command::Update(a) => bulk::run_update(a),
         Command::PurgeExpired(a) => bulk::run_purge(a),
+        Command::Mcp(a) => mcp::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e}");

@@ -51,7 +51,12 @@ pub struct Built {
     pub rows: u64,
     /// Rows inserted with metadata.
     pub with_metadata: usize,
+    /// What was wrong with the first [`KEPT_MESSAGES`] rows skipped (also printed as warnings).
+    pub skipped_messages: Vec<String>,
 }
+
+/// Messages of skipped rows kept in [`Built::skipped_messages`].
+pub const KEPT_MESSAGES: usize = 100;
 
 /// Counts bad rows against `--max-errors` and reports each.
 struct BadRows<'a> {
@@ -59,6 +64,7 @@ struct BadRows<'a> {
     count: usize,
     path: &'a Path,
     progress: &'a Progress,
+    messages: Vec<String>,
 }
 
 impl BadRows<'_> {
@@ -76,6 +82,9 @@ impl BadRows<'_> {
             }));
         }
         self.progress.warn(&format!("skipped {msg}"));
+        if self.messages.len() < KEPT_MESSAGES {
+            self.messages.push(msg.to_owned());
+        }
         Ok(())
     }
 }
@@ -124,7 +133,7 @@ pub fn ingest(
     let pool = pool(threads)?;
     let chunk_size = chunk_size.max(1);
     let path = src.path.clone();
-    let mut bad = BadRows { max: max_errors, count: 0, path: &path, progress };
+    let mut bad = BadRows { max: max_errors, count: 0, path: &path, progress, messages: Vec::new() };
     let mut done = 0u64;
     let mut with_metadata = 0;
     let mut rows: Vec<Row> = Vec::with_capacity(chunk_size.min(1 << 16));
@@ -182,7 +191,7 @@ pub fn ingest(
         with_metadata +=
             items.iter().zip(&failed).filter(|(it, bad)| !**bad && it.metadata.is_some()).count();
     }
-    Ok(Built { skipped: bad.count, rows: src.rows_read(), with_metadata })
+    Ok(Built { skipped: bad.count, rows: src.rows_read(), with_metadata, skipped_messages: bad.messages })
 }
 
 /// Runs `build` (or `import`).

@@ -71,35 +71,52 @@ fn sorted_ids(index: &Handle) -> Vec<u64> {
     ids
 }
 
-/// Runs `export`.
-pub fn run(args: &ExportArgs) -> Result<()> {
-    let (format, gz) = detect_format(&args.output, args.format)?;
+/// Checks an export's destination before any work: the format (`explicit`, else from the
+/// extension of `path`), the ids file of a binary format (`ids`, else [`default_ids_path`]), and
+/// that no existing file is replaced without `force`. Returns the format and the ids file.
+pub fn plan(
+    path: &Path,
+    explicit: Option<InputFormat>,
+    ids: Option<&Path>,
+    force: bool,
+) -> Result<(InputFormat, Option<PathBuf>)> {
+    let (format, gz) = detect_format(path, explicit)?;
     if gz {
         return Err(CliError::usage("export does not compress: drop the .gz from -o"));
     }
-    if args.ids.is_some() && format.has_ids() {
+    if ids.is_some() && format.has_ids() {
         return Err(CliError::usage(format!(
             "--ids applies to .npy/.fvecs/.bvecs exports; {} rows carry their ids",
             format.ext()
         )));
     }
-    let path = &args.output;
     let ids_path = match format {
         InputFormat::Npy | InputFormat::Fvecs | InputFormat::Bvecs => {
-            Some(args.ids.clone().unwrap_or_else(|| default_ids_path(path)))
+            Some(ids.map(Path::to_path_buf).unwrap_or_else(|| default_ids_path(path)))
         }
         InputFormat::Jsonl | InputFormat::Csv => None,
     };
-    if ids_path.as_deref() == Some(path.as_path()) {
+    if ids_path.as_deref() == Some(path) {
         return Err(CliError::usage("--ids names the output file itself"));
     }
     // Both checks before any work, so a refusal leaves every file as it was.
-    check_new(path, args.force)?;
+    check_new(path, force)?;
     if let Some(p) = &ids_path {
-        check_new(p, args.force)?;
+        check_new(p, force)?;
     }
-    let index = store::load(&args.index)?.handle;
-    let ids = sorted_ids(&index);
+    Ok((format, ids_path))
+}
+
+/// Writes every vector of `index` with its metadata to `path` in `format` (ids ascending), and
+/// for a binary format the ids to `ids_path`; returns how many were written. Prints nothing.
+pub fn write(
+    index: &Handle,
+    path: &Path,
+    format: InputFormat,
+    ids_path: Option<&Path>,
+    fields: &FieldArgs,
+) -> Result<usize> {
+    let ids = sorted_ids(index);
     let n = match format {
         InputFormat::Jsonl | InputFormat::Csv => {
             let file = File::create(path).map_err(|e| CliError::index(io_message("create", path, &e)))?;
@@ -120,12 +137,12 @@ pub fn run(args: &ExportArgs) -> Result<()> {
             };
             let mut n = 0;
             if format == InputFormat::Jsonl {
-                let opts = args.fields.jsonl(false);
+                let opts = fields.jsonl(false);
                 for chunk in ids.chunks(CHUNK) {
                     n += write_jsonl_to(&mut w, &records(chunk), &opts).map_err(|e| write_err(path, e))?;
                 }
             } else {
-                let mut opts = args.fields.csv(false);
+                let mut opts = fields.csv(false);
                 opts.expected_dim = Some(index.dim());
                 if opts.metadata_columns.is_none() {
                     // The same columns in every chunk: every metadata key of the index.
@@ -172,12 +189,30 @@ pub fn run(args: &ExportArgs) -> Result<()> {
                 }
             }
             w.flush().map_err(|e| CliError::index(io_message("write", path, &e)))?;
-            let ids_path = ids_path.unwrap_or_else(|| default_ids_path(path));
-            write_npy_ids(&ids_path, &ids).map_err(|e| write_err(&ids_path, e))?;
-            eprintln!("wrote ids to `{}`", ids_path.display());
+            let default_ids;
+            let ids_path = match ids_path {
+                Some(p) => p,
+                None => {
+                    default_ids = default_ids_path(path);
+                    &default_ids
+                }
+            };
+            write_npy_ids(ids_path, &ids).map_err(|e| write_err(ids_path, e))?;
             ids.len()
         }
     };
+    Ok(n)
+}
+
+/// Runs `export`.
+pub fn run(args: &ExportArgs) -> Result<()> {
+    let path = &args.output;
+    let (format, ids_path) = plan(path, args.format, args.ids.as_deref(), args.force)?;
+    let index = store::load(&args.index)?.handle;
+    let n = write(&index, path, format, ids_path.as_deref(), &args.fields)?;
+    if let Some(p) = &ids_path {
+        eprintln!("wrote ids to `{}`", p.display());
+    }
     eprintln!("exported {n} vectors (dim {}) to `{}`", index.dim(), path.display());
     Ok(())
 }
