@@ -484,7 +484,7 @@ impl Store {
                 let deleted = if opts.dry_run || sel.present.is_empty() {
                     0
                 } else {
-                    db.delete_batch(&sel.present).map_err(persist_error)?.deleted
+                    db.delete_batch(&sel.present, &BatchOptions::new()).map_err(persist_error)?.deleted
                 };
                 let done = if opts.dry_run { "would_delete" } else { "deleted" };
                 let results = sel.results(&ids, |_| Ok(()), done);
