@@ -439,6 +439,15 @@ impl Index {
         items: &[Item<V>],
         opts: &BatchOptions,
     ) -> std::result::Result<BatchReport, BatchError> {
+        let (sides, failures) = self.sides_of(items);
+        let view: Vec<(u64, &[f32])> = items.iter().map(|it| (it.id, it.vector.as_ref())).collect();
+        self.insert_batch_side(&view, opts, failures, &|i| sides[i].clone())
+    }
+
+    /// Encoded side data of each item (`None` for plain items and for bad metadata), and a
+    /// batch failure for each item whose metadata breaks the limits. Shared by
+    /// [`insert_items`](Self::insert_items) and the durable index's, so both report the same.
+    pub(crate) fn sides_of<V>(&self, items: &[Item<V>]) -> (Vec<Option<Side>>, Vec<BatchFailure>) {
         let mut failures = Vec::new();
         let mut sides: Vec<Option<Side>> = Vec::with_capacity(items.len());
         for (i, it) in items.iter().enumerate() {
@@ -458,8 +467,7 @@ impl Index {
                 }
             }
         }
-        let view: Vec<(u64, &[f32])> = items.iter().map(|it| (it.id, it.vector.as_ref())).collect();
-        self.insert_batch_side(&view, opts, failures, &|i| sides[i].clone())
+        (sides, failures)
     }
 
     /// Replaces the vector of `id`; `meta`, if given, replaces its metadata, otherwise the

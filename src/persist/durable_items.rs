@@ -107,25 +107,7 @@ impl DurableIndex {
         items: &[Item<V>],
         opts: &BatchOptions,
     ) -> Result<BatchReport> {
-        let mut sides: Vec<Option<Side>> = Vec::with_capacity(items.len());
-        let mut failures = Vec::new();
-        for (i, it) in items.iter().enumerate() {
-            match self.index.make_side(it.metadata.as_ref(), it.expiry) {
-                Ok(s) => sides.push(s),
-                Err(error) => {
-                    sides.push(None);
-                    failures.push(BatchFailure {
-                        index: i,
-                        id: it.id,
-                        error: BatchError::InvalidVector {
-                            index: i,
-                            id: it.id,
-                            reason: InvalidReason::Metadata(error),
-                        },
-                    });
-                }
-            }
-        }
+        let (sides, failures) = self.index.sides_of(items);
         let view: Vec<(u64, &[f32])> = items.iter().map(|it| (it.id, it.vector.as_ref())).collect();
         self.insert_logged(&view, opts, failures, Some(&sides))
     }
