@@ -9,9 +9,9 @@
 //! reachable list is full, in place of an entry that has other in-links, as `force_in_link`).
 //!
 //! The pass costs `O(nodes · M0)` list reads, plus a graph search per cut-off node (and a scan
-//! of the reachable nodes when the search finds none with room), so no mutation runs it: it runs
-//! when asked ([`Index::repair`]), in [`Index::compact`], and after loading or recovering an
-//! index.
+//! of the reachable nodes when the search finds none with room), so no single mutation runs it
+//! unconditionally: it runs when asked ([`Index::repair`]), in [`Index::compact`], after
+//! loading or recovering an index, and every `max(256, live / 8)` removals (`reuse.rs`).
 
 use crate::index::Index;
 use crate::scratch::{with_scratch, Cand};
@@ -23,11 +23,13 @@ const MAX_PASSES: usize = 4;
 impl Index {
     /// Re-links live vectors that a walk from the entry point on level 0 cannot reach, and
     /// returns how many links it added. Walks the whole graph: call it after an unusual
-    /// workload (see `check_integrity`); loading and `compact` call it. Safe to call
-    /// concurrently with anything.
+    /// workload (see `check_integrity`); loading and `compact` call it, and so does every
+    /// `max(256, live / 8)`-th delete or update, which on data of very low intrinsic dimension
+    /// can cut groups of vectors off in between. Safe to call concurrently with anything.
     pub fn repair(&self) -> usize {
         let _g = self.repair_lock.lock();
         let _pin = crate::epoch::pin();
+        self.reset_unlinked();
         let mut fixed = 0;
         for _ in 0..MAX_PASSES {
             let added = self.repair_pass();

@@ -80,6 +80,8 @@ pub struct Row {
     pub alloc_per_live: f64,
     /// `Index::memory_bytes()`.
     pub memory_bytes: usize,
+    /// Live vectors a level-0 walk from the entry point cannot reach (`check_integrity`).
+    pub unreachable: usize,
     /// recall@k at the churn ef against the exact top-k of the live set.
     pub recall: f64,
     /// Queries per second, one thread.
@@ -194,6 +196,7 @@ fn row(label: String, index: &Index, recall: f64, qps: f64, dist_comps: f64) -> 
         pending: s.pending,
         alloc_per_live: s.allocated as f64 / s.live.max(1) as f64,
         memory_bytes: index.memory_bytes(),
+        unreachable: unreachable(index),
         recall,
         qps,
         dist_comps,
@@ -202,6 +205,16 @@ fn row(label: String, index: &Index, recall: f64, qps: f64, dist_comps: f64) -> 
         insert_per_s: None,
         mutate_s: 0.0,
         load: load_now(),
+    }
+}
+
+/// Live vectors cut off from the entry point; every other integrity failure counts as none here
+/// (the tests own those).
+fn unreachable(index: &Index) -> usize {
+    match index.check_integrity() {
+        Ok(s) => s.unreachable,
+        Err(hnsw_batch::IntegrityError::Unreachable { count, .. }) => count,
+        Err(_) => 0,
     }
 }
 
@@ -483,13 +496,14 @@ pub fn run(args: &BenchArgs, rounds: usize) -> Result<()> {
     p(format!("# machine: {}", machine()));
     p(String::new());
     p(format!(
-        "{:>10} {:>7} {:>7} {:>6} {:>5} {:>7} {:>10} {:>9} {:>8} {:>6} {:>9} {:>9} {:>9} {:>5}",
+        "{:>10} {:>7} {:>7} {:>6} {:>5} {:>7} {:>7} {:>10} {:>9} {:>8} {:>6} {:>9} {:>9} {:>9} {:>5}",
         "round",
         "live",
         "alloc",
         "a/live",
         "free",
         "pending",
+        "unreach",
         "memory",
         format!("recall@{k}"),
         "QPS 1t",
@@ -502,13 +516,14 @@ pub fn run(args: &BenchArgs, rounds: usize) -> Result<()> {
     let opt = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.0}"));
     let fmt_row = |r: &Row| {
         format!(
-            "{:>10} {:>7} {:>7} {:>6.3} {:>5} {:>7} {:>10} {:>9.4} {:>8.0} {:>6.0} {:>9} {:>9} {:>9} {:>5}",
+            "{:>10} {:>7} {:>7} {:>6.3} {:>5} {:>7} {:>7} {:>10} {:>9.4} {:>8.0} {:>6.0} {:>9} {:>9} {:>9} {:>5}",
             r.label,
             r.live,
             r.allocated,
             r.alloc_per_live,
             r.free,
             r.pending,
+            r.unreachable,
             human_bytes(r.memory_bytes as f64),
             r.recall,
             r.qps,
@@ -535,7 +550,8 @@ pub fn run(args: &BenchArgs, rounds: usize) -> Result<()> {
     p(format!(
         "(recall@{k} against the exact top-{k} of the live set, brute force in f32; QPS: one thread, one query at a \
          time, fastest pass over >= {} s; dist/q: mean distance computations per query; a/live: allocated/live \
-         slots; pending: deleted nodes still linked, slot_stats().pending; load: 1-minute load average after the row)",
+         slots; pending: deleted nodes still linked, slot_stats().pending; unreach: live vectors a level-0 walk from the \
+         entry point cannot reach, from check_integrity; load: 1-minute load average after the row)",
         args.min_time
     ));
 
