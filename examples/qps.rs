@@ -9,6 +9,10 @@
 use hnsw_batch::{io, Index};
 use std::time::Instant;
 
+#[path = "common/cpu_time.rs"]
+mod cpu_time;
+use cpu_time::cpu_seconds;
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.len() < 4 {
@@ -64,19 +68,4 @@ fn main() {
             n / best_cpu
         );
     }
-}
-
-/// Seconds this thread has run on a CPU (`CLOCK_THREAD_CPUTIME_ID`): unlike wall time it leaves
-/// out time spent waiting for a core, so runs on a shared machine compare fairly.
-#[cfg(target_os = "linux")]
-fn cpu_seconds() -> Option<f64> {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: `ts` is a valid, writable timespec; the call writes only it.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    (rc == 0).then_some(ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9)
-}
-
-#[cfg(not(target_os = "linux"))]
-fn cpu_seconds() -> Option<f64> {
-    None
 }

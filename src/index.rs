@@ -1195,27 +1195,47 @@ impl Index {
         let _pin = epoch::pin();
         // Exact distances (for `sq8`, from the `f32` originals): a scan needs no walk.
         let q = Probe::exact(q);
-        // A bounded max-heap of the best `k` so far: an id is read (a random access) only for a
-        // node that may enter it, and nothing is sorted but the `k` kept.
-        let mut best: std::collections::BinaryHeap<Ranked> =
-            std::collections::BinaryHeap::with_capacity(k + 1);
+        let mut best = TopK::new(k);
         for n in nodes {
-            if !accept(n) {
-                continue;
-            }
-            let d = self.dist(&q, n);
-            if best.len() == k {
-                match best.peek() {
-                    Some(worst) if d.total_cmp(&worst.0) == std::cmp::Ordering::Greater => continue,
-                    _ => {}
-                }
-            }
-            best.push(Ranked(d, self.store.id(n)));
-            if best.len() > k {
-                best.pop();
+            if accept(n) {
+                best.offer(self.dist(&q, n), n, &self.store);
             }
         }
-        best.into_sorted_vec().into_iter().map(|Ranked(distance, id)| Neighbour { id, distance }).collect()
+        best.into_sorted()
+    }
+
+    /// [`scan`](Self::scan) of a list of scattered nodes (a filter's matches): the vectors a few
+    /// places ahead are prefetched, as in the graph walk, since the rows are not contiguous.
+    pub(crate) fn scan_list(
+        &self,
+        q: &[f32],
+        k: usize,
+        nodes: &[u32],
+        accept: impl Fn(u32) -> bool,
+    ) -> Vec<Neighbour> {
+        let _pin = epoch::pin();
+        let q = Probe::exact(q);
+        let mut best = TopK::new(k);
+        let exact = self.cfg.storage == Storage::Sq8;
+        let prefetch = |n: u32| {
+            if exact {
+                self.store.prefetch_exact(n);
+            } else {
+                self.store.prefetch_vector(n);
+            }
+        };
+        for &n in nodes.iter().take(PREFETCH_AHEAD) {
+            prefetch(n);
+        }
+        for (j, &n) in nodes.iter().enumerate() {
+            if let Some(&next) = nodes.get(j + PREFETCH_AHEAD) {
+                prefetch(next);
+            }
+            if accept(n) {
+                best.offer(self.dist(&q, n), n, &self.store);
+            }
+        }
+        best.into_sorted()
     }
 
     // ----- delete ------------------------------------------------------------------------------
@@ -1288,6 +1308,41 @@ impl From<VectorError> for IndexError {
 
 fn norm(v: &[f32]) -> f32 {
     crate::distance::scalar::dot_f32(v, v).sqrt()
+}
+
+/// The `k` best of a scan so far: a bounded max-heap, so an id is read (a random access) only
+/// for a node that may enter it, and nothing is sorted but the `k` kept.
+struct TopK {
+    k: usize,
+    heap: std::collections::BinaryHeap<Ranked>,
+}
+
+impl TopK {
+    fn new(k: usize) -> Self {
+        TopK { k, heap: std::collections::BinaryHeap::with_capacity(k + 1) }
+    }
+
+    #[inline]
+    fn offer(&mut self, d: f32, n: u32, store: &crate::store::NodeStore) {
+        if self.heap.len() == self.k {
+            match self.heap.peek() {
+                Some(worst) if d.total_cmp(&worst.0) == std::cmp::Ordering::Greater => return,
+                _ => {}
+            }
+        }
+        self.heap.push(Ranked(d, store.id(n)));
+        if self.heap.len() > self.k {
+            self.heap.pop();
+        }
+    }
+
+    fn into_sorted(self) -> Vec<Neighbour> {
+        self.heap
+            .into_sorted_vec()
+            .into_iter()
+            .map(|Ranked(distance, id)| Neighbour { id, distance })
+            .collect()
+    }
 }
 
 /// A scan result ordered by distance, then id (the order results are returned in).

@@ -212,6 +212,35 @@ fn field_index_agrees_with_evaluation_under_churn() {
     }
 }
 
+/// Both plans of a filtered search skip expired items, with the filter answered by a field
+/// index (the bitmap path) and without one (metadata read per node). The expiry test runs
+/// last and only while something can expire, so a walk or scan that dropped it would return
+/// the expired nearest items here.
+#[test]
+fn both_filter_plans_skip_expired_items_with_and_without_a_field_index() {
+    let clock = Arc::new(ManualClock::new(1_000));
+    let index = Index::new(IndexConfig::new(2, Metric::L2).seed(3)).unwrap();
+    index.set_clock(clock.clone());
+    for i in 0..400u64 {
+        // The 40 items nearest the origin expire at 2 000; every other item has tag "x" too.
+        let e = if i < 40 { Expiry::At(2_000) } else { Expiry::Never };
+        let tag = if i % 2 == 0 { "x" } else { "y" };
+        index.insert_with(i, &[i as f32, 0.0], Some(meta(&[("tag", tag.into())])), e).unwrap();
+    }
+    let f = Filter::eq("tag", "x");
+    clock.set(2_000);
+    for indexed in [false, true] {
+        if indexed {
+            index.create_field_index("tag").unwrap();
+        }
+        for plan in [FilterPlan::Graph, FilterPlan::Exact] {
+            let (hits, _) = index.search_where_with(&[0.0, 0.0], 5, 64, &f, plan).unwrap();
+            let ids: Vec<u64> = hits.iter().map(|h| h.id).collect();
+            assert_eq!(ids, [40, 42, 44, 46, 48], "field index {indexed}, plan {plan:?}");
+        }
+    }
+}
+
 #[test]
 fn expiry_hides_items_and_purge_deletes_them() {
     let clock = Arc::new(ManualClock::new(1_000));
