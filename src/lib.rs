@@ -73,7 +73,7 @@ pub use batch::{
     BatchError, BatchFailure, BatchInsertable, BatchMode, BatchOptions, BatchReport, InvalidReason,
     IterBatchError,
 };
-pub use batch_ops::{DeleteError, DeleteOptions, FilterDeleteReport};
+pub use batch_ops::{DeleteError, DeleteOptions};
 pub use config::{IndexConfig, Storage, MAX_DIM, MAX_EF, MAX_M};
 pub use distance::Metric;
 pub use error::{IndexError, Result};
@@ -81,7 +81,7 @@ pub use expiry::{Clock, Expiry, ManualClock, SystemClock};
 pub use filter::{FieldIndex, Filter, FilterError, FilterErrorKind, FilterValue, Number};
 pub use index::{Index, Neighbour, SearchStats, SQ8_TRAIN_SAMPLE};
 pub use integrity::{IntegrityError, IntegrityStats};
-pub use items::{FilterPlan, FilterUpdateReport, FilteredSearchStats, Item, MetaPatch};
+pub use items::{FilterPlan, FilteredSearchStats, Item, MetaPatch};
 pub use metadata::{MetaError, MetaLimits, MetaValue, Metadata};
 pub use persist::{DurableIndex, DurableOptions, PersistError, SyncPolicy};
 pub use progress::{BatchProgress, CancelFn, ProgressFn};
