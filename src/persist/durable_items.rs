@@ -474,7 +474,9 @@ impl DurableIndex {
                 }
                 let mut ids = matched;
                 ids.truncate(done);
-                let committed = filter_report(total, ids, kind, false, start);
+                let mut committed = filter_report(total, ids, kind, false, start);
+                // The rest was not looked at, not found absent.
+                committed.not_found = 0;
                 return Err(PersistError::Partial { committed: Box::new(committed), error: Box::new(e) });
             }
             for &id in part {

@@ -96,7 +96,8 @@ pub enum PersistError {
     /// call again finishes the job.
     #[error("after committing {} of {} items in earlier batches: {error}", .committed.ids.len(), .committed.total)]
     Partial {
-        /// What the batches before the failure changed.
+        /// What the batches before the failure changed: `total` matched, `ids` and the count
+        /// (`deleted` or `updated`) committed.
         committed: Box<crate::batch::BatchReport>,
         /// What stopped the call.
         #[source]
