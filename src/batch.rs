@@ -301,14 +301,39 @@ pub struct BatchFailure {
     pub error: BatchError,
 }
 
-/// Outcome of a batch operation; the same shape for inserts, updates and deletes, and inside
-/// [`BatchError::Cancelled`] for what a cancelled call committed.
+/// Outcome of a batch operation; the same shape for inserts, updates and deletes by ids, for
+/// the bulk operations by filter ([`Index::delete_where`], [`Index::delete_where_filter`],
+/// [`Index::update_where`], [`Index::purge_expired`] and their
+/// [`DurableIndex`](crate::DurableIndex) forms), and inside [`BatchError::Cancelled`] for what a
+/// cancelled call committed.
+///
+/// For an operation by filter, `total` is the number of items that matched when the call
+/// started, `ids` the ids it changed in ascending order, and `not_found` the matched items it
+/// skipped because they had changed meanwhile (deleted, or patched out of the filter, by another
+/// thread). A dry run ([`DeleteOptions::dry_run`](crate::DeleteOptions::dry_run)) changes
+/// nothing and returns the report the real call would return on the same state: `ids` are the
+/// matched ids, `deleted` (or `updated`) counts them, and [`dry_run`](Self::dry_run) is set. A
+/// real call never changes more items than a dry run reported for the same state.
+///
+/// ```
+/// use hnsw_batch::{DeleteOptions, Index, IndexConfig, Metric};
+/// let index = Index::new(IndexConfig::new(1, Metric::L2))?;
+/// for i in 0..6 { index.insert(i, &[i as f32])?; }
+/// let odd = |id: u64| id % 2 == 1;
+/// let plan = index.delete_where(odd, &DeleteOptions::new().dry_run(true)).unwrap();
+/// assert!(plan.dry_run && index.len() == 6);
+/// assert_eq!((plan.total, plan.deleted, plan.ids.as_slice()), (3, 3, &[1, 3, 5][..]));
+/// let done = index.delete_where(odd, &DeleteOptions::new()).unwrap();
+/// assert_eq!((done.dry_run, done.ids), (false, plan.ids));
+/// # Ok::<(), hnsw_batch::IndexError>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct BatchReport {
-    /// Items in the input.
+    /// Items in the input (for an operation by filter: the items that matched).
     pub total: usize,
-    /// The ids the call changed (inserted, updated or deleted), in input order: after a
-    /// cancel, exactly the items that went in. Its length is `inserted + updated + deleted`.
+    /// The ids the call changed (inserted, updated or deleted), in input order (ascending for
+    /// an operation by filter): after a cancel, exactly the items that went in. Its length is
+    /// `inserted + updated + deleted`. In a dry run, the ids the real call would change.
     pub ids: Vec<u64>,
     /// Items inserted.
     pub inserted: usize,
@@ -322,6 +347,9 @@ pub struct BatchReport {
     pub failures: Vec<BatchFailure>,
     /// Wall-clock time of the call.
     pub elapsed: Duration,
+    /// Whether this is the report of a dry run: nothing was changed, and `ids` and the counts
+    /// say what the call would have changed. Always `false` outside the operations by filter.
+    pub dry_run: bool,
 }
 
 /// Inserting many vectors in one call, in parallel on the caller's rayon pool.

@@ -7,18 +7,63 @@ use rayon::prelude::*;
 use std::time::Instant;
 use thiserror::Error;
 
-/// Options of [`Index::delete_where`].
+/// Options of the bulk operations by filter: [`Index::delete_where`],
+/// [`Index::delete_where_filter`], [`Index::update_where`], [`Index::purge_expired`] and their
+/// [`DurableIndex`](crate::DurableIndex) forms.
+///
+/// ```
+/// use hnsw_batch::DeleteOptions;
+/// let opts = DeleteOptions::new().confirm_count(120).max_affected(1_000).batch_size(50);
+/// assert_eq!((opts.dry_run, opts.confirm_count, opts.batch_size), (false, Some(120), 50));
+/// assert!(DeleteOptions::new().dry_run(true).dry_run);
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DeleteOptions {
-    /// Report what would be deleted without deleting it.
+    /// Report what would change without changing it: the call returns the
+    /// [`BatchReport`] of the real call on the same state, with
+    /// [`BatchReport::dry_run`] set.
     pub dry_run: bool,
     /// Refuse unless exactly this many vectors match (guards against a filter broader than meant).
     pub confirm_count: Option<usize>,
     /// Refuse if more than this many vectors match.
     pub max_affected: Option<usize>,
+    /// Items changed per batch; **0 (the default) means all in one batch**. On a
+    /// [`DurableIndex`](crate::DurableIndex) each batch is one group of log records, written
+    /// with one append and one sync, then applied: a large purge or delete is then several
+    /// bounded records rather than one huge one, and a crash in the middle recovers the batches
+    /// acknowledged before it (a prefix of the matched ids, in ascending order). On an
+    /// [`Index`] every item is changed on its own anyway, and the size changes nothing.
+    pub batch_size: usize,
 }
 
-/// Why [`Index::delete_where`] refused to delete.
+impl DeleteOptions {
+    /// Defaults: a real run, no limits, one batch.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Sets [`dry_run`](Self::dry_run).
+    pub fn dry_run(mut self, on: bool) -> Self {
+        self.dry_run = on;
+        self
+    }
+    /// Sets [`confirm_count`](Self::confirm_count).
+    pub fn confirm_count(mut self, n: usize) -> Self {
+        self.confirm_count = Some(n);
+        self
+    }
+    /// Sets [`max_affected`](Self::max_affected).
+    pub fn max_affected(mut self, n: usize) -> Self {
+        self.max_affected = Some(n);
+        self
+    }
+    /// Sets [`batch_size`](Self::batch_size).
+    pub fn batch_size(mut self, n: usize) -> Self {
+        self.batch_size = n;
+        self
+    }
+}
+
+/// Why a bulk operation by filter refused to run (changing nothing).
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[non_exhaustive]
 pub enum DeleteError {
@@ -40,15 +85,36 @@ pub enum DeleteError {
     },
 }
 
-/// Outcome of [`Index::delete_where`].
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct FilterDeleteReport {
-    /// Ids that matched, sorted. With `dry_run`, what a real run would delete now.
-    pub matched: Vec<u64>,
-    /// Ids actually deleted (0 in a dry run; never more than `matched`).
-    pub deleted: usize,
-    /// Whether this was a dry run.
-    pub dry_run: bool,
+/// What a bulk operation by filter changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Change {
+    Delete,
+    Update,
+}
+
+/// The report of a bulk operation by filter that matched `matched` items and changed `changed`
+/// of them (in a dry run: would change them all).
+pub(crate) fn filter_report(
+    matched: usize,
+    changed: Vec<u64>,
+    change: Change,
+    dry_run: bool,
+    start: Instant,
+) -> BatchReport {
+    let n = changed.len();
+    let mut r = BatchReport {
+        total: matched,
+        not_found: matched.saturating_sub(n),
+        ids: changed,
+        dry_run,
+        ..Default::default()
+    };
+    match change {
+        Change::Delete => r.deleted = n,
+        Change::Update => r.updated = n,
+    }
+    r.elapsed = start.elapsed();
+    r
 }
 
 /// The safety checks of [`DeleteOptions`] for `found` matching items.
@@ -152,35 +218,38 @@ impl Index {
 
     /// Deletes the live vectors whose id passes `filter`, after checking the safety limits.
     /// The set is fixed when the call starts: vectors inserted meanwhile are not deleted, so the
-    /// call never removes more than it reports.
+    /// call never removes more than a dry run on the same state reports. Returns the
+    /// [`BatchReport`] of a bulk operation by filter (see there): `total` matched, `ids`
+    /// deleted (ascending), `not_found` matched but deleted by another thread first.
     ///
     /// ```
     /// use hnsw_batch::{DeleteError, DeleteOptions, Index, IndexConfig, Metric};
     /// let index = Index::new(IndexConfig::new(1, Metric::L2))?;
     /// for i in 0..10 { index.insert(i, &[i as f32])?; }
     /// let even = |id: u64| id % 2 == 0;
-    /// let plan = index.delete_where(even, &DeleteOptions { dry_run: true, ..Default::default() }).unwrap();
-    /// assert_eq!((plan.matched.len(), plan.deleted, index.len()), (5, 0, 10));
-    /// let guarded = DeleteOptions { confirm_count: Some(4), ..Default::default() };
+    /// let plan = index.delete_where(even, &DeleteOptions::new().dry_run(true)).unwrap();
+    /// assert_eq!((plan.ids.len(), plan.deleted, plan.dry_run, index.len()), (5, 5, true, 10));
+    /// let guarded = DeleteOptions::new().confirm_count(4);
     /// assert_eq!(index.delete_where(even, &guarded), Err(DeleteError::CountMismatch { expected: 4, found: 5 }));
-    /// let done = index.delete_where(even, &DeleteOptions { confirm_count: Some(5), ..Default::default() }).unwrap();
-    /// assert_eq!((done.deleted, index.len()), (5, 5));
+    /// let done = index.delete_where(even, &DeleteOptions::new().confirm_count(plan.deleted)).unwrap();
+    /// assert_eq!((done.deleted, done.ids, index.len()), (5, plan.ids, 5));
     /// # Ok::<(), hnsw_batch::IndexError>(())
     /// ```
     pub fn delete_where(
         &self,
         filter: impl Fn(u64) -> bool,
         opts: &DeleteOptions,
-    ) -> Result<FilterDeleteReport, DeleteError> {
+    ) -> Result<BatchReport, DeleteError> {
+        let start = Instant::now();
         let mut matched: Vec<u64> = self.ids().into_iter().filter(|&id| filter(id)).collect();
         matched.sort_unstable();
         check_guards(matched.len(), opts)?;
-        let mut deleted = 0;
+        let total = matched.len();
         if !opts.dry_run {
             // An id deleted by another thread meanwhile is simply not counted.
-            deleted = matched.iter().filter(|&&id| self.delete(id).is_ok()).count();
+            matched.retain(|&id| self.delete(id).is_ok());
         }
-        Ok(FilterDeleteReport { matched, deleted, dry_run: opts.dry_run })
+        Ok(filter_report(total, matched, Change::Delete, opts.dry_run, start))
     }
 
     /// Replaces the vectors of present ids, in parallel on the current rayon pool (chunk by

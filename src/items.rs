@@ -31,7 +31,7 @@
 //! the live nodes that have no entry.
 
 use crate::batch::{BatchError, BatchFailure, BatchOptions, BatchReport, InvalidReason};
-use crate::batch_ops::{check_guards, DeleteOptions, FilterDeleteReport};
+use crate::batch_ops::{check_guards, filter_report, Change, DeleteOptions};
 use crate::error::{IndexError, Result};
 use crate::expiry::{Clock, Expiry};
 use crate::filter::{FieldIndex, Filter};
@@ -234,17 +234,6 @@ pub struct FilteredSearchStats {
     pub ef: usize,
     /// Distance evaluations between the query and stored vectors.
     pub distance_computations: u64,
-}
-
-/// Outcome of [`Index::update_where`].
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct FilterUpdateReport {
-    /// Ids that matched, sorted. With `dry_run`, what a real run would patch now.
-    pub matched: Vec<u64>,
-    /// Ids actually patched (0 in a dry run; never more than `matched`).
-    pub updated: usize,
-    /// Whether this was a dry run.
-    pub dry_run: bool,
 }
 
 /// Live nodes sampled to estimate the selectivity of a filter the field indexes do not cover.
@@ -917,6 +906,10 @@ impl Index {
     /// only if it still matches when its id's lock is taken, so the call never deletes more
     /// than a dry run on the same state reports, nor an item patched out of the filter meanwhile.
     ///
+    /// Returns the [`BatchReport`] of a bulk operation by filter: `total` items matched, `ids`
+    /// (ascending) and `deleted` say what was deleted, `not_found` counts the matched items that
+    /// changed before their turn; in a dry run `ids` and `deleted` say what would be deleted.
+    ///
     /// ```
     /// use hnsw_batch::{DeleteOptions, Expiry, Filter, Index, IndexConfig, Metadata, Metric};
     /// let index = Index::new(IndexConfig::new(1, Metric::L2))?;
@@ -926,70 +919,97 @@ impl Index {
     ///     index.insert_with(i, &[i as f32], Some(m), Expiry::Never)?;
     /// }
     /// let spam = Filter::eq("spam", true);
-    /// let plan = index.delete_where_filter(&spam, &DeleteOptions { dry_run: true, ..Default::default() })?;
-    /// let done = index.delete_where_filter(&spam, &DeleteOptions { confirm_count: Some(plan.matched.len()), ..Default::default() })?;
-    /// assert_eq!((done.deleted, index.len()), (3, 7));
+    /// let plan = index.delete_where_filter(&spam, &DeleteOptions::new().dry_run(true))?;
+    /// assert_eq!((plan.ids.as_slice(), plan.dry_run, index.len()), (&[0, 1, 2][..], true, 10));
+    /// let done = index.delete_where_filter(&spam, &DeleteOptions::new().confirm_count(plan.deleted))?;
+    /// assert_eq!((done.deleted, done.ids, index.len()), (3, plan.ids, 7));
     /// # Ok::<(), hnsw_batch::IndexError>(())
     /// ```
-    pub fn delete_where_filter(&self, filter: &Filter, opts: &DeleteOptions) -> Result<FilterDeleteReport> {
-        let matched = self.ids_where(filter)?;
+    pub fn delete_where_filter(&self, filter: &Filter, opts: &DeleteOptions) -> Result<BatchReport> {
+        let start = std::time::Instant::now();
+        let mut matched = self.ids_where(filter)?;
         check_guards(matched.len(), opts)?;
-        let mut deleted = 0;
+        let total = matched.len();
         if !opts.dry_run {
             let empty_ok = filter.matches(&Metadata::new());
-            for &id in &matched {
+            matched.retain(|&id| {
                 let now = self.now_ms();
-                if self.delete_if(id, |st, n| !st.is_expired(n, now) && st.matches(n, filter, empty_ok)) {
-                    deleted += 1;
-                }
-            }
+                self.delete_if(id, |st, n| !st.is_expired(n, now) && st.matches(n, filter, empty_ok))
+            });
         }
-        Ok(FilterDeleteReport { matched, deleted, dry_run: opts.dry_run })
+        Ok(filter_report(total, matched, Change::Delete, opts.dry_run, start))
     }
 
     /// Applies `patch` to the metadata of every live, unexpired item matching `filter`, with the
     /// safety options of [`delete_where_filter`](Self::delete_where_filter). Every patched map
     /// is checked against the limits before anything changes ([`IndexError::InvalidMetadata`]).
-    /// Items that stop matching before their turn are skipped.
+    /// Items that stop matching before their turn are skipped (counted in
+    /// [`BatchReport::not_found`]); [`BatchReport::ids`] lists the ids patched, ascending.
+    ///
+    /// ```
+    /// use hnsw_batch::items::MetaPatch;
+    /// use hnsw_batch::{DeleteOptions, Expiry, Filter, Index, IndexConfig, Metadata, Metric};
+    /// let index = Index::new(IndexConfig::new(1, Metric::L2))?;
+    /// for i in 0..4u64 {
+    ///     let mut m = Metadata::new();
+    ///     m.insert("year".into(), (2000 + i as i64).into());
+    ///     index.insert_with(i, &[i as f32], Some(m), Expiry::Never)?;
+    /// }
+    /// let old = Filter::range("year", 2000..2002);
+    /// let r = index.update_where(&old, &MetaPatch::new().set("archived", true), &DeleteOptions::new())?;
+    /// assert_eq!((r.total, r.updated, r.ids), (2, 2, vec![0, 1]));
+    /// assert_eq!(index.count(&Filter::eq("archived", true))?, 2);
+    /// # Ok::<(), hnsw_batch::IndexError>(())
+    /// ```
     pub fn update_where(
         &self,
         filter: &Filter,
         patch: &MetaPatch,
         opts: &DeleteOptions,
-    ) -> Result<FilterUpdateReport> {
-        let matched = self.ids_where(filter)?;
+    ) -> Result<BatchReport> {
+        let start = std::time::Instant::now();
+        let mut matched = self.ids_where(filter)?;
         check_guards(matched.len(), opts)?;
         self.check_patch_limits(&matched, patch)?;
-        let mut updated = 0;
+        let total = matched.len();
         if !opts.dry_run {
             let empty_ok = filter.matches(&Metadata::new());
-            for &id in &matched {
-                // A map made invalid by a concurrent patch is skipped, not half-applied.
-                if let Ok(Some(())) = self.patch_if(id, patch, |st, n| st.matches(n, filter, empty_ok)) {
-                    updated += 1;
-                }
-            }
+            // A map made invalid by a concurrent patch is skipped, not half-applied.
+            matched.retain(|&id| {
+                matches!(self.patch_if(id, patch, |st, n| st.matches(n, filter, empty_ok)), Ok(Some(())))
+            });
         }
-        Ok(FilterUpdateReport { matched, updated, dry_run: opts.dry_run })
+        Ok(filter_report(total, matched, Change::Update, opts.dry_run, start))
     }
 
     /// Deletes the items whose expiry has passed (by the index's clock), with the safety
-    /// options of [`delete_where_filter`](Self::delete_where_filter). Expired items are already
-    /// invisible to reads; this frees their slots. An item whose expiry was moved later
-    /// meanwhile is skipped.
-    pub fn purge_expired(&self, opts: &DeleteOptions) -> Result<FilterDeleteReport> {
+    /// options of [`delete_where_filter`](Self::delete_where_filter), and reports them in the
+    /// same [`BatchReport`]. Expired items are already invisible to reads; this frees their
+    /// slots. An item whose expiry was moved later meanwhile is skipped.
+    ///
+    /// ```
+    /// use hnsw_batch::{DeleteOptions, Expiry, Index, IndexConfig, ManualClock, Metric};
+    /// use std::sync::Arc;
+    /// let clock = Arc::new(ManualClock::new(0));
+    /// let index = Index::new(IndexConfig::new(1, Metric::L2))?;
+    /// index.set_clock(clock.clone());
+    /// for i in 0..5u64 { index.insert_with(i, &[i as f32], None, Expiry::At(100 * i))?; }
+    /// clock.set(250); // ids 0, 1 and 2 have expired
+    /// let r = index.purge_expired(&DeleteOptions::new())?;
+    /// assert_eq!((r.deleted, r.ids), (3, vec![0, 1, 2]));
+    /// assert_eq!(index.len(), 2);
+    /// # Ok::<(), hnsw_batch::IndexError>(())
+    /// ```
+    pub fn purge_expired(&self, opts: &DeleteOptions) -> Result<BatchReport> {
+        let start = std::time::Instant::now();
         let now = self.now_ms();
-        let matched = self.expired_ids(now);
+        let mut matched = self.expired_ids(now);
         check_guards(matched.len(), opts)?;
-        let mut deleted = 0;
+        let total = matched.len();
         if !opts.dry_run {
-            for &id in &matched {
-                if self.delete_if(id, |st, n| st.is_expired(n, now)) {
-                    deleted += 1;
-                }
-            }
+            matched.retain(|&id| self.delete_if(id, |st, n| st.is_expired(n, now)));
         }
-        Ok(FilterDeleteReport { matched, deleted, dry_run: opts.dry_run })
+        Ok(filter_report(total, matched, Change::Delete, opts.dry_run, start))
     }
 }
 

@@ -17,7 +17,8 @@
 //!   against. [`Storage::U8`] keeps byte data (SIFT, pixels) in a quarter of the memory,
 //!   [`Storage::F16`] any float data as half floats in half of it, [`Storage::Sq8`] walks
 //!   the graph on 8-bit codes and re-scores the best candidates with the exact vectors.
-//! - [`writer`]: a batching writer for many producers: bounded queue with backpressure, flush
+//! - [`writer`]: a batching writer for many producers (items with metadata and expiry too,
+//!   [`BatchWriter::submit_item`]): bounded queue with backpressure, flush
 //!   by size or delay, a completion handle per item, retries with backoff, metrics and health.
 //! - [`metadata`], [`filter`], [`expiry`]: typed per-vector metadata with limits and a canonical
 //!   binary form; filters built in Rust or parsed from JSON (`{"year": {"$gte": 2000}}`);
@@ -25,7 +26,9 @@
 //! - [`items`]: the same wired into [`Index`]: [`Index::insert_with`], [`Index::insert_items`],
 //!   metadata patches, [`Index::create_field_index`], filtered search
 //!   ([`Index::search_where`]), [`Index::count`], [`Index::delete_where_filter`],
-//!   [`Index::update_where`], expiry by an injectable clock and [`Index::purge_expired`].
+//!   [`Index::update_where`], expiry by an injectable clock and [`Index::purge_expired`]; the
+//!   operations by filter report in the shared [`BatchReport`] (with
+//!   [`dry_run`](BatchReport::dry_run)) and take [`DeleteOptions`].
 //!   Snapshots keep metadata and expiry; [`DurableIndex`] logs every change of them (its
 //!   [`insert_items`](DurableIndex::insert_items), [`delete_where`](DurableIndex::delete_where),
 //!   [`update_where`](DurableIndex::update_where), [`purge_expired`](DurableIndex::purge_expired), …).
@@ -73,7 +76,7 @@ pub use batch::{
     BatchError, BatchFailure, BatchInsertable, BatchMode, BatchOptions, BatchReport, InvalidReason,
     IterBatchError,
 };
-pub use batch_ops::{DeleteError, DeleteOptions, FilterDeleteReport};
+pub use batch_ops::{DeleteError, DeleteOptions};
 pub use config::{IndexConfig, Storage, MAX_DIM, MAX_EF, MAX_M};
 pub use distance::Metric;
 pub use error::{IndexError, Result};
@@ -81,7 +84,7 @@ pub use expiry::{Clock, Expiry, ManualClock, SystemClock};
 pub use filter::{FieldIndex, Filter, FilterError, FilterErrorKind, FilterValue, Number};
 pub use index::{Index, Neighbour, SearchStats, SQ8_TRAIN_SAMPLE};
 pub use integrity::{IntegrityError, IntegrityStats};
-pub use items::{FilterPlan, FilterUpdateReport, FilteredSearchStats, Item, MetaPatch};
+pub use items::{FilterPlan, FilteredSearchStats, Item, MetaPatch};
 pub use metadata::{MetaError, MetaLimits, MetaValue, Metadata};
 pub use persist::{DurableIndex, DurableOptions, PersistError, SyncPolicy};
 pub use progress::{BatchProgress, CancelFn, ProgressFn};

@@ -42,8 +42,8 @@ fn delete_where_respects_limits_and_dry_run() {
     let idx = filled(100);
     let f = |id: u64| id >= 90;
     let dry = idx.delete_where(f, &DeleteOptions { dry_run: true, ..Default::default() }).unwrap();
-    assert_eq!(dry.matched, (90..100).collect::<Vec<_>>());
-    assert_eq!((dry.deleted, idx.len()), (0, 100));
+    assert_eq!(dry.ids, (90..100).collect::<Vec<_>>());
+    assert_eq!((dry.total, dry.deleted, dry.not_found, dry.dry_run, idx.len()), (10, 10, 0, true, 100));
     assert_eq!(
         idx.delete_where(f, &DeleteOptions { max_affected: Some(9), ..Default::default() }),
         Err(DeleteError::TooMany { limit: 9, found: 10 })
@@ -59,7 +59,8 @@ fn delete_where_respects_limits_and_dry_run() {
             &DeleteOptions { confirm_count: Some(10), max_affected: Some(10), ..Default::default() },
         )
         .unwrap();
-    assert_eq!((r.deleted, idx.len()), (10, 90));
+    assert_eq!((r.deleted, r.dry_run, idx.len()), (10, false, 90));
+    assert_eq!(r.ids, dry.ids, "the real run deletes what the dry run reported");
     assert!((90..100).all(|id| !idx.contains(id)));
     idx.check_integrity().unwrap();
 }

@@ -308,8 +308,8 @@ fn recovered_metadata_serves_filters_and_expiry() {
     assert_eq!(db.len() - db.ids().len(), expiring);
     let dry = db.purge_expired(&DeleteOptions { dry_run: true, ..Default::default() }).unwrap();
     let done = db.purge_expired(&DeleteOptions::default()).unwrap();
-    assert_eq!((dry.matched.len(), dry.deleted), (expiring, 0));
-    assert_eq!((done.matched, done.deleted), (dry.matched, expiring));
+    assert_eq!((dry.ids.len(), dry.deleted, dry.dry_run), (expiring, expiring, true));
+    assert_eq!((&done.ids, done.deleted, done.dry_run), (&dry.ids, expiring, false));
     drop(db);
     assert_eq!(recover(&fs).items.len(), expected.items.len() - expiring);
 }
@@ -605,7 +605,8 @@ fn bad_input_leaves_the_log_and_the_index_unchanged() {
     let steps = ops_of(&fs, || {
         let d = db.delete_where(&group(2), &dry).unwrap();
         let u = db.update_where(&group(1), &seen(), &dry).unwrap();
-        assert_eq!((d.deleted, u.updated, d.dry_run, u.dry_run), (0, 0, true, true));
+        assert!(d.dry_run && u.dry_run);
+        assert_eq!((d.deleted, u.updated), (d.ids.len(), u.ids.len()));
     });
     assert_eq!(steps, 0);
     assert_eq!(full(&db), before);
@@ -614,12 +615,12 @@ fn bad_input_leaves_the_log_and_the_index_unchanged() {
     let plan_u = db.update_where(&group(1), &seen(), &dry).unwrap();
     let guard =
         |n: usize| DeleteOptions { confirm_count: Some(n), max_affected: Some(n), ..Default::default() };
-    let d = db.delete_where(&group(2), &guard(plan_d.matched.len())).unwrap();
-    let u = db.update_where(&group(1), &seen(), &guard(plan_u.matched.len())).unwrap();
-    assert_eq!((&d.matched, d.deleted), (&plan_d.matched, plan_d.matched.len()));
-    assert_eq!((&u.matched, u.updated), (&plan_u.matched, plan_u.matched.len()));
+    let d = db.delete_where(&group(2), &guard(plan_d.total)).unwrap();
+    let u = db.update_where(&group(1), &seen(), &guard(plan_u.total)).unwrap();
+    assert_eq!((&d.ids, d.deleted, d.dry_run), (&plan_d.ids, plan_d.deleted, false));
+    assert_eq!((&u.ids, u.updated, u.dry_run), (&plan_u.ids, plan_u.updated, false));
     assert_eq!(db.count(&group(2)).unwrap(), 0);
-    assert_eq!(db.count(&Filter::eq("seen", true)).unwrap(), plan_u.matched.len());
+    assert_eq!(db.count(&Filter::eq("seen", true)).unwrap(), plan_u.updated);
 }
 
 /// `set_metadata_batch`: one append and one sync for many patches; absent ids, repeats and maps
@@ -648,4 +649,121 @@ fn metadata_batches_are_one_append() {
     assert!(!before.items[&3].1.contains_key("blob"));
     drop(db);
     assert_eq!(recover(&fs), before);
+}
+
+/// 60 items, ids 0..60, each with `meta_of`; the even ids expire at [`EXPIRES`].
+fn expiring_items(db: &DurableIndex) {
+    let items: Vec<Item<Vec<f32>>> = (0..60u64)
+        .map(|id| {
+            let e = if id.is_multiple_of(2) { Expiry::At(EXPIRES) } else { Expiry::Never };
+            Item::new(id, vector(id, 0)).metadata(meta_of(id)).expiry(e)
+        })
+        .collect();
+    db.insert_items(&items, &BatchOptions::new()).unwrap();
+}
+
+/// `DeleteOptions::batch_size` splits a bulk operation by filter into batches of one append
+/// and one sync each; the report is the same as in one batch, and a dry run still touches
+/// nothing.
+#[test]
+fn bulk_operations_by_filter_commit_one_append_and_sync_per_batch() {
+    let expired: Vec<u64> = (0..60).step_by(2).collect();
+    for (batch_size, batches) in [(0, 1), (7, 5), (10, 3), (30, 1), (1000, 1)] {
+        let fs = Arc::new(MemBackend::new());
+        let (db, clock) = open_at(&fs).unwrap();
+        expiring_items(&db);
+        clock.set(PURGE_AT);
+        let opts = DeleteOptions::new().batch_size(batch_size);
+        let mut dry = None;
+        assert_eq!(ops_of(&fs, || dry = Some(db.purge_expired(&opts.clone().dry_run(true)).unwrap())), 0);
+        let dry = dry.unwrap();
+        assert_eq!((dry.dry_run, dry.total, dry.deleted, &dry.ids), (true, 30, 30, &expired));
+        let log = db.stats().log_bytes;
+        let mut done = None;
+        let steps = ops_of(&fs, || done = Some(db.purge_expired(&opts).unwrap()));
+        assert_eq!(steps, 2 * batches, "batch_size {batch_size}: one append and one sync per batch");
+        let done = done.unwrap();
+        assert_eq!((done.dry_run, done.total, done.deleted, done.not_found), (false, 30, 30, 0));
+        assert_eq!(done.ids, dry.ids, "batch_size {batch_size}");
+        assert!(db.stats().log_bytes > log);
+        assert_eq!(db.len(), 30);
+        // update_where and delete_where batch the same way.
+        clock.set(NOW);
+        let g1 = db.count(&group(1)).unwrap();
+        let mut u = None;
+        let steps = ops_of(&fs, || u = Some(db.update_where(&group(1), &seen(), &opts).unwrap()));
+        let want = |n: usize| if batch_size == 0 { 1 } else { n.div_ceil(batch_size) as u64 };
+        assert_eq!(steps, 2 * want(g1), "update_where, batch_size {batch_size}");
+        assert_eq!((u.unwrap().updated, db.count(&Filter::eq("seen", true)).unwrap()), (g1, g1));
+        let g2 = db.count(&group(2)).unwrap();
+        let steps = ops_of(&fs, || assert_eq!(db.delete_where(&group(2), &opts).unwrap().deleted, g2));
+        assert_eq!(steps, 2 * want(g2), "delete_where, batch_size {batch_size}");
+        let after = full(&db);
+        drop(db);
+        assert_eq!(recover(&fs), after, "batch_size {batch_size}: reopened");
+    }
+}
+
+/// A crash at any I/O step of a purge in batches recovers the batches acknowledged before it:
+/// a prefix of the expired ids, whole batches only. A failure after the first batch reports
+/// what was committed ([`PersistError::Partial`]); running the purge again finishes it.
+#[test]
+fn crash_between_purge_batches_recovers_a_prefix_of_batches() {
+    let expired: Vec<u64> = (0..60).step_by(2).collect();
+    let batch = 7;
+    let opts = DeleteOptions::new().batch_size(batch);
+    let setup = || {
+        let fs = Arc::new(MemBackend::new());
+        let (db, clock) = open_at(&fs).unwrap();
+        expiring_items(&db);
+        clock.set(PURGE_AT);
+        (fs, db, clock)
+    };
+    let before = {
+        let (_fs, db, _clock) = setup();
+        full(&db)
+    };
+    let without = |ids: &[u64]| {
+        let mut f = before.clone();
+        for id in ids {
+            f.items.remove(id);
+        }
+        f
+    };
+    let steps = {
+        let (fs, db, _clock) = setup();
+        ops_of(&fs, || {
+            db.purge_expired(&opts).unwrap();
+        })
+    };
+    assert_eq!(steps, 2 * expired.len().div_ceil(batch) as u64);
+    for k in 0..steps {
+        let (fs, db, clock) = setup();
+        fs.fail_after(k, FailMode::Forever);
+        let err = db.purge_expired(&opts).unwrap_err();
+        // Step k is the append (even) or the sync (odd) of batch k / 2.
+        let acked = (k / 2) as usize * batch;
+        match &err {
+            PersistError::Io { .. } => assert_eq!(acked, 0, "step {k}: {err}"),
+            PersistError::Partial { committed, error } => {
+                assert!(matches!(**error, PersistError::Io { .. }), "step {k}: {error}");
+                let c = committed;
+                assert_eq!((c.total, c.deleted, c.not_found, c.dry_run), (30, acked, 0, false));
+                assert_eq!(committed.ids, expired[..acked], "step {k}");
+            }
+            other => panic!("step {k}: unexpected error {other}"),
+        }
+        // In memory, exactly the acknowledged batches were applied.
+        assert_eq!(full(&db), without(&expired[..acked]), "step {k}: in memory");
+        db.set_clock(clock.clone());
+        drop(db);
+        let got = recover(&fs);
+        assert_eq!(got, without(&expired[..acked]), "step {k} of {steps}: recovered");
+        // Running the purge again on the recovered index finishes the job.
+        let (db, clock) = open_at(&fs).unwrap();
+        clock.set(PURGE_AT);
+        let r = db.purge_expired(&opts).unwrap();
+        assert_eq!(r.ids, expired[acked..], "step {k}: the rest");
+        assert_eq!(full(&db), without(&expired));
+    }
 }

@@ -1452,3 +1452,98 @@ fn mutated_jsonl_never_panics() {
     assert_eq!(rows[0].as_ref().unwrap().id, 1);
     assert!(rows[1].is_err());
 }
+
+// ---------------------------------------------------------------------------
+// CSV expiry column.
+
+/// The expiry column (`expires_at` by default, or as named) is read as the record's expiry, not
+/// metadata; an empty field never expires; a bad value is a bad row naming its line and column,
+/// and the rows after it still read.
+#[test]
+fn csv_expiry_column_is_read_and_bad_values_name_line_and_column() {
+    let text = "id,vector,expires_at,lang\n1,1;2,1700000000000,\"en\"\n2,3;4,,fr\n3,5;6,soon,de\n4,7;8,-5,x\n5,9;9,007,y\n";
+    let rows = csv_records(text, CsvOptions::default());
+    let ok = |i: usize| rows[i].as_ref().unwrap_or_else(|e| panic!("row {i}: {e}"));
+    assert_eq!(ok(0).expires_at, Some(1_700_000_000_000));
+    assert_eq!(ok(0).metadata, meta(&[("lang", "en".into())]), "the expiry is not metadata");
+    assert_eq!((ok(1).expires_at, ok(1).metadata.len()), (None, 1));
+    assert_eq!(ok(4).expires_at, Some(7));
+    for (i, line, value) in [(2, 4, "soon"), (3, 5, "-5")] {
+        let err = rows[i].as_ref().unwrap_err();
+        assert_eq!(err.line, line);
+        match &err.error {
+            FormatError::Parse { line: l, field: Some(f), reason, .. } => {
+                assert_eq!((*l, f.as_str()), (line, "expires_at"));
+                assert!(reason.contains(value), "{reason}");
+            }
+            other => panic!("row {i}: {other:?}"),
+        }
+        let msg = err.to_string();
+        assert!(msg.contains(&format!("line {line}")) && msg.contains("`expires_at`"), "{msg}");
+    }
+    // Too large for a u64.
+    let rows = csv_records("id,vector,expires_at\n1,1,99999999999999999999\n", CsvOptions::default());
+    assert!(rows[0].as_ref().unwrap_err().to_string().contains("does not fit"), "{:?}", rows[0]);
+
+    // Another name; the default name is then ordinary metadata.
+    let text = "id,vector,ttl,expires_at\n1,1;2,42,43\n";
+    let opts = CsvOptions { expires_column: Some("ttl".into()), ..CsvOptions::default() };
+    let r = csv_records(text, opts).remove(0).unwrap();
+    assert_eq!((r.expires_at, r.metadata), (Some(42), meta(&[("expires_at", MetaValue::Int(43))])));
+    // None: no expiry column at all.
+    let opts = CsvOptions { expires_column: None, ..CsvOptions::default() };
+    let r = csv_records("id,vector,expires_at\n1,1,5\n", opts).remove(0).unwrap();
+    assert_eq!((r.expires_at, r.metadata), (None, meta(&[("expires_at", MetaValue::Int(5))])));
+    // A column cannot be the id and the expiry, nor be listed as metadata too.
+    let opts = CsvOptions { expires_column: Some("id".into()), ..CsvOptions::default() };
+    assert!(matches!(
+        CsvReader::new(Cursor::new("id,vector\n"), opts),
+        Err(FormatError::InvalidArgument { name: "expires_column", .. })
+    ));
+    let opts = CsvOptions { metadata_columns: Some(vec!["expires_at".into()]), ..CsvOptions::default() };
+    assert!(matches!(
+        CsvReader::new(Cursor::new("id,vector,expires_at\n"), opts),
+        Err(FormatError::InvalidArgument { name: "metadata_columns", .. })
+    ));
+}
+
+/// Records with expiry times written as CSV read back with the same expiry; without any expiry
+/// no column is written (the file is as before); a metadata key named like the expiry column is
+/// refused rather than read back as an expiry.
+#[test]
+fn csv_expiry_round_trips() {
+    let mut recs: Vec<Record> = (0..20u64)
+        .map(|i| Record {
+            id: i,
+            vector: vec![i as f32, 0.5],
+            metadata: meta(&[("n", MetaValue::Int(i as i64))]),
+            expires_at: i.is_multiple_of(3).then_some(1_000 + i),
+        })
+        .collect();
+    for opts in [
+        CsvOptions::default(),
+        CsvOptions { expires_column: Some("ttl".into()), delimiter: ';', ..CsvOptions::default() },
+        CsvOptions { metadata_columns: Some(vec!["n".into()]), ..CsvOptions::default() },
+    ] {
+        let mut out = Vec::new();
+        write_csv_to(&mut out, &recs, &opts).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let name = opts.expires_column.clone().unwrap();
+        assert!(text.lines().next().unwrap().contains(&name), "{text}");
+        let back: Vec<Record> = csv_records(&text, opts.clone()).into_iter().map(|r| r.unwrap()).collect();
+        assert_eq!(back, recs, "{opts:?}");
+    }
+    // No expiry anywhere: no column (unless the columns are fixed by an explicit list).
+    let plain: Vec<Record> = recs.iter().cloned().map(|r| Record { expires_at: None, ..r }).collect();
+    let mut out = Vec::new();
+    write_csv_to(&mut out, &plain, &CsvOptions::default()).unwrap();
+    assert_eq!(String::from_utf8(out).unwrap().lines().next(), Some("id,vector,n"));
+    let fixed = CsvOptions { metadata_columns: Some(vec!["n".into()]), ..CsvOptions::default() };
+    let mut out = Vec::new();
+    write_csv_to(&mut out, &[], &fixed).unwrap();
+    assert_eq!(String::from_utf8(out).unwrap(), "id,vector,expires_at,n\n");
+    // A metadata key that would read back as the expiry.
+    recs[1].metadata.insert("expires_at".into(), MetaValue::Int(1));
+    let err = write_csv_to(Vec::new(), &recs, &CsvOptions::default()).unwrap_err();
+    assert!(err.to_string().contains("expiry column"), "{err}");
+}

@@ -102,7 +102,8 @@ fn delete_where_filter_dry_run_matches_the_real_run_and_refusals_change_nothing(
     index.create_field_index("lang").unwrap();
     let en = Filter::eq("lang", "en");
     let dry = index.delete_where_filter(&en, &DeleteOptions { dry_run: true, ..Default::default() }).unwrap();
-    assert_eq!((dry.matched.len(), dry.deleted), (25, 0));
+    assert_eq!((dry.total, dry.ids.len(), dry.deleted, dry.dry_run), (25, 25, 25, true));
+    assert!(dry.ids.windows(2).all(|w| w[0] < w[1]), "ids ascending");
     let refused =
         index.delete_where_filter(&en, &DeleteOptions { confirm_count: Some(24), ..Default::default() });
     assert_eq!(
@@ -116,10 +117,10 @@ fn delete_where_filter_dry_run_matches_the_real_run_and_refusals_change_nothing(
     let real = index
         .delete_where_filter(&en, &DeleteOptions { confirm_count: Some(25), ..Default::default() })
         .unwrap();
-    assert_eq!(real.matched, dry.matched);
-    assert_eq!(real.deleted, 25);
+    assert_eq!(real.ids, dry.ids);
+    assert_eq!((real.total, real.deleted, real.not_found, real.dry_run), (25, 25, 0, false));
     assert_eq!((index.len(), index.count(&en).unwrap()), (75, 0));
-    for id in dry.matched {
+    for id in dry.ids {
         assert!(!index.contains(id));
     }
     // `ne` also matches vectors without the field (MongoDB semantics), indexed or not.
@@ -134,11 +135,11 @@ fn update_where_patches_matching_items_only() {
     let fr_low = Filter::and([Filter::eq("lang", "fr"), Filter::lt("n", 10)]);
     let opts = DeleteOptions { dry_run: true, ..Default::default() };
     let dry = index.update_where(&fr_low, &MetaPatch::new().set("flag", true), &opts).unwrap();
-    assert_eq!((dry.matched.len(), dry.updated), (7, 0));
+    assert_eq!((dry.total, dry.updated, dry.deleted, dry.dry_run), (7, 7, 0, true));
     assert_eq!(index.count(&Filter::exists("flag")).unwrap(), 0);
     let done =
         index.update_where(&fr_low, &MetaPatch::new().set("flag", true), &DeleteOptions::default()).unwrap();
-    assert_eq!((done.matched, done.updated), (dry.matched, 7));
+    assert_eq!((&done.ids, done.updated, done.dry_run), (&dry.ids, 7, false));
     index.create_field_index("flag").unwrap();
     assert_eq!(index.ids_where(&Filter::eq("flag", true)).unwrap(), [1, 2, 3, 5, 6, 7, 9]);
     // A patch that would break a limit for any match refuses the whole call.
@@ -265,12 +266,12 @@ fn expiry_hides_items_and_purge_deletes_them() {
     clock.set(5_000);
     assert!(index.contains(20));
     let dry = index.purge_expired(&DeleteOptions { dry_run: true, ..Default::default() }).unwrap();
-    assert_eq!(dry.matched, [0, 1, 2, 3, 4]);
+    assert_eq!((dry.ids.as_slice(), dry.deleted, dry.dry_run), (&[0, 1, 2, 3, 4][..], 5, true));
     assert_eq!(index.len(), 21);
     let refused = index.purge_expired(&DeleteOptions { max_affected: Some(4), ..Default::default() });
     assert!(matches!(refused, Err(IndexError::Refused(_))));
     let done = index.purge_expired(&DeleteOptions::default()).unwrap();
-    assert_eq!((done.deleted, index.len()), (5, 16));
+    assert_eq!((done.deleted, &done.ids, index.len()), (5, &dry.ids, 16));
     // Going back in time after a purge does not bring anything back.
     clock.set(0);
     assert!(index.get(0).is_none());

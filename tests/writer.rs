@@ -598,3 +598,127 @@ mod durable {
         assert_eq!(db.ids(), vec![10]);
     }
 }
+
+// ----- items with metadata and expiry ------------------------------------------------------------
+
+fn lang(i: u64) -> hnsw_batch::Metadata {
+    let mut m = hnsw_batch::Metadata::new();
+    m.insert("lang".into(), if i.is_multiple_of(2) { "en" } else { "fr" }.into());
+    m.insert("n".into(), (i as i64).into());
+    m
+}
+
+/// Items submitted with metadata and expiry reach a durable sink whole: stored, logged (they
+/// survive a reopen) and filterable; metadata over the limits is rejected alone; plain items
+/// in the same batches still go in.
+#[test]
+fn submitted_items_carry_metadata_and_expiry_into_a_durable_index() {
+    use hnsw_batch::items::Item;
+    use hnsw_batch::persist::{DurableIndex, DurableOptions, MemBackend};
+    use hnsw_batch::{Expiry, Filter, InvalidReason};
+    let fs = Arc::new(MemBackend::new());
+    let cfg = IndexConfig::new(DIM, Metric::L2);
+    let db = DurableIndex::open_with(fs.clone(), "db", cfg.clone(), DurableOptions::new()).unwrap();
+    let opts = WriterOptions { max_batch: 16, max_delay: Duration::from_millis(5), ..Default::default() };
+    let writer = BatchWriter::start(db, opts).unwrap();
+    let expiry = |i: u64| if i.is_multiple_of(5) { Expiry::At(1_000 + i) } else { Expiry::Never };
+    let mut handles = Vec::new();
+    for i in 0..100u64 {
+        let h = if i.is_multiple_of(3) {
+            writer.submit(i, vector(i)).unwrap()
+        } else {
+            writer.submit_item(Item::new(i, vector(i)).metadata(lang(i)).expiry(expiry(i))).unwrap()
+        };
+        handles.push(h);
+    }
+    let mut reserved = hnsw_batch::Metadata::new();
+    reserved.insert("$bad".into(), 1.into());
+    let bad = writer.submit_item(Item::new(500, vector(500)).metadata(reserved)).unwrap();
+    assert!(handles.iter().all(|h| h.wait().is_ok()));
+    match bad.wait() {
+        Err(WriteError::Rejected(ItemError::Batch(BatchError::InvalidVector {
+            id: 500,
+            reason: InvalidReason::Metadata(_),
+            ..
+        }))) => {}
+        other => panic!("bad metadata: {other:?}"),
+    }
+    writer.close();
+    let check = |db: &DurableIndex, when: &str| {
+        // A clock before every expiry, so the expiring items are visible.
+        db.set_clock(Arc::new(hnsw_batch::ManualClock::new(0)));
+        assert_eq!(db.len(), 100, "{when}");
+        assert!(!db.contains(500), "{when}");
+        for i in 0..100u64 {
+            let (meta, exp) = if i.is_multiple_of(3) {
+                (hnsw_batch::Metadata::new(), Expiry::Never)
+            } else {
+                (lang(i), expiry(i))
+            };
+            assert_eq!(db.get_metadata(i), Some(meta), "{when}: metadata of {i}");
+            assert_eq!(db.get_expiry(i), Some(exp), "{when}: expiry of {i}");
+        }
+        let en = (0..100u64).filter(|i| !i.is_multiple_of(3) && i.is_multiple_of(2)).count();
+        assert_eq!(db.count(&Filter::eq("lang", "en")).unwrap(), en, "{when}");
+    };
+    check(writer.sink(), "in memory");
+    drop(writer);
+    let db = DurableIndex::open_with(fs, "db", cfg, DurableOptions::new()).unwrap();
+    check(&db, "after reopen");
+}
+
+/// An in-memory index stores submitted metadata too; a sink that only implements
+/// `write_batch` rejects items with metadata or expiry (permanently, without dropping the
+/// metadata silently) and still writes the plain items of the same batch.
+#[test]
+fn sinks_without_side_data_reject_items_that_carry_it() {
+    use hnsw_batch::items::Item;
+    use hnsw_batch::Expiry;
+    let index = Arc::new(Index::new(IndexConfig::new(DIM, Metric::L2)).unwrap());
+    let w = BatchWriter::start(index.clone(), WriterOptions::default()).unwrap();
+    w.submit_item(Item::new(1, vector(1)).metadata(lang(1))).unwrap().wait().unwrap();
+    w.close();
+    assert_eq!(index.get_metadata(1), Some(lang(1)));
+
+    let sink = Arc::new(TestSink::new().shut());
+    let w =
+        BatchWriter::start(sink.clone(), WriterOptions { max_delay: LONG, ..Default::default() }).unwrap();
+    let plain = w.submit(1, vector(1)).unwrap();
+    let with_meta = w.submit_item(Item::new(2, vector(2)).metadata(lang(2))).unwrap();
+    let expiring = w.submit_item(Item::new(3, vector(3)).expiry(Expiry::At(5))).unwrap();
+    let plain_item = w.submit_item(Item::new(4, vector(4))).unwrap();
+    sink.open();
+    w.close();
+    assert!(plain.wait().is_ok() && plain_item.wait().is_ok());
+    for h in [with_meta, expiring] {
+        assert!(matches!(h.wait(), Err(WriteError::Rejected(ItemError::SideDataUnsupported))));
+    }
+    assert_eq!(sink.calls(), vec![vec![1, 4]], "only the plain items reach write_batch");
+    let mut ids = sink.index.ids();
+    ids.sort_unstable();
+    assert_eq!(ids, [1, 4]);
+    let m = w.metrics();
+    assert_eq!((m.items_written, m.items_rejected), (2, 2));
+}
+
+/// A full queue hands the whole item back, metadata and expiry included.
+#[test]
+fn a_refused_submit_returns_the_metadata() {
+    use hnsw_batch::items::Item;
+    use hnsw_batch::Expiry;
+    let sink = Arc::new(TestSink::new().shut());
+    let opts = WriterOptions { queue_capacity: 1, max_batch: 1, max_delay: LONG, ..Default::default() };
+    let w = BatchWriter::start(sink.clone(), opts).unwrap();
+    let _first = w.submit(1, vector(1)).unwrap();
+    eventually("the first item taken", || sink.calls().len() == 1);
+    let _second = w.submit(2, vector(2)).unwrap();
+    let item = Item::new(3, vector(3)).metadata(lang(3)).expiry(Expiry::At(9));
+    let err = w.try_submit_item(item.clone()).unwrap_err();
+    assert!(err.is_full(), "{err}");
+    assert_eq!(err.into_full_item(), item);
+    sink.open();
+    w.close();
+    let err = w.submit_item(item.clone()).unwrap_err();
+    assert!(matches!(err, SubmitError::Closed { id: 3, .. }));
+    assert_eq!(err.into_full_item(), item);
+}

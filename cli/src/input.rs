@@ -72,7 +72,8 @@ pub struct FieldArgs {
         help_heading = "Field mapping (JSONL, CSV)"
     )]
     pub metadata_field: String,
-    /// JSONL key of the expiry time (unix milliseconds; absent or null: never expires).
+    /// JSONL key / CSV column of the expiry time (unix milliseconds; absent, null or an empty
+    /// CSV field: never expires). The CSV column is optional and is not metadata.
     #[arg(
         long,
         default_value = "expires_at",
@@ -122,6 +123,7 @@ impl FieldArgs {
             auto_id,
             vector,
             metadata_columns: self.metadata_columns.clone(),
+            expires_column: Some(self.expires_field.clone()),
             ..CsvOptions::default()
         }
     }
@@ -177,7 +179,7 @@ pub struct Row {
     pub vector: Vec<f32>,
     /// Its metadata (empty for binary formats).
     pub metadata: Metadata,
-    /// Its expiry time, unix ms (JSON Lines only).
+    /// Its expiry time, unix ms (JSON Lines and CSV).
     pub expires_at: Option<u64>,
 }
 

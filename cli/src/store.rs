@@ -4,13 +4,13 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use hnsw_batch::items::{FilterUpdateReport, Item, MetaPatch};
+use hnsw_batch::items::{Item, MetaPatch};
 use hnsw_batch::persist::{
     DurableIndex, DurableOptions, PersistError, RecoveryReport, SNAPSHOT_MAGIC, SNAPSHOT_VERSION,
 };
 use hnsw_batch::{
-    BatchOptions, BatchReport, DeleteOptions, Expiry, Filter, FilterDeleteReport, Index, IndexConfig,
-    IndexError, Metadata, Neighbour,
+    BatchOptions, BatchReport, DeleteOptions, Expiry, Filter, Index, IndexConfig, IndexError, Metadata,
+    Neighbour,
 };
 
 use crate::error::{io_message, CliError, Result};
@@ -163,7 +163,7 @@ impl Handle {
     }
 
     /// Deletes the items matching `filter` (see [`Index::delete_where_filter`]).
-    pub fn delete_where(&self, filter: &Filter, opts: &DeleteOptions) -> Result<FilterDeleteReport> {
+    pub fn delete_where(&self, filter: &Filter, opts: &DeleteOptions) -> Result<BatchReport> {
         match self {
             Handle::Plain(i) => i.delete_where_filter(filter, opts).map_err(refused),
             Handle::Durable(d) => d.delete_where(filter, opts).map_err(|e| write_error(d, e)),
@@ -176,7 +176,7 @@ impl Handle {
         filter: &Filter,
         patch: &MetaPatch,
         opts: &DeleteOptions,
-    ) -> Result<FilterUpdateReport> {
+    ) -> Result<BatchReport> {
         match self {
             Handle::Plain(i) => i.update_where(filter, patch, opts).map_err(refused),
             Handle::Durable(d) => d.update_where(filter, patch, opts).map_err(|e| write_error(d, e)),
@@ -184,7 +184,7 @@ impl Handle {
     }
 
     /// Deletes the expired items (see [`Index::purge_expired`]).
-    pub fn purge_expired(&self, opts: &DeleteOptions) -> Result<FilterDeleteReport> {
+    pub fn purge_expired(&self, opts: &DeleteOptions) -> Result<BatchReport> {
         match self {
             Handle::Plain(i) => i.purge_expired(opts).map_err(refused),
             Handle::Durable(d) => d.purge_expired(opts).map_err(|e| write_error(d, e)),

@@ -823,7 +823,9 @@ fn delete_where_dry_run_guards_then_deletes() {
         expect_code(&o, 0);
         let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
         assert_eq!(v["ids"], serde_json::json!(doomed));
-        assert_eq!((v["matched"].as_u64(), v["deleted"].as_u64()), (Some(n as u64), Some(0)));
+        // The report of the real run on the same state, flagged as a dry run.
+        assert_eq!((v["matched"].as_u64(), v["deleted"].as_u64()), (Some(n as u64), Some(n as u64)));
+        assert_eq!((v["dry_run"].as_bool(), v["not_found"].as_u64()), (Some(true), Some(0)));
         let m = (n - 1).to_string();
         for (guard, says) in [
             (
@@ -938,7 +940,7 @@ fn purge_expired_on_a_file_and_a_directory() {
         let before = files(&d.path().join(ix));
         let o = run(d.path(), &["purge-expired", ix, "--now", "999", "--json"]);
         expect_code(&o, 0);
-        assert_eq!(stdout(&o).trim(), r#"{"dry_run":false,"ids":[],"matched":0,"purged":0}"#);
+        assert_eq!(stdout(&o).trim(), r#"{"dry_run":false,"ids":[],"matched":0,"not_found":0,"purged":0}"#);
         let o = run(d.path(), &["purge-expired", ix, "--now", "1006", "--dry-run", "--json"]);
         expect_code(&o, 0);
         assert!(stdout(&o).contains(r#""ids":[0,3,6]"#), "{}", stdout(&o));
@@ -949,7 +951,8 @@ fn purge_expired_on_a_file_and_a_directory() {
         let o = run(d.path(), &["purge-expired", ix, "--max", "5"]);
         expect_code(&o, 3);
         assert!(stderr(&o).contains("more than max_affected = 5"), "{}", stderr(&o));
-        let o = run(d.path(), &["purge-expired", ix]);
+        // In batches of 3 (four logged batches for the directory): the same outcome.
+        let o = run(d.path(), &["purge-expired", ix, "--batch-size", "3"]);
         expect_code(&o, 0);
         assert_eq!(stdout(&o).trim(), "purged 10 vectors");
         assert_eq!(info_json(d.path(), ix)["vectors"], 20);
@@ -1247,4 +1250,69 @@ fn bench_reports_bad_dataset_folders() {
     let o = run(d.path(), &["bench", "u", "--compare", "junk.json"]);
     expect_code(&o, 2);
     assert!(stderr(&o).contains("results"), "{}", stderr(&o));
+}
+
+/// CSV carries expiry times too: `import` reads the `expires_at` column (or the one named by
+/// `--expires-field`), `export` writes it back with the metadata, in CSV and in JSON Lines, and
+/// an index built from the export holds the same metadata and expiry. A bad time is a bad row
+/// naming its line and column.
+#[test]
+fn csv_expiry_times_round_trip_through_export() {
+    let d = tmp();
+    let far = 4_000_000_000_000u64; // in 2096
+    let mut recs = records(40, 3, 28);
+    for (i, r) in recs.iter_mut().enumerate() {
+        r.expires_at = (i % 3 == 1).then_some(far + i as u64);
+    }
+    let expiring = recs.iter().filter(|r| r.expires_at.is_some()).count();
+    write_csv(p(d.path(), "in.csv"), &recs, &CsvOptions::default()).unwrap();
+    let head = std::fs::read_to_string(d.path().join("in.csv")).unwrap();
+    assert!(head.lines().next().unwrap().starts_with("id,vector,expires_at,"), "{head}");
+    for (ix, target) in [("ix.hnsw", vec!["-o", "ix.hnsw"]), ("db", vec!["--durable", "db"])] {
+        expect_code(&run(d.path(), &[&["import", "in.csv"][..], &target].concat()), 0);
+        let v = info_json(d.path(), ix);
+        assert_eq!(v["metadata"]["expiring"], expiring, "{ix}");
+        assert!(v["metadata"]["fields"].get("expires_at").is_none(), "{ix}: the expiry is not metadata");
+        // Export to CSV gives back the input byte for byte; to JSON Lines, the same records.
+        let out_csv = format!("{ix}.csv");
+        expect_code(&run(d.path(), &["export", ix, "-o", &out_csv]), 0);
+        assert_eq!(std::fs::read_to_string(d.path().join(&out_csv)).unwrap(), head, "{ix}");
+        let out_jsonl = format!("{ix}.jsonl");
+        expect_code(&run(d.path(), &["export", ix, "-o", &out_jsonl]), 0);
+        let back: Vec<Record> =
+            hnsw_batch::io::JsonlReader::open(d.path().join(&out_jsonl), JsonlOptions::default())
+                .unwrap()
+                .map(|r| r.unwrap())
+                .collect();
+        assert_eq!(back, recs, "{ix}: JSON Lines export");
+        // An index built from the CSV export exports the same again.
+        let again = format!("{ix}.again.hnsw");
+        expect_code(&run(d.path(), &["import", &out_csv, "-o", &again]), 0);
+        expect_code(&run(d.path(), &["export", &again, "-o", &format!("{again}.csv")]), 0);
+        assert_eq!(std::fs::read_to_string(d.path().join(format!("{again}.csv"))).unwrap(), head);
+    }
+    // Another column name, both ways.
+    let opts = CsvOptions { expires_column: Some("ttl".into()), ..CsvOptions::default() };
+    write_csv(p(d.path(), "ttl.csv"), &recs, &opts).unwrap();
+    expect_code(&run(d.path(), &["import", "ttl.csv", "-o", "ttl.hnsw", "--expires-field", "ttl"]), 0);
+    assert_eq!(info_json(d.path(), "ttl.hnsw")["metadata"]["expiring"], expiring);
+    expect_code(&run(d.path(), &["export", "ttl.hnsw", "-o", "ttl.out.csv", "--expires-field", "ttl"]), 0);
+    assert_eq!(
+        std::fs::read_to_string(d.path().join("ttl.out.csv")).unwrap(),
+        std::fs::read_to_string(d.path().join("ttl.csv")).unwrap()
+    );
+    // A bad time: a bad row, with its line and column.
+    std::fs::write(d.path().join("bad.csv"), "id,vector,expires_at\n1,1;2,\n2,3;4,tomorrow\n").unwrap();
+    let o = run(d.path(), &["import", "bad.csv", "-o", "bad.hnsw"]);
+    expect_code(&o, 2);
+    assert!(
+        stderr(&o).contains("line 3")
+            && stderr(&o).contains("`expires_at`")
+            && stderr(&o).contains("tomorrow"),
+        "{}",
+        stderr(&o)
+    );
+    let o = run(d.path(), &["import", "bad.csv", "-o", "bad.hnsw", "--max-errors", "1"]);
+    expect_code(&o, 0);
+    assert_eq!(info_json(d.path(), "bad.hnsw")["vectors"], 1);
 }

@@ -11,6 +11,7 @@ __all__ = [
     "DuplicateIdError",
     "CapacityExceededError",
     "CancelledError",
+    "RefusedError",
 ]
 
 
@@ -58,3 +59,16 @@ class CancelledError(BatchError):
     """The batch was cancelled; ``inserted`` items were inserted and are searchable."""
 
     inserted: Optional[int] = None
+
+
+class RefusedError(ValueError):
+    """A bulk operation by filter (``delete_where``, ``update_where``, ``purge_expired``) refused
+    to run and changed nothing: ``found`` items matched, where ``confirm_count`` expected
+    ``expected`` or ``max_affected`` allows ``limit`` (the other one is None)."""
+
+    found: Optional[int] = None
+    expected: Optional[int] = None
+    limit: Optional[int] = None
+
+    def __init__(self, message: str, position: Optional[int] = None, id: Optional[int] = None) -> None:
+        super().__init__(message)

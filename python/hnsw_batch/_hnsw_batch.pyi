@@ -30,6 +30,15 @@ Ids = Union[int, Sequence[int], npt.NDArray[np.integer[Any]]]
 Progress = Union[None, bool, Callable[["ProgressEvent"], object]]
 PathLike = Union[str, "os.PathLike[str]"]
 KnnResult = tuple[npt.NDArray[np.uint64], npt.NDArray[np.float32]]
+MetaValue = Union[str, int, float, bool, list[str]]
+Metadata = dict[str, MetaValue]
+"""Per-vector metadata: str keys (not empty, not starting with ``$``) to str, int, float, bool or
+a list of str."""
+Filter = Union[dict[str, Any], str]
+"""A filter in the JSON query shape of the CLI, as a dict or its JSON text:
+``{"lang": "en", "year": {"$gte": 2000}}``, ``{"$or": [...]}``, ``$in``, ``$ne``, ``$exists``..."""
+ExpiresAt = Union[None, int, Sequence[Optional[int]]]
+"""Unix milliseconds from which a row is expired: one int for every row, or one (or None) per row."""
 
 class ProgressEvent:
     """A progress event: ``done`` of ``total`` items handled. A callback sees ``done == 0`` first
@@ -46,11 +55,19 @@ class ProgressEvent:
         """``done / total`` (1.0 for an empty batch)."""
 
 class BatchReport:
-    """Outcome of ``add_items``."""
+    """Outcome of ``add_items`` and of the bulk operations by filter (``delete_where``,
+    ``update_where``, ``purge_expired``)."""
 
     @property
     def total(self) -> int:
-        """Items in the input."""
+        """Items in the input (for an operation by filter: the items that matched)."""
+    @property
+    def ids(self) -> npt.NDArray[np.uint64]:
+        """The ids the call changed (ascending for an operation by filter); in a dry run, the ids
+        the real call would change."""
+    @property
+    def dry_run(self) -> bool:
+        """Whether nothing was changed: the counts and ``ids`` say what the call would do."""
     @property
     def inserted(self) -> int:
         """Items inserted."""
@@ -62,7 +79,7 @@ class BatchReport:
         """Items deleted."""
     @property
     def not_found(self) -> int:
-        """Ids that were not present."""
+        """Ids that were not present (by filter: matched, but changed by another thread first)."""
     @property
     def elapsed(self) -> float:
         """Wall-clock time of the call in seconds."""
@@ -97,6 +114,8 @@ class Index:
         num_threads: int = -1,
         mode: Mode = "all_or_nothing",
         progress: Progress = None,
+        metadata: Optional[Sequence[Optional[Metadata]]] = None,
+        expires_at: ExpiresAt = None,
     ) -> BatchReport:
         """Inserts the rows of ``data`` under ``ids`` (default: consecutive after the largest id).
 
@@ -104,14 +123,71 @@ class Index:
         "best_effort" inserts the valid items and reports the others in ``failures``.
         ``progress=True`` shows a bar (tqdm if installed); a callable receives ``ProgressEvent``s.
         Ctrl-C or an exception in the callback stops the batch, keeps what was inserted, and
-        is raised.
+        is raised. ``metadata``: one dict (or None) per row; a row whose metadata breaks the
+        index's rules is that row's ``InvalidVectorError``. ``expires_at``: see ``ExpiresAt``.
         """
     def knn_query(
-        self, data: Vectors, k: int = 10, ef: Optional[int] = None, num_threads: int = -1
+        self,
+        data: Vectors,
+        k: int = 10,
+        ef: Optional[int] = None,
+        num_threads: int = -1,
+        filter: Optional[Filter] = None,
     ) -> KnnResult:
         """``(ids, distances)`` of shape ``(n, k)``, nearest first; rows are padded with
         ``MISSING_ID`` / ``inf`` when fewer than ``k`` vectors exist. ``ef`` defaults to
-        ``self.ef`` and is raised to ``k`` when smaller."""
+        ``self.ef`` and is raised to ``k`` when smaller. With ``filter``, only vectors whose
+        metadata matches it (``ValueError`` naming the path of a bad filter)."""
+    def get_metadata(self, id: int) -> Metadata:
+        """The metadata of ``id`` (``{}`` when it has none); ``KeyError`` if absent or expired."""
+    def update_metadata(self, id: int, values: dict[str, Optional[MetaValue]]) -> None:
+        """Sets the keys of ``values`` on ``id``'s metadata; a key set to None is removed.
+        ``ValueError`` (nothing changed) if the result breaks the index's limits."""
+    def get_expiry(self, id: int) -> Optional[int]:
+        """Expiry time of ``id`` in unix ms, or None; ``KeyError`` if absent or expired."""
+    def set_expiry(self, id: int, expires_at: Optional[int]) -> None:
+        """Sets (None: clears) the expiry time of ``id``; ``KeyError`` if absent."""
+    def set_clock(self, now_ms: Optional[int] = None) -> None:
+        """Reads expiry against the fixed time ``now_ms``; None: the system clock."""
+    def count(self, filter: Filter) -> int:
+        """Live, unexpired vectors whose metadata matches ``filter``."""
+    def delete_where(
+        self,
+        filter: Filter,
+        *,
+        dry_run: bool = False,
+        confirm_count: Optional[int] = None,
+        max_affected: Optional[int] = None,
+        batch_size: int = 0,
+    ) -> BatchReport:
+        """Deletes the vectors matching ``filter``. ``dry_run`` returns the report of the real
+        call and changes nothing; ``confirm_count`` / ``max_affected`` raise ``RefusedError``
+        (nothing changed) unless exactly that many / at most that many match. Never deletes
+        more than a dry run on the same state reports."""
+    def update_where(
+        self,
+        filter: Filter,
+        values: dict[str, Optional[MetaValue]],
+        *,
+        dry_run: bool = False,
+        confirm_count: Optional[int] = None,
+        max_affected: Optional[int] = None,
+        batch_size: int = 0,
+    ) -> BatchReport:
+        """Sets (None: removes) the keys of ``values`` on every vector matching ``filter``, with
+        the options of ``delete_where``."""
+    def purge_expired(
+        self,
+        *,
+        dry_run: bool = False,
+        confirm_count: Optional[int] = None,
+        max_affected: Optional[int] = None,
+        batch_size: int = 0,
+    ) -> BatchReport:
+        """Deletes the vectors whose expiry time has passed, with the options of
+        ``delete_where``."""
+    def create_field_index(self, field: str) -> None:
+        """Indexes a metadata field, so filters on it are sized exactly and faster."""
     def delete(self, ids: Ids, missing_ok: bool = False) -> int:
         """Deletes ``ids``; returns how many were deleted. ``KeyError`` (and nothing deleted) if
         one is absent, unless ``missing_ok``."""
@@ -187,13 +263,72 @@ class DurableIndex:
         num_threads: int = -1,
         mode: Mode = "all_or_nothing",
         progress: Progress = None,
+        metadata: Optional[Sequence[Optional[Metadata]]] = None,
+        expires_at: ExpiresAt = None,
     ) -> BatchReport:
-        """Like ``Index.add_items``; the batch is logged with one append and one sync first.
-        Once logged it is applied whole: Ctrl-C is raised after it."""
+        """Like ``Index.add_items``; the batch (with its metadata and expiry) is logged with one
+        append and one sync first. Once logged it is applied whole: Ctrl-C is raised after it."""
     def knn_query(
-        self, data: Vectors, k: int = 10, ef: Optional[int] = None, num_threads: int = -1
+        self,
+        data: Vectors,
+        k: int = 10,
+        ef: Optional[int] = None,
+        num_threads: int = -1,
+        filter: Optional[Filter] = None,
     ) -> KnnResult:
         """Like ``Index.knn_query``."""
+    def get_metadata(self, id: int) -> Metadata:
+        """The metadata of ``id`` (``{}`` when it has none); ``KeyError`` if absent or expired."""
+    def update_metadata(self, id: int, values: dict[str, Optional[MetaValue]]) -> None:
+        """Sets the keys of ``values`` on ``id``'s metadata; a key set to None is removed.
+        ``ValueError`` (nothing changed) if the result breaks the index's limits."""
+    def get_expiry(self, id: int) -> Optional[int]:
+        """Expiry time of ``id`` in unix ms, or None; ``KeyError`` if absent or expired."""
+    def set_expiry(self, id: int, expires_at: Optional[int]) -> None:
+        """Sets (None: clears) the expiry time of ``id``; ``KeyError`` if absent."""
+    def set_clock(self, now_ms: Optional[int] = None) -> None:
+        """Reads expiry against the fixed time ``now_ms``; None: the system clock."""
+    def count(self, filter: Filter) -> int:
+        """Live, unexpired vectors whose metadata matches ``filter``."""
+    def delete_where(
+        self,
+        filter: Filter,
+        *,
+        dry_run: bool = False,
+        confirm_count: Optional[int] = None,
+        max_affected: Optional[int] = None,
+        batch_size: int = 0,
+    ) -> BatchReport:
+        """Deletes the vectors matching ``filter``, logged ``batch_size`` ids per append and sync
+        (0: all at once; an I/O error after the first batch carries ``committed``, the report of
+        the batches done). ``dry_run`` returns the report of the real call and changes nothing;
+        ``confirm_count`` / ``max_affected`` raise ``RefusedError`` (nothing changed) unless
+        exactly that many / at most that many match. Never deletes more than a dry run on the
+        same state reports."""
+    def update_where(
+        self,
+        filter: Filter,
+        values: dict[str, Optional[MetaValue]],
+        *,
+        dry_run: bool = False,
+        confirm_count: Optional[int] = None,
+        max_affected: Optional[int] = None,
+        batch_size: int = 0,
+    ) -> BatchReport:
+        """Sets (None: removes) the keys of ``values`` on every vector matching ``filter``, with
+        the options of ``delete_where``."""
+    def purge_expired(
+        self,
+        *,
+        dry_run: bool = False,
+        confirm_count: Optional[int] = None,
+        max_affected: Optional[int] = None,
+        batch_size: int = 0,
+    ) -> BatchReport:
+        """Deletes the vectors whose expiry time has passed, with the options of
+        ``delete_where``."""
+    def create_field_index(self, field: str) -> None:
+        """Indexes a metadata field, so filters on it are sized exactly and faster."""
     def delete(self, ids: Ids, missing_ok: bool = False) -> int:
         """Like ``Index.delete``, with one log record."""
     def update(self, data: Vectors, ids: Ids) -> None:

@@ -3,9 +3,9 @@
 use crate::convert::{self, Matrix};
 use crate::errors::{index_err, index_err_at, persist_err};
 use crate::index::{auto_ids, check_dim, ef_arg, knn, make_config, require_present, rows_array, KnnResult};
-use crate::pools;
 use crate::report::PyBatchReport;
 use crate::run::{parse_mode, run_batch};
+use crate::{meta, pools};
 use hnsw_batch::persist::{DurableIndex, DurableOptions, SyncPolicy};
 use hnsw_batch::{BatchMode, BatchOptions, IndexError, Metric, Storage};
 use numpy::{PyArray1, PyArray2};
@@ -114,7 +114,12 @@ impl PyDurableIndex {
     /// and one sync before it is applied. Cancellation (Ctrl-C, an exception in the progress
     /// callback) takes effect only before the batch is logged: once logged, it is applied whole
     /// and the exception is raised afterwards.
-    #[pyo3(signature = (data, ids = None, num_threads = -1, mode = "all_or_nothing", progress = None))]
+    ///
+    /// `metadata` and `expires_at` as in `Index.add_items`: they are logged in the same records
+    /// as the vectors.
+    #[pyo3(signature = (data, ids = None, num_threads = -1, mode = "all_or_nothing", progress = None,
+                        metadata = None, expires_at = None))]
+    #[allow(clippy::too_many_arguments)]
     fn add_items(
         &self,
         py: Python<'_>,
@@ -123,6 +128,8 @@ impl PyDurableIndex {
         num_threads: i64,
         mode: &str,
         progress: Option<&Bound<'_, PyAny>>,
+        metadata: Option<&Bound<'_, PyAny>>,
+        expires_at: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<PyBatchReport> {
         let d = self.get_inner()?;
         let mode = parse_mode(mode)?;
@@ -134,17 +141,22 @@ impl PyDurableIndex {
             Some(o) if !o.is_none() => convert::ids(o, Some(m.rows))?,
             _ => auto_ids(d.ids(), m.rows)?,
         };
-        let items: Vec<(u64, &[f32])> = ids.iter().copied().zip(m.as_slice()?.chunks_exact(dim)).collect();
+        let flat = m.as_slice()?;
+        let with_side = meta::items(&ids, flat, dim, metadata, expires_at)?;
+        let items: Vec<(u64, &[f32])> = ids.iter().copied().zip(flat.chunks_exact(dim)).collect();
         let di = &*d;
-        let r = run_batch(py, mode, m.rows, progress, &pool, |opts| di.insert_batch(&items, opts))?;
+        let r = run_batch(py, mode, m.rows, progress, &pool, |opts| match &with_side {
+            Some(side) => di.insert_items(side, opts),
+            None => di.insert_batch(&items, opts),
+        })?;
         match r {
             Ok(report) => PyBatchReport::from_report(py, &report),
             Err(e) => Err(persist_err(py, &e)),
         }
     }
 
-    /// Like `Index.knn_query`.
-    #[pyo3(signature = (data, k = 10, ef = None, num_threads = -1))]
+    /// Like `Index.knn_query` (`filter` included).
+    #[pyo3(signature = (data, k = 10, ef = None, num_threads = -1, filter = None))]
     fn knn_query<'py>(
         &self,
         py: Python<'py>,
@@ -152,10 +164,140 @@ impl PyDurableIndex {
         k: i64,
         ef: Option<i64>,
         num_threads: i64,
+        filter: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<KnnResult<'py>> {
         let d = self.get_inner()?;
         let di = &*d;
-        knn(py, |q, k, ef| di.search(q, k, ef), di.dim(), data, k, ef, di.ef(), num_threads)
+        match filter.filter(|f| !f.is_none()) {
+            None => knn(py, |q, k, ef| di.search(q, k, ef), di.dim(), data, k, ef, di.ef(), num_threads),
+            Some(f) => {
+                let f = meta::filter(f)?;
+                f.check().map_err(|e| PyValueError::new_err(format!("invalid filter: {e}")))?;
+                let search = |q: &[f32], k, ef| di.search_where(q, k, ef, &f);
+                knn(py, search, di.dim(), data, k, ef, di.ef(), num_threads)
+            }
+        }
+    }
+
+    /// Like `Index.get_metadata`.
+    fn get_metadata<'py>(&self, py: Python<'py>, id: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyDict>> {
+        let id = convert::lookup_id(id)?;
+        match self.get_inner()?.get_metadata(id) {
+            Some(m) => meta::to_dict(py, &m),
+            None => Err(PyKeyError::new_err(format!("id {id} not found"))),
+        }
+    }
+
+    /// Like `Index.update_metadata`; logged.
+    fn update_metadata(
+        &self,
+        py: Python<'_>,
+        id: &Bound<'_, PyAny>,
+        values: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        let d = self.get_inner()?;
+        let id = convert::lookup_id(id)?;
+        let patch = meta::patch(values)?;
+        py.detach(|| d.set_metadata(id, &patch)).map_err(|e| persist_err(py, &e))
+    }
+
+    /// Like `Index.get_expiry`.
+    fn get_expiry(&self, id: &Bound<'_, PyAny>) -> PyResult<Option<u64>> {
+        let id = convert::lookup_id(id)?;
+        match self.get_inner()?.get_expiry(id) {
+            Some(e) => Ok(e.at()),
+            None => Err(PyKeyError::new_err(format!("id {id} not found"))),
+        }
+    }
+
+    /// Like `Index.set_expiry`; logged.
+    #[pyo3(signature = (id, expires_at))]
+    fn set_expiry(
+        &self,
+        py: Python<'_>,
+        id: &Bound<'_, PyAny>,
+        expires_at: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        let d = self.get_inner()?;
+        let id = convert::lookup_id(id)?;
+        let e = meta::expiry(expires_at, "expires_at")?;
+        py.detach(|| d.set_expiry(id, e)).map_err(|e| persist_err(py, &e))
+    }
+
+    /// Like `Index.set_clock` (not saved: a reopened index reads the system clock).
+    #[pyo3(signature = (now_ms = None))]
+    fn set_clock(&self, now_ms: Option<u64>) -> PyResult<()> {
+        self.get_inner()?.set_clock(meta::clock(now_ms));
+        Ok(())
+    }
+
+    /// Like `Index.count`.
+    fn count(&self, py: Python<'_>, filter: &Bound<'_, PyAny>) -> PyResult<usize> {
+        let f = meta::filter(filter)?;
+        self.get_inner()?.count(&f).map_err(|e| index_err(py, &e))
+    }
+
+    /// Like `Index.delete_where`; the matched ids are logged as deletes, `batch_size` of them per
+    /// log append and sync (0: all in one), so a crash keeps whole batches. An I/O error after
+    /// the first batch has an attribute `committed`, the `BatchReport` of the batches done.
+    #[pyo3(signature = (filter, *, dry_run = false, confirm_count = None, max_affected = None, batch_size = 0))]
+    fn delete_where(
+        &self,
+        py: Python<'_>,
+        filter: &Bound<'_, PyAny>,
+        dry_run: bool,
+        confirm_count: Option<usize>,
+        max_affected: Option<usize>,
+        batch_size: usize,
+    ) -> PyResult<PyBatchReport> {
+        let d = self.get_inner()?;
+        let f = meta::filter(filter)?;
+        let opts = meta::delete_options(dry_run, confirm_count, max_affected, batch_size);
+        let r = py.detach(|| d.delete_where(&f, &opts)).map_err(|e| persist_err(py, &e))?;
+        PyBatchReport::from_report(py, &r)
+    }
+
+    /// Like `Index.update_where`; logged in batches as `delete_where`.
+    #[pyo3(signature = (filter, values, *, dry_run = false, confirm_count = None, max_affected = None, batch_size = 0))]
+    #[allow(clippy::too_many_arguments)]
+    fn update_where(
+        &self,
+        py: Python<'_>,
+        filter: &Bound<'_, PyAny>,
+        values: &Bound<'_, PyAny>,
+        dry_run: bool,
+        confirm_count: Option<usize>,
+        max_affected: Option<usize>,
+        batch_size: usize,
+    ) -> PyResult<PyBatchReport> {
+        let d = self.get_inner()?;
+        let f = meta::filter(filter)?;
+        let patch = meta::patch(values)?;
+        let opts = meta::delete_options(dry_run, confirm_count, max_affected, batch_size);
+        let r = py.detach(|| d.update_where(&f, &patch, &opts)).map_err(|e| persist_err(py, &e))?;
+        PyBatchReport::from_report(py, &r)
+    }
+
+    /// Like `Index.purge_expired`; logged in batches as `delete_where`.
+    #[pyo3(signature = (*, dry_run = false, confirm_count = None, max_affected = None, batch_size = 0))]
+    fn purge_expired(
+        &self,
+        py: Python<'_>,
+        dry_run: bool,
+        confirm_count: Option<usize>,
+        max_affected: Option<usize>,
+        batch_size: usize,
+    ) -> PyResult<PyBatchReport> {
+        let d = self.get_inner()?;
+        let opts = meta::delete_options(dry_run, confirm_count, max_affected, batch_size);
+        let r = py.detach(|| d.purge_expired(&opts)).map_err(|e| persist_err(py, &e))?;
+        PyBatchReport::from_report(py, &r)
+    }
+
+    /// Like `Index.create_field_index`; logged.
+    fn create_field_index(&self, py: Python<'_>, field: &str) -> PyResult<()> {
+        let d = self.get_inner()?;
+        py.detach(|| d.create_field_index(field)).map_err(|e| persist_err(py, &e))
     }
 
     /// Deletes `ids` with one log record and returns how many were deleted. Raises `KeyError`

@@ -1,7 +1,8 @@
 //! Rust errors as Python exceptions. The batch exception classes live in
 //! `hnsw_batch/_errors.py`; they carry `.position` and `.id` (and a few more attributes).
 
-use hnsw_batch::{BatchError, IndexError, PersistError};
+use crate::report::PyBatchReport;
+use hnsw_batch::{BatchError, DeleteError, IndexError, PersistError};
 use pyo3::exceptions::{
     PyFileNotFoundError, PyKeyError, PyOSError, PyPermissionError, PyRuntimeError, PyValueError,
 };
@@ -99,6 +100,23 @@ pub(crate) fn index_err_at(py: Python<'_>, e: &IndexError, position: Option<usiz
         IndexError::CapacityExceeded { limit } => {
             raise(make(py, "CapacityExceededError", msg, position, None, &[("limit", int(py, limit))]))
         }
+        IndexError::Refused(ref r) => {
+            let msg = format!("{r}; nothing was changed");
+            let (found, expected, limit) = match *r {
+                DeleteError::CountMismatch { expected, found } => (found, Some(expected), None),
+                DeleteError::TooMany { limit, found } => (found, None, Some(limit)),
+                _ => return PyValueError::new_err(msg),
+            };
+            let opt = |v: Option<usize>| v.map_or_else(|| py.None(), |v| int(py, v as u64));
+            raise(make(
+                py,
+                "RefusedError",
+                msg,
+                None,
+                None,
+                &[("found", int(py, found as u64)), ("expected", opt(expected)), ("limit", opt(limit))],
+            ))
+        }
         _ => PyValueError::new_err(msg),
     }
 }
@@ -122,6 +140,16 @@ pub(crate) fn persist_err(py: Python<'_>, e: &PersistError) -> PyErr {
         PersistError::Poisoned { .. } => PyRuntimeError::new_err(msg),
         PersistError::Batch(b) => batch_err(py, b),
         PersistError::Index(i) => index_err(py, i),
+        PersistError::Partial { committed, error } => {
+            // The exception of the failure, saying what the earlier batches committed.
+            let err = persist_err(py, error);
+            let value = err.value(py);
+            let _ = value.setattr("args", (msg,));
+            if let Ok(report) = PyBatchReport::from_report(py, committed) {
+                let _ = value.setattr("committed", report);
+            }
+            err
+        }
         _ => PyValueError::new_err(msg),
     }
 }

@@ -4,7 +4,7 @@ use crate::convert::{self, non_negative, Matrix};
 use crate::errors::{batch_err, index_err, index_err_at, persist_err};
 use crate::report::PyBatchReport;
 use crate::run::{parse_mode, run_batch};
-use crate::{pools, MISSING_ID};
+use crate::{meta, pools, MISSING_ID};
 use hnsw_batch::{
     BatchInsertable, BatchMode, BatchOptions, Index, IndexConfig, IndexError, Metric, Neighbour, Storage,
 };
@@ -12,6 +12,7 @@ use numpy::ndarray::Array2;
 use numpy::{IntoPyArray, PyArray1, PyArray2};
 use pyo3::exceptions::{PyKeyError, PyMemoryError, PyValueError};
 use pyo3::prelude::*;
+use pyo3::types::PyDict;
 use rayon::prelude::*;
 use std::path::PathBuf;
 
@@ -256,7 +257,15 @@ impl PyIndex {
     /// shows a progress bar; a callable receives `ProgressEvent`s. Ctrl-C (or an exception in
     /// the callback) stops the batch: the items inserted so far stay, and the exception is
     /// raised. Returns a `BatchReport`.
-    #[pyo3(signature = (data, ids = None, num_threads = -1, mode = "all_or_nothing", progress = None))]
+    ///
+    /// `metadata`: a list of one dict (or None) per row, e.g. `[{"lang": "en", "year": 2001}]`;
+    /// keys are str, values str, int, float, bool or a list of str. `expires_at`: unix
+    /// milliseconds from which a row is expired (hidden from every read, deleted by
+    /// `purge_expired`): one int for every row, or a list of one int (or None) per row. Metadata
+    /// over the index's limits is the row's `InvalidVectorError`.
+    #[pyo3(signature = (data, ids = None, num_threads = -1, mode = "all_or_nothing", progress = None,
+                        metadata = None, expires_at = None))]
+    #[allow(clippy::too_many_arguments)]
     fn add_items(
         &self,
         py: Python<'_>,
@@ -265,19 +274,25 @@ impl PyIndex {
         num_threads: i64,
         mode: &str,
         progress: Option<&Bound<'_, PyAny>>,
+        metadata: Option<&Bound<'_, PyAny>>,
+        expires_at: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<PyBatchReport> {
         let mode = parse_mode(mode)?;
         let pool = pools::get(pools::resolve(num_threads)?)?;
         let m = convert::matrix(data, "data")?;
-        check_dim(py, &m, self.inner.dim(), "data")?;
+        let dim = self.inner.dim();
+        check_dim(py, &m, dim, "data")?;
         let ids = match ids {
             Some(o) if !o.is_none() => convert::ids(o, Some(m.rows))?,
             _ => auto_ids(self.inner.ids(), m.rows)?,
         };
         let flat = m.as_slice()?;
         let index = &self.inner;
-        let r =
-            run_batch(py, mode, m.rows, progress, &pool, |opts| index.insert_batch_flat(&ids, flat, opts))?;
+        let items = meta::items(&ids, flat, dim, metadata, expires_at)?;
+        let r = run_batch(py, mode, m.rows, progress, &pool, |opts| match &items {
+            Some(items) => index.insert_items(items, opts),
+            None => index.insert_batch_flat(&ids, flat, opts),
+        })?;
         match r {
             Ok(report) => PyBatchReport::from_report(py, &report),
             Err(e) => Err(batch_err(py, &e)),
@@ -290,7 +305,12 @@ impl PyIndex {
     /// When fewer than `k` vectors exist, a row is padded with id `MISSING_ID` (`2**64 - 1`) and
     /// distance `inf`. `ef` (default: `set_ef`'s value, initially 64) is the beam width, raised
     /// to `k` when smaller.
-    #[pyo3(signature = (data, k = 10, ef = None, num_threads = -1))]
+    ///
+    /// `filter` (a dict in the JSON query shape of the CLI, e.g. `{"lang": "en", "year":
+    /// {"$gte": 2000}}`) keeps only the vectors whose metadata matches it: the `k` nearest of
+    /// those, exact when they are few. An invalid filter is a `ValueError` naming the offending
+    /// path.
+    #[pyo3(signature = (data, k = 10, ef = None, num_threads = -1, filter = None))]
     fn knn_query<'py>(
         &self,
         py: Python<'py>,
@@ -298,9 +318,148 @@ impl PyIndex {
         k: i64,
         ef: Option<i64>,
         num_threads: i64,
+        filter: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<KnnResult<'py>> {
         let index = &self.inner;
-        knn(py, |q, k, ef| index.search(q, k, ef), index.dim(), data, k, ef, index.ef(), num_threads)
+        match filter.filter(|f| !f.is_none()) {
+            None => {
+                knn(py, |q, k, ef| index.search(q, k, ef), index.dim(), data, k, ef, index.ef(), num_threads)
+            }
+            Some(f) => {
+                let f = meta::filter(f)?;
+                f.check().map_err(|e| PyValueError::new_err(format!("invalid filter: {e}")))?;
+                let search = |q: &[f32], k, ef| index.search_where(q, k, ef, &f);
+                knn(py, search, index.dim(), data, k, ef, index.ef(), num_threads)
+            }
+        }
+    }
+
+    /// The metadata of `id` as a dict (empty when it has none); `KeyError` if absent or
+    /// expired.
+    fn get_metadata<'py>(&self, py: Python<'py>, id: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyDict>> {
+        let id = convert::lookup_id(id)?;
+        match self.inner.get_metadata(id) {
+            Some(m) => meta::to_dict(py, &m),
+            None => Err(PyKeyError::new_err(format!("id {id} not found"))),
+        }
+    }
+
+    /// Sets and removes metadata keys of `id`: `values` maps keys to new values, None removing
+    /// the key. `KeyError` if absent; `ValueError` (and nothing changed) when the result would
+    /// break the index's limits.
+    fn update_metadata(
+        &self,
+        py: Python<'_>,
+        id: &Bound<'_, PyAny>,
+        values: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        let id = convert::lookup_id(id)?;
+        let patch = meta::patch(values)?;
+        self.inner.set_metadata(id, &patch).map_err(|e| index_err(py, &e))
+    }
+
+    /// The expiry time of `id` in unix milliseconds, or None if it never expires; `KeyError` if
+    /// absent or expired.
+    fn get_expiry(&self, id: &Bound<'_, PyAny>) -> PyResult<Option<u64>> {
+        let id = convert::lookup_id(id)?;
+        match self.inner.get_expiry(id) {
+            Some(e) => Ok(e.at()),
+            None => Err(PyKeyError::new_err(format!("id {id} not found"))),
+        }
+    }
+
+    /// Sets the expiry time of `id` (unix milliseconds; None: never). `KeyError` if absent.
+    #[pyo3(signature = (id, expires_at))]
+    fn set_expiry(
+        &self,
+        py: Python<'_>,
+        id: &Bound<'_, PyAny>,
+        expires_at: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        let id = convert::lookup_id(id)?;
+        let e = meta::expiry(expires_at, "expires_at")?;
+        self.inner.set_expiry(id, e).map_err(|e| index_err(py, &e))
+    }
+
+    /// Reads expiry against a fixed time, `now_ms` (unix milliseconds), instead of the system
+    /// clock; `None` goes back to the system clock. For tests and replays.
+    #[pyo3(signature = (now_ms = None))]
+    fn set_clock(&self, now_ms: Option<u64>) {
+        self.inner.set_clock(meta::clock(now_ms));
+    }
+
+    /// The number of live, unexpired vectors whose metadata matches `filter`.
+    fn count(&self, py: Python<'_>, filter: &Bound<'_, PyAny>) -> PyResult<usize> {
+        let f = meta::filter(filter)?;
+        self.inner.count(&f).map_err(|e| index_err(py, &e))
+    }
+
+    /// Deletes the vectors whose metadata matches `filter` and returns a `BatchReport` (`total`
+    /// matched, `ids` and `deleted` deleted). `dry_run=True` changes nothing and returns what
+    /// the real call would report, with `dry_run` set; `confirm_count` refuses unless exactly
+    /// that many match, `max_affected` if more match (`RefusedError`, nothing changed). The call
+    /// never deletes more than a dry run on the same state reports.
+    #[pyo3(signature = (filter, *, dry_run = false, confirm_count = None, max_affected = None, batch_size = 0))]
+    fn delete_where(
+        &self,
+        py: Python<'_>,
+        filter: &Bound<'_, PyAny>,
+        dry_run: bool,
+        confirm_count: Option<usize>,
+        max_affected: Option<usize>,
+        batch_size: usize,
+    ) -> PyResult<PyBatchReport> {
+        let f = meta::filter(filter)?;
+        let opts = meta::delete_options(dry_run, confirm_count, max_affected, batch_size);
+        let index = &self.inner;
+        let r = py.detach(|| index.delete_where_filter(&f, &opts)).map_err(|e| index_err(py, &e))?;
+        PyBatchReport::from_report(py, &r)
+    }
+
+    /// Sets (None: removes) the metadata keys of `values` on every vector matching `filter`,
+    /// with the options of `delete_where`; returns a `BatchReport` (`updated`, `ids`). Every
+    /// patched map is checked against the limits before anything changes.
+    #[pyo3(signature = (filter, values, *, dry_run = false, confirm_count = None, max_affected = None, batch_size = 0))]
+    #[allow(clippy::too_many_arguments)]
+    fn update_where(
+        &self,
+        py: Python<'_>,
+        filter: &Bound<'_, PyAny>,
+        values: &Bound<'_, PyAny>,
+        dry_run: bool,
+        confirm_count: Option<usize>,
+        max_affected: Option<usize>,
+        batch_size: usize,
+    ) -> PyResult<PyBatchReport> {
+        let f = meta::filter(filter)?;
+        let patch = meta::patch(values)?;
+        let opts = meta::delete_options(dry_run, confirm_count, max_affected, batch_size);
+        let index = &self.inner;
+        let r = py.detach(|| index.update_where(&f, &patch, &opts)).map_err(|e| index_err(py, &e))?;
+        PyBatchReport::from_report(py, &r)
+    }
+
+    /// Deletes the vectors whose expiry time has passed, with the options of `delete_where`;
+    /// returns a `BatchReport`.
+    #[pyo3(signature = (*, dry_run = false, confirm_count = None, max_affected = None, batch_size = 0))]
+    fn purge_expired(
+        &self,
+        py: Python<'_>,
+        dry_run: bool,
+        confirm_count: Option<usize>,
+        max_affected: Option<usize>,
+        batch_size: usize,
+    ) -> PyResult<PyBatchReport> {
+        let opts = meta::delete_options(dry_run, confirm_count, max_affected, batch_size);
+        let index = &self.inner;
+        let r = py.detach(|| index.purge_expired(&opts)).map_err(|e| index_err(py, &e))?;
+        PyBatchReport::from_report(py, &r)
+    }
+
+    /// Indexes metadata field `field` (posting bitmaps), so filters on it are sized exactly and
+    /// answered without decoding metadata.
+    fn create_field_index(&self, py: Python<'_>, field: &str) -> PyResult<()> {
+        self.inner.create_field_index(field).map_err(|e| index_err(py, &e))
     }
 
     /// Deletes `ids` (one id or a sequence) and returns how many were deleted. Raises `KeyError`

@@ -9,6 +9,7 @@ mod convert;
 mod durable;
 mod errors;
 mod index;
+mod meta;
 mod pools;
 mod report;
 mod run;

@@ -2,12 +2,15 @@
 
 use crate::errors::batch_error_object;
 use hnsw_batch::BatchReport;
+use numpy::PyArray1;
 use pyo3::prelude::*;
 use pyo3::types::{PyList, PyTuple};
 
-/// Outcome of a batch call (`add_items`, `update`, `delete`).
+/// Outcome of a batch call (`add_items`) and of the bulk operations by filter (`delete_where`,
+/// `update_where`, `purge_expired`).
 ///
-/// `failures` lists the rejected items of a best-effort batch, in input order, as
+/// `ids` are the ids the call changed (for an operation by filter: ascending; in a dry run, the
+/// ids it would change, with `dry_run` set). `failures` lists the rejected items of a best-effort batch, in input order, as
 /// `(position, id, error)` tuples where `error` is the exception that item would have raised
 /// (a `BatchError` subclass).
 #[pyclass(name = "BatchReport", module = "hnsw_batch", frozen)]
@@ -30,6 +33,10 @@ pub(crate) struct PyBatchReport {
     /// Wall-clock time of the call in seconds.
     #[pyo3(get)]
     elapsed: f64,
+    /// Whether this is the report of a dry run (nothing was changed).
+    #[pyo3(get)]
+    dry_run: bool,
+    ids: Vec<u64>,
     failures: Py<PyList>,
 }
 
@@ -51,6 +58,8 @@ impl PyBatchReport {
             deleted: r.deleted,
             not_found: r.not_found,
             elapsed: r.elapsed.as_secs_f64(),
+            dry_run: r.dry_run,
+            ids: r.ids.clone(),
             failures: failures.unbind(),
         })
     }
@@ -65,15 +74,22 @@ impl PyBatchReport {
         PyList::new(py, l.iter())
     }
 
+    /// The ids the call changed (or, in a dry run, would change), as a `uint64` array.
+    #[getter]
+    fn ids<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<u64>> {
+        PyArray1::from_slice(py, &self.ids)
+    }
+
     fn __repr__(&self, py: Python<'_>) -> String {
         format!(
-            "BatchReport(total={}, inserted={}, updated={}, deleted={}, not_found={}, failures={}, elapsed={:.3}s)",
+            "BatchReport(total={}, inserted={}, updated={}, deleted={}, not_found={}, failures={}, dry_run={}, elapsed={:.3}s)",
             self.total,
             self.inserted,
             self.updated,
             self.deleted,
             self.not_found,
             self.failures.bind(py).len(),
+            if self.dry_run { "True" } else { "False" },
             self.elapsed
         )
     }

@@ -48,3 +48,17 @@ def test_exception_hierarchy():
         assert issubclass(cls, hb.BatchError) and issubclass(cls, ValueError)
     e = hb.DuplicateIdError("x", 3, 7)
     assert (e.position, e.id, str(e)) == (3, 7, "x")
+
+
+def test_refused_error():
+    assert issubclass(hb.RefusedError, ValueError) and not issubclass(hb.RefusedError, hb.BatchError)
+    index = hb.Index("l2", 1)
+    index.add_items([[0.0], [1.0]], metadata=[{"a": 1}, {"a": 1}])
+    try:
+        index.delete_where({"a": 1}, confirm_count=1)
+    except hb.RefusedError as e:
+        assert (e.found, e.expected, e.limit) == (2, 1, None)
+        assert "nothing was changed" in str(e)
+    else:
+        raise AssertionError("not refused")
+    assert len(index) == 2

@@ -9,6 +9,9 @@
 //! * The vector is either one column of numbers joined by a separator (default
 //!   `vector`, separated by `;`; an enclosing `[...]` is allowed) or one column
 //!   per component (`v0, v1, ...` by prefix, or an explicit list).
+//! * An expiry column (default `expires_at`, [`CsvOptions::expires_column`]), when
+//!   the header has one, holds each row's expiry time in unix milliseconds (a
+//!   non-negative integer; an empty field: never expires). It is not metadata.
 //! * All other columns (or the ones listed) are metadata. A **quoted** field is
 //!   always a string; an unquoted one is typed by parsing: `true`/`false`
 //!   (any case) → bool, integer → int, finite number → float, anything else →
@@ -21,7 +24,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
 use super::error::{FormatError, Result, RowError};
-use super::record::{parse_component, parse_id, DimCheck, Record};
+use super::record::{parse_component, parse_expiry, parse_id, DimCheck, Record};
 use super::util::{self, Line};
 use crate::metadata::MetaValue;
 
@@ -64,6 +67,12 @@ pub struct CsvOptions {
     /// Metadata columns to read (or write); `None` means all other columns
     /// (or, when writing, every key present in the records).
     pub metadata_columns: Option<Vec<String>>,
+    /// Name of the expiry column (default `expires_at`): read when the header has
+    /// such a column (an unsigned integer of unix milliseconds, or empty for
+    /// none; anything else is a bad row naming the line and the column), and
+    /// written when some record has an expiry. `None`: no expiry column, and a
+    /// column of that name is ordinary metadata.
+    pub expires_column: Option<String>,
     /// Required vector dimension; by default the first good row's.
     pub expected_dim: Option<usize>,
     /// Longest accepted record in bytes (default 64 MiB).
@@ -78,6 +87,7 @@ impl Default for CsvOptions {
             auto_id: false,
             vector: VectorColumns::default(),
             metadata_columns: None,
+            expires_column: Some("expires_at".into()),
             expected_dim: None,
             max_record_bytes: 64 << 20,
         }
@@ -274,6 +284,7 @@ pub struct CsvReader<R> {
     id: Option<(usize, String)>,
     layout: Layout,
     meta: Vec<(usize, String)>,
+    expires: Option<(usize, String)>,
     columns: usize,
     line: usize,
     record: u64,
@@ -306,6 +317,7 @@ impl<R: BufRead> CsvReader<R> {
             id: None,
             layout: Layout::Columns(Vec::new()),
             meta: Vec::new(),
+            expires: None,
             columns: 0,
             line: 0,
             record: 0,
@@ -360,6 +372,16 @@ impl<R: BufRead> CsvReader<R> {
                 Layout::Columns(cols)
             }
         };
+        self.expires = o.expires_column.as_ref().and_then(|c| find(c).map(|i| (i, c.clone())));
+        if let Some((i, c)) = &self.expires {
+            if used.contains(i) {
+                return Err(FormatError::invalid(
+                    "expires_column",
+                    format!("column `{c}` already holds the id or the vector"),
+                ));
+            }
+            used.push(*i);
+        }
         if let Layout::Columns(cols) = &self.layout {
             if let Some(expected) = o.expected_dim {
                 if cols.len() != expected {
@@ -379,7 +401,7 @@ impl<R: BufRead> CsvReader<R> {
                 .map(|c| match find(c) {
                     Some(i) if used.contains(&i) => Err(FormatError::invalid(
                         "metadata_columns",
-                        format!("column `{c}` already holds the id or the vector"),
+                        format!("column `{c}` already holds the id, the vector or the expiry time"),
                     )),
                     Some(i) => Ok((i, c.clone())),
                     None => Err(missing(c)),
@@ -480,8 +502,12 @@ impl<R: BufRead> CsvReader<R> {
                 .map(|(c, (i, name))| parse_component(text(*i), record, c, line, name))
                 .collect::<Result<Vec<f32>>>()?,
         };
+        let expires_at = match &self.expires {
+            Some((i, name)) if !text(*i).trim().is_empty() => Some(parse_expiry(text(*i), line, name)?),
+            _ => None,
+        };
         self.dims.check(record, vector.len())?;
-        Ok(Record { id, vector, metadata, expires_at: None })
+        Ok(Record { id, vector, metadata, expires_at })
     }
 }
 

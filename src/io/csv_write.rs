@@ -27,10 +27,17 @@ fn header_field(s: &str, delim: char) -> String {
 /// number of records written.
 ///
 /// Columns: the id column, the vector column(s) laid out as `options.vector`
-/// says, then the metadata columns: `options.metadata_columns`, or else every
+/// says, the expiry column ([`CsvOptions::expires_column`], empty for records
+/// that never expire), then the metadata columns: `options.metadata_columns`, or else every
 /// key present in any record, sorted (keys outside an explicit list are not
 /// written). Strings are always quoted, so they read back as strings; numbers
 /// are printed so that they read back exactly; an absent key gives an empty field.
+///
+/// The expiry column is written when `expires_column` is set and some record has
+/// an expiry, or, when `metadata_columns` is given, whenever `expires_column` is
+/// set: an explicit column list fixes the header whatever the records, so that a
+/// file can be written in chunks. A metadata column named like the expiry column
+/// is refused (it would read back as the expiry).
 ///
 /// All records are validated before anything is written: the same dimension for
 /// every vector, finite components and finite metadata floats, no list values.
@@ -63,8 +70,23 @@ pub fn write_csv_to<W: Write>(mut writer: W, records: &[Record], options: &CsvOp
             keys.into_iter().cloned().collect()
         }
     };
+    let expires_col = match &options.expires_column {
+        Some(c) if options.metadata_columns.is_some() || records.iter().any(|r| r.expires_at.is_some()) => {
+            Some(c.as_str())
+        }
+        _ => None,
+    };
+    if let Some(c) = &options.expires_column {
+        if meta_cols.contains(c) {
+            return Err(FormatError::invalid(
+                "metadata",
+                format!("metadata key `{c}` has the name of the expiry column; name that column otherwise"),
+            ));
+        }
+    }
     let mut names: Vec<&str> = vec![options.id_column.as_str()];
     names.extend(vector_cols.iter().map(String::as_str));
+    names.extend(expires_col);
     names.extend(meta_cols.iter().map(String::as_str));
     for (i, n) in names.iter().enumerate() {
         if names.iter().take(i).any(|m| m == n) {
@@ -89,6 +111,9 @@ pub fn write_csv_to<W: Write>(mut writer: W, records: &[Record], options: &CsvOp
                 fields.push(header_field(&parts.join(&separator.to_string()), delim));
             }
             _ => fields.extend(r.vector.iter().map(f32::to_string)),
+        }
+        if expires_col.is_some() {
+            fields.push(r.expires_at.map(|t| t.to_string()).unwrap_or_default());
         }
         for key in &meta_cols {
             fields.push(match r.metadata.get(key) {

@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use serde_json::value::RawValue;
 
 use super::error::{FormatError, Result, RowError};
-use super::record::{check_for_write, parse_component, parse_id, DimCheck, Record};
+use super::record::{check_for_write, parse_component, parse_expiry, parse_id, DimCheck, Record};
 use super::util::{self, float_text, write_err, Line};
 use crate::metadata::{MetaValue, Metadata};
 
@@ -144,18 +144,6 @@ impl<R: BufRead> JsonlReader<R> {
 }
 
 /// Parses an expiry time: a JSON integer, unix milliseconds.
-fn parse_expiry(raw: &str, line: usize, field: &str) -> Result<u64> {
-    let t = raw.trim();
-    if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(FormatError::parse(
-            line,
-            Some(field),
-            format!("`{t}` is not a time in unix milliseconds (a non-negative integer)"),
-        ));
-    }
-    t.parse().map_err(|_| FormatError::parse(line, Some(field), format!("`{t}` does not fit a u64")))
-}
-
 impl JsonlReader<BufReader<File>> {
     /// Opens a JSON Lines file.
     pub fn open(path: impl AsRef<Path>, options: JsonlOptions) -> Result<Self> {

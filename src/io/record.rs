@@ -15,7 +15,8 @@ pub struct Record {
     /// Per-vector metadata.
     pub metadata: Metadata,
     /// When it expires, in unix milliseconds (`None`: never). JSON Lines carry it in the
-    /// [`expires_field`](super::JsonlOptions::expires_field); CSV has no column for it.
+    /// `expires_field` of `JsonlOptions`, CSV in the
+    /// [`expires_column`](super::CsvOptions::expires_column).
     pub expires_at: Option<u64>,
 }
 
@@ -46,6 +47,20 @@ where
         }
     }
     Ok((good, bad))
+}
+
+/// Parses an expiry time in unix milliseconds (a non-negative integer) read from `field` on
+/// `line`.
+pub(crate) fn parse_expiry(raw: &str, line: usize, field: &str) -> Result<u64> {
+    let t = raw.trim();
+    if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(FormatError::parse(
+            line,
+            Some(field),
+            format!("`{t}` is not a time in unix milliseconds (a non-negative integer)"),
+        ));
+    }
+    t.parse().map_err(|_| FormatError::parse(line, Some(field), format!("`{t}` does not fit a u64")))
 }
 
 /// Tracks the dimension of a text stream's vectors: fixed up front, or set by

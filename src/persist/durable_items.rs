@@ -9,8 +9,8 @@
 //! | [`insert_with`](DurableIndex::insert_with), [`insert_items`](DurableIndex::insert_items) | insert-items: vectors with their metadata and expiry, in one group (one append, one sync) |
 //! | [`update_with`](DurableIndex::update_with) | update-with-metadata |
 //! | [`set_metadata`](DurableIndex::set_metadata), [`set_metadata_batch`](DurableIndex::set_metadata_batch) | metadata patch(es) |
-//! | [`update_where`](DurableIndex::update_where) | the patch with the ids it matched |
-//! | [`delete_where`](DurableIndex::delete_where), [`purge_expired`](DurableIndex::purge_expired) | a delete of the ids they matched |
+//! | [`update_where`](DurableIndex::update_where) | the patch with the ids it matched, one group of records per batch |
+//! | [`delete_where`](DurableIndex::delete_where), [`purge_expired`](DurableIndex::purge_expired) | deletes of the ids they matched, one group of records per batch |
 //! | [`set_expiry`](DurableIndex::set_expiry) | an expiry change |
 //! | [`create_field_index`](DurableIndex::create_field_index), [`drop_field_index`](DurableIndex::drop_field_index) | a field index change |
 //!
@@ -18,6 +18,11 @@
 //! ids), never the filter or the time. Replay applies patches and expiry changes whether or not
 //! the item has expired since, and does not check limits again, so recovery rebuilds exactly
 //! the state that was acknowledged, whatever the clock says when the directory is opened.
+//!
+//! The bulk operations by filter take [`DeleteOptions::batch_size`]: each batch of matched ids
+//! (ascending) is its own group of records, appended and synced before it is applied, so a
+//! crash in the middle of a large purge recovers the batches acknowledged before it: a prefix
+//! of the matched ids, never a part of a batch.
 //!
 //! As for every write of a `DurableIndex`, input is checked against the current state before
 //! anything is logged: a refused write (bad metadata, a filter that does not parse, a
@@ -27,13 +32,14 @@
 use super::durable::{DurableIndex, Writer};
 use super::error::{PersistError, Result};
 use super::wal::{self, ItemRef, WalRecord};
+use crate::batch::chunk_len;
 use crate::batch::{BatchError, BatchFailure, BatchMode, BatchOptions, BatchReport, InvalidReason};
-use crate::batch_ops::{check_guards, split_repeats, DeleteOptions, FilterDeleteReport};
+use crate::batch_ops::{check_guards, filter_report, split_repeats, Change, DeleteOptions};
 use crate::error::IndexError;
 use crate::expiry::{Clock, Expiry};
 use crate::filter::Filter;
 use crate::index::{Index, Neighbour};
-use crate::items::{FilterPlan, FilterUpdateReport, FilteredSearchStats, Item, MetaPatch, Side};
+use crate::items::{FilterPlan, FilteredSearchStats, Item, MetaPatch, Side};
 use crate::metadata::{MetaLimits, Metadata};
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -348,9 +354,16 @@ impl DurableIndex {
     /// Deletes the live, unexpired items whose metadata matches `filter`, with the safety
     /// options of [`Index::delete_where_filter`]: a dry run reports the ids it would delete and
     /// logs nothing; `confirm_count` and `max_affected` refuse ([`IndexError::Refused`]) with
-    /// nothing logged. Otherwise the matched ids are logged as one delete (one append, one sync)
-    /// and deleted: the call deletes exactly what a dry run on the same state reports (writes
-    /// are serialised, so the state cannot change in between).
+    /// nothing logged. Otherwise the matched ids are logged as deletes and deleted, in batches
+    /// of [`DeleteOptions::batch_size`] ids in ascending order (by default one batch), each
+    /// batch one group of records written with one append and one sync, then applied. Writes
+    /// are serialised and the writer is held for the whole call, so the call deletes exactly
+    /// what a dry run on the same state reports.
+    ///
+    /// Returns the [`BatchReport`] of a bulk operation by filter (`total` matched, `ids` and
+    /// `deleted` what was deleted; with `dry_run`, what would be). An I/O failure in the first
+    /// batch changes nothing ([`PersistError::Io`]); in a later one, the earlier batches stay
+    /// committed and the error is [`PersistError::Partial`] with their report.
     ///
     /// Unlike [`Index::delete_where`], which takes a predicate on ids, this takes a metadata
     /// [`Filter`]: a closure could not be logged.
@@ -366,80 +379,125 @@ impl DurableIndex {
     ///     db.insert_with(i, &[i as f32], Some(m), Expiry::Never)?;
     /// }
     /// let spam = Filter::from_json_str(r#"{"spam": true}"#)?;
-    /// let plan = db.delete_where(&spam, &DeleteOptions { dry_run: true, ..Default::default() })?;
-    /// let opts = DeleteOptions { confirm_count: Some(plan.matched.len()), ..Default::default() };
-    /// assert_eq!(db.delete_where(&spam, &opts)?.deleted, 3);
+    /// let plan = db.delete_where(&spam, &DeleteOptions::new().dry_run(true))?;
+    /// assert_eq!((plan.dry_run, plan.ids.as_slice()), (true, &[0, 1, 2][..]));
+    /// let done = db.delete_where(&spam, &DeleteOptions::new().confirm_count(plan.deleted).batch_size(2))?;
+    /// assert_eq!((done.deleted, done.ids), (3, plan.ids));
     /// assert_eq!(db.len(), 7);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn delete_where(&self, filter: &Filter, opts: &DeleteOptions) -> Result<FilterDeleteReport> {
+    pub fn delete_where(&self, filter: &Filter, opts: &DeleteOptions) -> Result<BatchReport> {
+        let start = Instant::now();
         let mut w = self.writer.lock();
         let matched = self.index.ids_where(filter)?;
-        self.delete_matched(&mut w, matched, opts, "delete_where")
+        self.change_matched(&mut w, matched, opts, start, Bulk::Delete, "delete_where")
     }
 
     /// Deletes the items whose expiry has passed by the index's clock, with the safety options
-    /// of [`delete_where`](Self::delete_where). The expired ids are logged as one delete, so
-    /// recovery removes the same items whatever the time when it runs.
-    pub fn purge_expired(&self, opts: &DeleteOptions) -> Result<FilterDeleteReport> {
+    /// and the batches of [`delete_where`](Self::delete_where), and reports them in the same
+    /// [`BatchReport`]. The expired ids are logged as deletes, so recovery removes the same
+    /// items whatever the time when it runs.
+    ///
+    /// ```
+    /// use hnsw_batch::persist::{DurableIndex, DurableOptions, MemBackend};
+    /// use hnsw_batch::{DeleteOptions, Expiry, IndexConfig, ManualClock, Metric};
+    /// use std::sync::Arc;
+    /// let db = DurableIndex::open_with(Arc::new(MemBackend::new()), "db", IndexConfig::new(1, Metric::L2), DurableOptions::new())?;
+    /// let clock = Arc::new(ManualClock::new(0));
+    /// db.set_clock(clock.clone());
+    /// for i in 0..100u64 { db.insert_with(i, &[i as f32], None, Expiry::At(1_000))?; }
+    /// clock.set(1_000);
+    /// let r = db.purge_expired(&DeleteOptions::new().batch_size(30))?; // 4 appends, 4 syncs
+    /// assert_eq!((r.total, r.deleted, db.len()), (100, 100, 0));
+    /// # Ok::<(), hnsw_batch::PersistError>(())
+    /// ```
+    pub fn purge_expired(&self, opts: &DeleteOptions) -> Result<BatchReport> {
+        let start = Instant::now();
         let mut w = self.writer.lock();
         let matched = self.index.expired_ids(self.index.now_ms());
-        self.delete_matched(&mut w, matched, opts, "purge_expired")
-    }
-
-    fn delete_matched(
-        &self,
-        w: &mut Writer,
-        matched: Vec<u64>,
-        opts: &DeleteOptions,
-        what: &str,
-    ) -> Result<FilterDeleteReport> {
-        check_guards(matched.len(), opts).map_err(IndexError::from)?;
-        if opts.dry_run || matched.is_empty() {
-            return Ok(FilterDeleteReport { matched, deleted: 0, dry_run: opts.dry_run });
-        }
-        let mut rec = Vec::new();
-        wal::encode_ids_group(&mut rec, &matched, self.max_record(), |ids| WalRecord::Delete { ids });
-        self.commit(w, &rec)?;
-        for &id in &matched {
-            if let Err(e) = self.index.delete(id) {
-                return Err(self.poison(w, format!("logged {what} of id {id} failed in memory: {e}")));
-            }
-        }
-        self.after_write(w);
-        Ok(FilterDeleteReport { deleted: matched.len(), matched, dry_run: false })
+        self.change_matched(&mut w, matched, opts, start, Bulk::Delete, "purge_expired")
     }
 
     /// Applies `patch` to the metadata of every live, unexpired item matching `filter`, with the
-    /// safety options of [`delete_where`](Self::delete_where). Every patched map is checked
-    /// against the limits before anything is logged ([`IndexError::InvalidMetadata`]); then the
-    /// patch and the matched ids are logged (one append, one sync) and applied to all of them.
+    /// safety options and the batches of [`delete_where`](Self::delete_where). Every patched
+    /// map is checked against the limits before anything is logged
+    /// ([`IndexError::InvalidMetadata`]); then each batch of matched ids is logged with the
+    /// patch (one append, one sync) and applied.
     pub fn update_where(
         &self,
         filter: &Filter,
         patch: &MetaPatch,
         opts: &DeleteOptions,
-    ) -> Result<FilterUpdateReport> {
+    ) -> Result<BatchReport> {
+        let start = Instant::now();
         let mut w = self.writer.lock();
         let matched = self.index.ids_where(filter)?;
         check_guards(matched.len(), opts).map_err(IndexError::from)?;
         self.index.check_patch_limits(&matched, patch)?;
+        self.change_matched(&mut w, matched, opts, start, Bulk::Update(patch), "update_where")
+    }
+
+    /// Checks the guards, then logs and applies `change` to `matched` batch by batch.
+    fn change_matched(
+        &self,
+        w: &mut Writer,
+        matched: Vec<u64>,
+        opts: &DeleteOptions,
+        start: Instant,
+        change: Bulk<'_>,
+        what: &str,
+    ) -> Result<BatchReport> {
+        check_guards(matched.len(), opts).map_err(IndexError::from)?;
+        let kind = match change {
+            Bulk::Delete => Change::Delete,
+            Bulk::Update(_) => Change::Update,
+        };
+        let total = matched.len();
         if opts.dry_run || matched.is_empty() {
-            return Ok(FilterUpdateReport { matched, updated: 0, dry_run: opts.dry_run });
+            return Ok(filter_report(total, matched, kind, opts.dry_run, start));
         }
-        let mut rec = Vec::new();
-        wal::encode_ids_group(&mut rec, &matched, self.max_record(), |ids| WalRecord::PatchMetadata {
-            ids,
-            patch: patch.clone(),
-        });
-        self.commit(&mut w, &rec)?;
-        for &id in &matched {
-            if !self.index.replay_patch(id, patch) {
-                return Err(self.poison(&mut w, format!("logged update_where of id {id} found no item")));
+        let chunk = chunk_len(opts.batch_size, total);
+        let mut done = 0;
+        for part in matched.chunks(chunk) {
+            let mut rec = Vec::new();
+            match change {
+                Bulk::Delete => {
+                    wal::encode_ids_group(&mut rec, part, self.max_record(), |ids| WalRecord::Delete { ids })
+                }
+                Bulk::Update(patch) => wal::encode_ids_group(&mut rec, part, self.max_record(), |ids| {
+                    WalRecord::PatchMetadata { ids, patch: patch.clone() }
+                }),
             }
+            if let Err(e) = self.commit(w, &rec) {
+                if done == 0 {
+                    return Err(e);
+                }
+                let mut ids = matched;
+                ids.truncate(done);
+                let mut committed = filter_report(total, ids, kind, false, start);
+                // The rest was not looked at, not found absent.
+                committed.not_found = 0;
+                return Err(PersistError::Partial { committed: Box::new(committed), error: Box::new(e) });
+            }
+            for &id in part {
+                let applied = match change {
+                    Bulk::Delete => self.index.delete(id).map_err(|e| e.to_string()),
+                    Bulk::Update(patch) => {
+                        if self.index.replay_patch(id, patch) {
+                            Ok(())
+                        } else {
+                            Err("no item".to_owned())
+                        }
+                    }
+                };
+                if let Err(e) = applied {
+                    return Err(self.poison(w, format!("logged {what} of id {id} failed in memory: {e}")));
+                }
+            }
+            done += part.len();
+            self.after_write(w);
         }
-        self.after_write(&mut w);
-        Ok(FilterUpdateReport { updated: matched.len(), matched, dry_run: false })
+        Ok(filter_report(total, matched, kind, false, start))
     }
 
     // ----- field indexes -----------------------------------------------------------------------
@@ -554,6 +612,13 @@ impl DurableIndex {
     ) -> crate::Result<Vec<Vec<Neighbour>>> {
         self.index.search_batch_where(queries, k, ef, filter)
     }
+}
+
+/// What [`DurableIndex::change_matched`] logs and applies to each matched id.
+#[derive(Clone, Copy)]
+enum Bulk<'a> {
+    Delete,
+    Update(&'a MetaPatch),
 }
 
 /// Applies a replayed record of a version-2 kind; returns how many of its items could not be

@@ -89,6 +89,20 @@ pub enum PersistError {
     /// An index operation was rejected (nothing was logged or applied).
     #[error(transparent)]
     Index(#[from] IndexError),
+    /// A bulk operation by filter written in several batches
+    /// ([`DeleteOptions::batch_size`](crate::DeleteOptions::batch_size)) failed after some of
+    /// its batches were committed: those are logged (durable) and applied, and `committed`
+    /// reports them; the rest is untouched. The operations are idempotent, so running the same
+    /// call again finishes the job.
+    #[error("after committing {} of {} items in earlier batches: {error}", .committed.ids.len(), .committed.total)]
+    Partial {
+        /// What the batches before the failure changed: `total` matched, `ids` and the count
+        /// (`deleted` or `updated`) committed.
+        committed: Box<crate::batch::BatchReport>,
+        /// What stopped the call.
+        #[source]
+        error: Box<PersistError>,
+    },
 }
 
 /// The largest version field read as a real format version. Versions count up from 1 by one

@@ -1,7 +1,8 @@
 //! A batching writer for many producers, like a batched SQLite writer.
 //!
-//! Producers [`submit`](BatchWriter::submit) single items into a bounded queue and get a
-//! [`Completion`] handle each; one background thread drains the queue into batches and writes
+//! Producers [`submit`](BatchWriter::submit) single items (or, with
+//! [`submit_item`](BatchWriter::submit_item), items carrying metadata and an expiry) into a
+//! bounded queue and get a [`Completion`] handle each; one background thread drains the queue into batches and writes
 //! them through a [`BatchSink`] (an [`Index`](crate::Index) in memory, or a durable index), so
 //! a durable sink pays one log append and one sync per batch instead of per item.
 //!
@@ -29,6 +30,9 @@ pub use completion::Completion;
 pub use metrics::{BatchSizeStats, Health, LatencyStats, WriterMetrics};
 pub use sink::{BatchSink, DynError, ItemError, ItemFailure};
 
+use crate::expiry::Expiry;
+use crate::items::Item;
+use crate::metadata::Metadata;
 use completion::Ticket;
 use metrics::Counters;
 use parking_lot::{Condvar, Mutex};
@@ -109,7 +113,8 @@ pub enum StartError {
     Spawn(#[source] std::io::Error),
 }
 
-/// Why a submit did not queue the item. Carries the item back, so nothing is lost or copied.
+/// Why a submit did not queue the item. Carries the item back (with its metadata and expiry),
+/// so nothing is lost or copied.
 #[non_exhaustive]
 pub enum SubmitError {
     /// The queue is full (after waiting, for the blocking submits with a timeout).
@@ -118,6 +123,10 @@ pub enum SubmitError {
         id: u64,
         /// The item's vector.
         vector: Vec<f32>,
+        /// The item's metadata, if it had any.
+        metadata: Option<Metadata>,
+        /// The item's expiry.
+        expiry: Expiry,
     },
     /// The writer is closed or stopped.
     Closed {
@@ -125,14 +134,34 @@ pub enum SubmitError {
         id: u64,
         /// The item's vector.
         vector: Vec<f32>,
+        /// The item's metadata, if it had any.
+        metadata: Option<Metadata>,
+        /// The item's expiry.
+        expiry: Expiry,
     },
 }
 
 impl SubmitError {
-    /// The item that was not queued.
+    fn full(item: Item<Vec<f32>>) -> Self {
+        SubmitError::Full { id: item.id, vector: item.vector, metadata: item.metadata, expiry: item.expiry }
+    }
+
+    fn closed(item: Item<Vec<f32>>) -> Self {
+        SubmitError::Closed { id: item.id, vector: item.vector, metadata: item.metadata, expiry: item.expiry }
+    }
+
+    /// The id and vector of the item that was not queued (its metadata and expiry are dropped:
+    /// see [`into_full_item`](Self::into_full_item)).
     pub fn into_item(self) -> (u64, Vec<f32>) {
+        let item = self.into_full_item();
+        (item.id, item.vector)
+    }
+
+    /// The whole item that was not queued, with its metadata and expiry.
+    pub fn into_full_item(self) -> Item<Vec<f32>> {
         match self {
-            SubmitError::Full { id, vector } | SubmitError::Closed { id, vector } => (id, vector),
+            SubmitError::Full { id, vector, metadata, expiry }
+            | SubmitError::Closed { id, vector, metadata, expiry } => Item { id, vector, metadata, expiry },
         }
     }
 
@@ -144,11 +173,16 @@ impl SubmitError {
 
 impl fmt::Debug for SubmitError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (name, id, vector) = match self {
-            SubmitError::Full { id, vector } => ("Full", id, vector),
-            SubmitError::Closed { id, vector } => ("Closed", id, vector),
+        let (name, id, vector, metadata, expiry) = match self {
+            SubmitError::Full { id, vector, metadata, expiry } => ("Full", id, vector, metadata, expiry),
+            SubmitError::Closed { id, vector, metadata, expiry } => ("Closed", id, vector, metadata, expiry),
         };
-        f.debug_struct(name).field("id", id).field("dim", &vector.len()).finish()
+        f.debug_struct(name)
+            .field("id", id)
+            .field("dim", &vector.len())
+            .field("metadata_keys", &metadata.as_ref().map(|m| m.len()))
+            .field("expiry", expiry)
+            .finish()
     }
 }
 
@@ -195,8 +229,7 @@ pub enum WriteError {
 
 /// An item waiting in the queue.
 struct Pending {
-    id: u64,
-    vector: Vec<f32>,
+    item: Item<Vec<f32>>,
     ticket: Ticket,
 }
 
@@ -323,13 +356,13 @@ impl<S: BatchSink> BatchWriter<S> {
 
     /// Queues an item without ever waiting: [`SubmitError::Full`] when the queue is full.
     pub fn try_submit(&self, id: u64, vector: Vec<f32>) -> Result<Completion, SubmitError> {
-        self.enqueue(id, vector, Some(Instant::now()))
+        self.try_submit_item(Item::new(id, vector))
     }
 
     /// Queues an item, returning at once when there is room and otherwise waiting until there
     /// is. Fails only with [`SubmitError::Closed`].
     pub fn submit(&self, id: u64, vector: Vec<f32>) -> Result<Completion, SubmitError> {
-        self.enqueue(id, vector, None)
+        self.submit_item(Item::new(id, vector))
     }
 
     /// Queues an item, waiting up to `timeout` (forever if `None`) for room:
@@ -340,25 +373,67 @@ impl<S: BatchSink> BatchWriter<S> {
         vector: Vec<f32>,
         timeout: Option<Duration>,
     ) -> Result<Completion, SubmitError> {
+        self.submit_item_blocking(Item::new(id, vector), timeout)
+    }
+
+    /// [`try_submit`](Self::try_submit) for an item that may carry metadata and an expiry. The
+    /// sink stores them with the vector ([`BatchSink::write_items`]): an [`Index`](crate::Index)
+    /// or a [`DurableIndex`](crate::DurableIndex) keeps them (the durable index logs them in the
+    /// same record), and metadata over the index's limits is a permanent rejection
+    /// ([`WriteError::Rejected`]).
+    pub fn try_submit_item(&self, item: Item<Vec<f32>>) -> Result<Completion, SubmitError> {
+        self.enqueue(item, Some(Instant::now()))
+    }
+
+    /// [`submit`](Self::submit) for an item that may carry metadata and an expiry (see
+    /// [`try_submit_item`](Self::try_submit_item)).
+    ///
+    /// ```
+    /// use hnsw_batch::items::Item;
+    /// use hnsw_batch::persist::{DurableIndex, DurableOptions, MemBackend};
+    /// use hnsw_batch::writer::{BatchWriter, WriterOptions};
+    /// use hnsw_batch::{Expiry, Filter, IndexConfig, Metadata, Metric};
+    /// use std::sync::Arc;
+    ///
+    /// let cfg = IndexConfig::new(2, Metric::L2);
+    /// let db = DurableIndex::open_with(Arc::new(MemBackend::new()), "db", cfg, DurableOptions::new())?;
+    /// let writer = BatchWriter::start(db, WriterOptions::default()).expect("writer thread");
+    /// let mut meta = Metadata::new();
+    /// meta.insert("lang".into(), "en".into());
+    /// let item = Item::new(1, vec![0.0, 1.0]).metadata(meta.clone()).expiry(Expiry::At(u64::MAX));
+    /// writer.submit_item(item).unwrap().wait().unwrap();
+    /// writer.close();
+    /// let db = writer.sink();
+    /// assert_eq!(db.get_metadata(1), Some(meta));
+    /// assert_eq!(db.get_expiry(1), Some(Expiry::At(u64::MAX)));
+    /// assert_eq!(db.count(&Filter::eq("lang", "en"))?, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn submit_item(&self, item: Item<Vec<f32>>) -> Result<Completion, SubmitError> {
+        self.enqueue(item, None)
+    }
+
+    /// [`submit_blocking`](Self::submit_blocking) for an item that may carry metadata and an
+    /// expiry (see [`try_submit_item`](Self::try_submit_item)).
+    pub fn submit_item_blocking(
+        &self,
+        item: Item<Vec<f32>>,
+        timeout: Option<Duration>,
+    ) -> Result<Completion, SubmitError> {
         // A timeout too large for `Instant` waits forever.
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         if timeout.is_some() && deadline.is_none() {
-            return self.enqueue(id, vector, None);
+            return self.enqueue(item, None);
         }
-        self.enqueue(id, vector, deadline)
+        self.enqueue(item, deadline)
     }
 
-    fn enqueue(
-        &self,
-        id: u64,
-        vector: Vec<f32>,
-        deadline: Option<Instant>,
-    ) -> Result<Completion, SubmitError> {
+    fn enqueue(&self, item: Item<Vec<f32>>, deadline: Option<Instant>) -> Result<Completion, SubmitError> {
         let sh = &*self.shared;
         let mut q = sh.queue.lock();
         loop {
             if q.closed {
-                return Err(SubmitError::Closed { id, vector });
+                return Err(SubmitError::closed(item));
             }
             if q.items.len() < sh.opts.queue_capacity {
                 break;
@@ -367,18 +442,18 @@ impl<S: BatchSink> BatchWriter<S> {
                 Some(d) => {
                     if Instant::now() >= d || sh.not_full.wait_until(&mut q, d).timed_out() {
                         if q.closed {
-                            return Err(SubmitError::Closed { id, vector });
+                            return Err(SubmitError::closed(item));
                         }
                         if q.items.len() >= sh.opts.queue_capacity {
-                            return Err(SubmitError::Full { id, vector });
+                            return Err(SubmitError::full(item));
                         }
                     }
                 }
                 None => sh.not_full.wait(&mut q),
             }
         }
-        let (ticket, completion) = Ticket::new(id);
-        q.items.push_back(Pending { id, vector, ticket });
+        let (ticket, completion) = Ticket::new(item.id);
+        q.items.push_back(Pending { item, ticket });
         q.submitted += 1;
         // The background thread needs waking only to start a deadline (first item) or to flush
         // a full batch; otherwise it is already waiting for the oldest item's deadline.
@@ -526,6 +601,22 @@ fn next_batch(sh: &Shared) -> Option<Vec<Pending>> {
     Some(batch)
 }
 
+/// One sink call for `items`, catching a panic: [`BatchSink::write_batch`] when no item carries
+/// metadata or an expiry (the vectors are moved into the pairs it takes and back, not copied),
+/// [`BatchSink::write_items`] otherwise.
+fn write_once<S: BatchSink>(
+    sink: &S,
+    items: &mut Vec<Item<Vec<f32>>>,
+) -> std::thread::Result<Result<Vec<ItemFailure>, S::Error>> {
+    if items.iter().any(|it| it.metadata.is_some() || it.expiry != Expiry::Never) {
+        return catch_unwind(AssertUnwindSafe(|| sink.write_items(items)));
+    }
+    let pairs: Vec<(u64, Vec<f32>)> = items.drain(..).map(|it| (it.id, it.vector)).collect();
+    let result = catch_unwind(AssertUnwindSafe(|| sink.write_batch(&pairs)));
+    items.extend(pairs.into_iter().map(|(id, vector)| Item::new(id, vector)));
+    result
+}
+
 /// What becomes of one item after a sink call.
 enum Fate {
     Written,
@@ -537,17 +628,17 @@ enum Fate {
 /// Writes one batch, retrying whole-batch and transient item failures with backoff. `Err` if
 /// the sink panicked (every item of the batch is then resolved with `SinkPanicked`).
 fn write_with_retries<S: BatchSink>(sh: &Shared, sink: &S, batch: Vec<Pending>) -> Result<(), ()> {
-    let mut items: Vec<(u64, Vec<f32>)> = Vec::with_capacity(batch.len());
+    let mut items: Vec<Item<Vec<f32>>> = Vec::with_capacity(batch.len());
     let mut tickets: Vec<Ticket> = Vec::with_capacity(batch.len());
     for p in batch {
-        items.push((p.id, p.vector));
+        items.push(p.item);
         tickets.push(p.ticket);
     }
     let mut retry: u32 = 0;
     while !tickets.is_empty() {
         let n = tickets.len();
         let started = Instant::now();
-        let result = catch_unwind(AssertUnwindSafe(|| sink.write_batch(&items)));
+        let result = write_once(sink, &mut items);
         let took = started.elapsed();
         let fates: Vec<Fate> = match result {
             Err(_) => {

@@ -1,7 +1,9 @@
 //! The [`BatchSink`] trait: where a [`BatchWriter`](super::BatchWriter) writes its batches.
 
 use crate::batch::{BatchError, BatchInsertable, BatchMode, BatchOptions};
+use crate::expiry::Expiry;
 use crate::index::Index;
+use crate::items::Item;
 use crate::persist::{DurableIndex, PersistError};
 use std::error::Error;
 use std::fmt;
@@ -30,6 +32,9 @@ pub enum ItemError {
     Transient(DynError),
     /// A failure that retrying cannot fix: never retried.
     Permanent(DynError),
+    /// The item carries metadata or an expiry and the sink cannot store them (the default
+    /// [`BatchSink::write_items`]): permanent, and nothing of the item is written.
+    SideDataUnsupported,
 }
 
 impl ItemError {
@@ -56,7 +61,7 @@ impl ItemError {
                 | BatchError::CapacityExceeded { .. } => false,
             },
             ItemError::Transient(_) => true,
-            ItemError::Permanent(_) => false,
+            ItemError::Permanent(_) | ItemError::SideDataUnsupported => false,
         }
     }
 }
@@ -69,6 +74,9 @@ impl fmt::Display for ItemError {
             ItemError::Batch(e) => write!(f, "{}", e.reason()),
             ItemError::Transient(e) => write!(f, "transient failure: {e}"),
             ItemError::Permanent(e) => write!(f, "permanent failure: {e}"),
+            ItemError::SideDataUnsupported => {
+                f.write_str("the sink does not store metadata or expiry, and the item has some")
+            }
         }
     }
 }
@@ -117,7 +125,8 @@ pub struct ItemFailure {
     pub error: ItemError,
 }
 
-/// A destination that writes a batch of `(id, vector)` items in one operation.
+/// A destination that writes a batch of `(id, vector)` items (or of [`Item`]s carrying metadata
+/// and an expiry) in one operation.
 ///
 /// [`BatchWriter`](super::BatchWriter) calls it from its background thread only, one batch at
 /// a time. Implemented for [`Index`] (in memory) and for [`Arc`] of any sink.
@@ -137,6 +146,37 @@ pub trait BatchSink: Send + Sync + 'static {
 
     /// Writes `items`, reporting the items that failed.
     fn write_batch(&self, items: &[(u64, Vec<f32>)]) -> Result<Vec<ItemFailure>, Self::Error>;
+
+    /// Writes items carrying metadata or an expiry (submitted with
+    /// [`BatchWriter::submit_item`](super::BatchWriter::submit_item)), under the contract of
+    /// [`write_batch`](Self::write_batch); the writer calls it for a batch in which some item
+    /// has side data, and `write_batch` otherwise.
+    ///
+    /// The default, for sinks that store vectors only, never drops side data silently: each
+    /// item that has some fails with [`ItemError::SideDataUnsupported`], and the others go
+    /// through `write_batch`. [`Index`] and [`DurableIndex`] store everything.
+    fn write_items(&self, items: &[Item<Vec<f32>>]) -> Result<Vec<ItemFailure>, Self::Error> {
+        let mut plain = Vec::with_capacity(items.len());
+        let mut positions = Vec::with_capacity(items.len());
+        let mut failures = Vec::new();
+        for (i, it) in items.iter().enumerate() {
+            if it.metadata.is_some() || it.expiry != Expiry::Never {
+                failures.push(ItemFailure { position: i, error: ItemError::SideDataUnsupported });
+            } else {
+                plain.push((it.id, it.vector.clone()));
+                positions.push(i);
+            }
+        }
+        if !plain.is_empty() {
+            for f in self.write_batch(&plain)? {
+                if let Some(&position) = positions.get(f.position) {
+                    failures.push(ItemFailure { position, error: f.error });
+                }
+            }
+        }
+        failures.sort_by_key(|f| f.position);
+        Ok(failures)
+    }
 
     /// Whether a whole-batch failure may go away on retry. Defaults to `true`.
     fn is_transient(&self, error: &Self::Error) -> bool {
@@ -161,6 +201,13 @@ impl BatchSink for Index {
 
     fn write_batch(&self, items: &[(u64, Vec<f32>)]) -> Result<Vec<ItemFailure>, BatchError> {
         let report = self.insert_batch(items, &BatchOptions::new().mode(BatchMode::BestEffort))?;
+        Ok(item_failures(report))
+    }
+
+    /// Through [`Index::insert_items`]: metadata over the limits is a permanent
+    /// [`BatchError::InvalidVector`] of its item.
+    fn write_items(&self, items: &[Item<Vec<f32>>]) -> Result<Vec<ItemFailure>, BatchError> {
+        let report = self.insert_items(items, &BatchOptions::new().mode(BatchMode::BestEffort))?;
         Ok(item_failures(report))
     }
 
@@ -189,6 +236,13 @@ impl BatchSink for DurableIndex {
         Ok(item_failures(report))
     }
 
+    /// Through [`DurableIndex::insert_items`]: each item's metadata and expiry are logged in the
+    /// same record as its vector.
+    fn write_items(&self, items: &[Item<Vec<f32>>]) -> Result<Vec<ItemFailure>, PersistError> {
+        let report = self.insert_items(items, &BatchOptions::new().mode(BatchMode::BestEffort))?;
+        Ok(item_failures(report))
+    }
+
     fn is_transient(&self, error: &PersistError) -> bool {
         match error {
             PersistError::Io { .. } => true,
@@ -204,6 +258,10 @@ impl<T: BatchSink + ?Sized> BatchSink for Arc<T> {
 
     fn write_batch(&self, items: &[(u64, Vec<f32>)]) -> Result<Vec<ItemFailure>, Self::Error> {
         (**self).write_batch(items)
+    }
+
+    fn write_items(&self, items: &[Item<Vec<f32>>]) -> Result<Vec<ItemFailure>, Self::Error> {
+        (**self).write_items(items)
     }
 
     fn is_transient(&self, error: &Self::Error) -> bool {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use clap::Args;
 use hnsw_batch::items::MetaPatch;
 use hnsw_batch::metadata::from_json;
-use hnsw_batch::{DeleteOptions, ManualClock};
+use hnsw_batch::{BatchReport, DeleteOptions, ManualClock};
 use serde_json::Value;
 
 use crate::cmd::search::parse_filter;
@@ -26,7 +26,12 @@ pub struct GuardArgs {
     /// Refuse (changing nothing) if more than N vectors match.
     #[arg(long = "max", value_name = "N")]
     pub max_affected: Option<usize>,
-    /// Print one JSON object (matched ids, count changed, dry run) instead of a line of text.
+    /// Durable directory: log and apply at most N vectors per batch (one append and one sync
+    /// each, so a crash keeps the batches done before it); 0 means all in one batch.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub batch_size: usize,
+    /// Print one JSON object (the counts matched, changed and not found, dry run, and the ids
+    /// changed, or that would be) instead of a line of text.
     #[arg(long)]
     pub json: bool,
 }
@@ -37,6 +42,7 @@ impl GuardArgs {
             dry_run: self.dry_run,
             confirm_count: self.confirm_count,
             max_affected: self.max_affected,
+            batch_size: self.batch_size,
         }
     }
 }
@@ -97,27 +103,23 @@ pub fn parse_set(text: &str) -> Result<MetaPatch> {
     Ok(MetaPatch { set, remove })
 }
 
-/// Prints what a command did, and saves a changed index file.
-fn finish(
-    index: &Handle,
-    path: &Path,
-    guard: &GuardArgs,
-    matched: &[u64],
-    changed: usize,
-    verb: (&str, &str),
-) -> Result<()> {
-    if changed > 0 {
+/// Prints what a command did (its report, the library's shape for every bulk operation), and
+/// saves a changed index file.
+fn finish(index: &Handle, path: &Path, guard: &GuardArgs, r: &BatchReport, verb: (&str, &str)) -> Result<()> {
+    let changed = r.ids.len();
+    if changed > 0 && !r.dry_run {
         index.save_changes(path)?;
     }
     if guard.json {
         let mut v = serde_json::Map::new();
-        v.insert("matched".into(), matched.len().into());
+        v.insert("matched".into(), r.total.into());
         v.insert(verb.1.into(), changed.into());
-        v.insert("dry_run".into(), guard.dry_run.into());
-        v.insert("ids".into(), matched.into());
+        v.insert("not_found".into(), r.not_found.into());
+        v.insert("dry_run".into(), r.dry_run.into());
+        v.insert("ids".into(), r.ids.clone().into());
         println!("{}", Value::Object(v));
-    } else if guard.dry_run {
-        println!("would {} {} vectors (dry run: nothing was changed)", verb.0, matched.len());
+    } else if r.dry_run {
+        println!("would {} {changed} vectors (dry run: nothing was changed)", verb.0);
     } else {
         println!("{} {changed} vectors", verb.1);
     }
@@ -129,7 +131,7 @@ pub fn run_delete(args: &DeleteArgs) -> Result<()> {
     let filter = parse_filter("--where", &args.filter)?;
     let index = store::load(&args.index)?.handle;
     let r = index.delete_where(&filter, &args.guard.options())?;
-    finish(&index, &args.index, &args.guard, &r.matched, r.deleted, ("delete", "deleted"))
+    finish(&index, &args.index, &args.guard, &r, ("delete", "deleted"))
 }
 
 /// Runs `update`.
@@ -138,7 +140,7 @@ pub fn run_update(args: &UpdateArgs) -> Result<()> {
     let patch = parse_set(&args.set)?;
     let index = store::load(&args.index)?.handle;
     let r = index.update_where(&filter, &patch, &args.guard.options())?;
-    finish(&index, &args.index, &args.guard, &r.matched, r.updated, ("update", "updated"))
+    finish(&index, &args.index, &args.guard, &r, ("update", "updated"))
 }
 
 /// Runs `purge-expired`.
@@ -148,5 +150,5 @@ pub fn run_purge(args: &PurgeArgs) -> Result<()> {
         index.set_clock(Arc::new(ManualClock::new(ms)));
     }
     let r = index.purge_expired(&args.guard.options())?;
-    finish(&index, &args.index, &args.guard, &r.matched, r.deleted, ("purge", "purged"))
+    finish(&index, &args.index, &args.guard, &r, ("purge", "purged"))
 }

@@ -153,6 +153,14 @@ pub fn write(
                         .collect();
                     opts.metadata_columns = Some(keys.into_iter().collect());
                 }
+                // With the columns listed, the expiry column is written whenever it is named: name
+                // it only if some vector expires, so an index without expiry exports as before.
+                // (A metadata key of that name is refused by the writer, as it would read back as
+                // the expiry.)
+                let clash = opts.metadata_columns.iter().flatten().any(|c| *c == fields.expires_field);
+                if !clash && !ids.iter().any(|&id| index.get_expiry(id).is_some_and(|e| e.at().is_some())) {
+                    opts.expires_column = None;
+                }
                 let mut header = Vec::new();
                 write_csv_to(&mut header, &[], &opts).map_err(|e| write_err(path, e))?;
                 w.write_all(&header).map_err(|e| CliError::index(io_message("write", path, &e)))?;

@@ -15,8 +15,8 @@ use hnsw_batch::items::{Item, MetaPatch};
 use hnsw_batch::metadata::{to_json, MetaLimits, MetaValue, Metadata};
 use hnsw_batch::persist::{DurableIndex, PersistError};
 use hnsw_batch::{
-    BatchError, BatchMode, BatchOptions, DeleteError, DeleteOptions, Expiry, Filter, IndexConfig, IndexError,
-    InvalidReason, Metric, Storage, MAX_EF,
+    BatchError, BatchMode, BatchOptions, BatchReport, DeleteError, DeleteOptions, Expiry, Filter,
+    IndexConfig, IndexError, InvalidReason, Metric, Storage, MAX_EF,
 };
 use rayon::prelude::*;
 use serde_json::{json, Map, Number, Value};
@@ -146,6 +146,20 @@ fn refused(e: &DeleteError) -> ToolError {
         }
         _ => err,
     }
+}
+
+/// The tool result of an update or delete by filter, from the library's report: `matched`, the
+/// count changed under `verb.0` (0 in a dry run, which changes nothing), and a status per id
+/// changed (`verb.0`) or, in a dry run, that would be (`verb.1`).
+fn filter_result(r: &BatchReport, changed: usize, verb: (&str, &str)) -> Value {
+    let status = if r.dry_run { verb.1 } else { verb.0 };
+    let results: Vec<Value> = r.ids.iter().map(|id| json!({"id": id, "status": status})).collect();
+    let mut out = Map::new();
+    out.insert("dry_run".into(), r.dry_run.into());
+    out.insert("matched".into(), r.total.into());
+    out.insert(verb.0.into(), if r.dry_run { 0 } else { changed }.into());
+    out.insert("results".into(), results.into());
+    Value::Object(out)
 }
 
 fn persist_error(e: PersistError) -> ToolError {
@@ -435,17 +449,13 @@ impl Store {
             dry_run: req.dry_run,
             confirm_count: None,
             max_affected: Some(req.max_documents),
+            ..DeleteOptions::default()
         };
         match (target, u.vector) {
             (Target::Filter(f), None) => {
                 let patch = patch.unwrap_or_default();
                 let r = db.update_where(&f, &patch, &guard).map_err(persist_error)?;
-                let status = if r.dry_run { "would_update" } else { "updated" };
-                let results: Vec<Value> =
-                    r.matched.iter().map(|id| json!({"id": id, "status": status})).collect();
-                Ok(
-                    json!({"dry_run": r.dry_run, "matched": r.matched.len(), "updated": r.updated, "results": results}),
-                )
+                Ok(filter_result(&r, r.updated, ("updated", "would_update")))
             }
             (Target::Ids(ids), None) => update_metadata_by_ids(db, &ids, &patch.unwrap_or_default(), &guard),
             (target, Some(vector)) => update_vectors(db, target, &vector, patch.as_ref(), &guard),
@@ -461,6 +471,7 @@ impl Store {
             dry_run: req.dry_run,
             confirm_count: req.confirm_count,
             max_affected: Some(req.max_documents),
+            ..DeleteOptions::default()
         };
         let state = self.read();
         let Some(h) = state.as_ref() else {
@@ -471,12 +482,7 @@ impl Store {
         match target {
             Target::Filter(f) => {
                 let r = db.delete_where(&f, &opts).map_err(persist_error)?;
-                let status = if r.dry_run { "would_delete" } else { "deleted" };
-                let results: Vec<Value> =
-                    r.matched.iter().map(|id| json!({"id": id, "status": status})).collect();
-                Ok(
-                    json!({"dry_run": r.dry_run, "matched": r.matched.len(), "deleted": r.deleted, "results": results}),
-                )
+                Ok(filter_result(&r, r.deleted, ("deleted", "would_delete")))
             }
             Target::Ids(ids) => {
                 let sel = Selection::of(db, &ids);
