@@ -27,7 +27,7 @@ impl DurableIndex {
         // falls back to the old snapshot and this log.
         if w.log_exists {
             if w.dirty {
-                self.repair(w)?;
+                self.truncate_to_good_prefix(w)?;
             } else if w.unsynced {
                 let path = self.log_path(w.generation);
                 b.sync(&path).map_err(PersistError::io("sync", &path))?;

@@ -14,7 +14,7 @@ impl DurableIndex {
     }
 
     /// Cuts the log back to its good prefix and syncs it.
-    pub(super) fn repair(&self, w: &mut Writer) -> Result<()> {
+    pub(super) fn truncate_to_good_prefix(&self, w: &mut Writer) -> Result<()> {
         let path = self.log_path(w.generation);
         let b = self.backend.as_ref();
         b.truncate(&path, w.good_len).map_err(PersistError::io("truncate", &path))?;
@@ -39,7 +39,7 @@ impl DurableIndex {
             w.unsynced = false;
         }
         if w.dirty {
-            self.repair(w)?;
+            self.truncate_to_good_prefix(w)?;
         }
         if w.log_version < wal::WAL_VERSION {
             // An older build may read that log: start one of the current version instead.
@@ -49,14 +49,14 @@ impl DurableIndex {
     }
 
     /// Appends framed records and syncs them as the policy says. On error nothing of them
-    /// stays in the log (or the log is marked for repair before the next append).
+    /// stays in the log (or the log is marked to be cut back before the next append).
     pub(in crate::persist) fn commit(&self, w: &mut Writer, records: &[u8]) -> Result<()> {
         self.prepare_log(w)?;
         let path = self.log_path(w.generation);
         let b = self.backend.as_ref();
         w.dirty = true;
         if let Err(e) = b.append(&path, records) {
-            let _ = self.repair(w);
+            let _ = self.truncate_to_good_prefix(w);
             return Err(PersistError::Io { op: "append", path, source: e });
         }
         let sync_now = match self.options.sync {
@@ -66,7 +66,7 @@ impl DurableIndex {
         };
         if sync_now {
             if let Err(e) = b.sync(&path) {
-                let _ = self.repair(w);
+                let _ = self.truncate_to_good_prefix(w);
                 return Err(PersistError::Io { op: "sync", path, source: e });
             }
             w.unsynced = false;

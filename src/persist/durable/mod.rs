@@ -391,7 +391,7 @@ impl DurableIndex {
     pub fn sync(&self) -> Result<()> {
         let mut w = self.writer.lock();
         if w.dirty {
-            return self.repair(&mut w);
+            return self.truncate_to_good_prefix(&mut w);
         }
         if w.log_exists && w.unsynced {
             let path = self.log_path(w.generation);

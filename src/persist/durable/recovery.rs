@@ -178,7 +178,7 @@ impl DurableIndex {
         Err(first_err.unwrap_or_else(|| PersistError::corrupt("no usable snapshot")))
     }
 
-    /// Replays one log into `index`; returns its committed length after repair and its format
+    /// Replays one log into `index`; returns its committed length (after cutting off a torn tail) and its format
     /// version.
     fn replay_log(
         backend: &Arc<dyn Backend>,
