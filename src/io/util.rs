@@ -139,6 +139,15 @@ pub(crate) fn utf8_line(bytes: Vec<u8>, line: usize) -> Result<String> {
     })
 }
 
+/// Converts `value` to a byte, if it is an integer in `0..=255`.
+pub(crate) fn to_u8(record: u64, component: usize, value: f32) -> Result<u8> {
+    if value.fract() == 0.0 && (0.0..=255.0).contains(&value) {
+        Ok(value as u8)
+    } else {
+        Err(FormatError::ValueOutOfRange { record, component, value: f64::from(value), target: "u8" })
+    }
+}
+
 /// Formats an `f64` metadata value so that it reads back as a float (never as an integer).
 pub(crate) fn float_text(v: f64) -> String {
     let mut s = v.to_string();
