@@ -1018,6 +1018,28 @@ fn csv_quoting_edge_cases() {
 }
 
 #[test]
+fn csv_error_columns_count_characters() {
+    // Columns are characters, not bytes, on both sides of a quoted field, and quoted text is
+    // copied only where a doubled quote changes it.
+    let text = "id,vector,note\n\
+                1,1;2,é\"x\n\
+                2,1;2,\"é\"x\n\
+                3,1;2,\"é\"\"\",ü\"\n\
+                4,1;2,\"é\"\"\"\n\
+                5,1;2,\"é\"\n";
+    let rows = csv_records(text, CsvOptions::default());
+    let column = |i: usize| match &rows[i] {
+        Err(RowError { error: FormatError::Parse { column, .. }, .. }) => *column,
+        other => panic!("row {i}: {other:?}"),
+    };
+    assert_eq!(column(0), Some(8));
+    assert_eq!(column(1), Some(10));
+    assert_eq!(column(2), Some(14));
+    assert_eq!(rows[3].as_ref().unwrap().metadata["note"], MetaValue::from("é\""));
+    assert_eq!(rows[4].as_ref().unwrap().metadata["note"], MetaValue::from("é"));
+}
+
+#[test]
 fn csv_writer_validates() {
     let rec = |id, v: Vec<f32>, m: Metadata| Record { id, vector: v, metadata: m, expires_at: None };
     let recs = vec![rec(1, vec![1.0, 2.0], Metadata::new()), rec(2, vec![1.0], Metadata::new())];

@@ -39,6 +39,8 @@
 //! # }
 //! ```
 
+use std::path::Path;
+
 mod csv;
 mod csv_write;
 mod error;
@@ -64,9 +66,25 @@ pub use npy::{
 pub use record::{collect_with_max_errors, Record};
 pub use set::{ElementKind, VecSet};
 pub use vecs::{
-    read_bvecs, read_fvecs, read_ivecs, read_ivecs_from, read_vecs_from, read_vectors, write_bvecs,
-    write_bvecs_to, write_fvecs, write_fvecs_to, write_ivecs, write_ivecs_to, IvecsReader, VecsReader,
+    read_bvecs, read_fvecs, read_ivecs, read_ivecs_from, read_vecs_from, write_bvecs, write_bvecs_to,
+    write_fvecs, write_fvecs_to, write_ivecs, write_ivecs_to, IvecsReader, VecsReader,
 };
 
 /// Largest vector dimension accepted by the readers and writers (2^20).
 pub const MAX_DIM: usize = 1 << 20;
+
+/// Reads `.fvecs`, `.bvecs` or `.npy` vectors, choosing the format by the file
+/// extension (case-insensitive).
+//
+// Here rather than in `vecs` because it dispatches over formats: the format modules then
+// depend only on the shared helpers (`util`, `set`, `error`), never on one another.
+pub fn read_vectors(path: impl AsRef<Path>) -> Result<VecSet> {
+    let path = path.as_ref();
+    let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
+    match ext.as_deref() {
+        Some("fvecs") => read_fvecs(path),
+        Some("bvecs") => read_bvecs(path),
+        Some("npy") => read_npy(path),
+        _ => Err(FormatError::UnknownFormat { path: path.to_path_buf() }),
+    }
+}

@@ -16,8 +16,7 @@ use std::path::{Path, PathBuf};
 use super::error::{FormatError, Result};
 use super::npy_header::{read_header, write_header, RawHeader};
 use super::set::{ElementKind, VecSet};
-use super::util::{self, write_err};
-use super::vecs::to_u8;
+use super::util::{self, to_u8, write_err};
 use super::MAX_DIM;
 
 const VECTOR_DTYPES: (&[NpyDtype], &str) = (&[NpyDtype::F32, NpyDtype::F64, NpyDtype::U8], "<f4, <f8, |u1");

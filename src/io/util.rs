@@ -81,46 +81,36 @@ pub(crate) enum Line {
 
 /// Appends one line of `r` (including the `\n`, if any) to `out`, reading at most
 /// `limit` bytes into memory; longer lines are skipped to their end.
+///
+/// The line end is found by `read_until` and `skip_until`, which search with `memchr`: a byte
+/// loop here took a measurable share of a CSV import of 4 KB rows.
 pub(crate) fn read_line_capped<R: BufRead + ?Sized>(
     r: &mut R,
     out: &mut Vec<u8>,
     limit: usize,
 ) -> std::io::Result<Line> {
-    let mut total = 0usize;
-    let mut too_long = false;
-    loop {
-        let available = match r.fill_buf() {
-            Ok(b) => b,
-            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        if available.is_empty() {
-            return Ok(if too_long {
-                Line::TooLong
-            } else if total == 0 {
-                Line::Eof
-            } else {
-                Line::Read
-            });
-        }
-        let (chunk, done) = match available.iter().position(|&b| b == b'\n') {
-            Some(i) => (available.get(..=i).unwrap_or(available), true),
-            None => (available, false),
-        };
-        let used = chunk.len();
-        if !too_long {
-            if total.saturating_add(used) > limit {
-                too_long = true;
-            } else {
-                out.extend_from_slice(chunk);
-            }
-        }
-        total = total.saturating_add(used);
-        r.consume(used);
-        if done {
-            return Ok(if too_long { Line::TooLong } else { Line::Read });
-        }
+    let cap = u64::try_from(limit).unwrap_or(u64::MAX);
+    let n = r.take(cap).read_until(b'\n', out)?;
+    if out.last() == Some(&b'\n') && n > 0 {
+        return Ok(Line::Read);
     }
+    if n < limit {
+        // The stream ended before the limit (and before any line end).
+        return Ok(if n == 0 { Line::Eof } else { Line::Read });
+    }
+    // `limit` bytes and no line end yet: the line is longer, unless the stream ends right here.
+    let more = loop {
+        match r.fill_buf() {
+            Ok(b) => break !b.is_empty(),
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    };
+    if !more {
+        return Ok(if n == 0 { Line::Eof } else { Line::Read });
+    }
+    r.skip_until(b'\n')?;
+    Ok(Line::TooLong)
 }
 
 /// Strips a trailing `\n` or `\r\n`.
@@ -137,6 +127,15 @@ pub(crate) fn utf8_line(bytes: Vec<u8>, line: usize) -> Result<String> {
         field: None,
         reason: "invalid UTF-8".into(),
     })
+}
+
+/// Converts `value` to a byte, if it is an integer in `0..=255`.
+pub(crate) fn to_u8(record: u64, component: usize, value: f32) -> Result<u8> {
+    if value.fract() == 0.0 && (0.0..=255.0).contains(&value) {
+        Ok(value as u8)
+    } else {
+        Err(FormatError::ValueOutOfRange { record, component, value: f64::from(value), target: "u8" })
+    }
 }
 
 /// Formats an `f64` metadata value so that it reads back as a float (never as an integer).

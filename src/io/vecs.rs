@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use super::error::{FormatError, Result};
 use super::set::{ElementKind, VecSet};
-use super::util::{self, write_err};
+use super::util::{self, to_u8, write_err};
 use super::MAX_DIM;
 
 /// The record layer shared by [`VecsReader`] and [`IvecsReader`].
@@ -319,19 +319,6 @@ pub fn read_ivecs(path: impl AsRef<Path>) -> Result<Vec<Vec<i32>>> {
     IvecsReader::open(path)?.collect()
 }
 
-/// Reads `.fvecs`, `.bvecs` or `.npy` vectors, choosing the format by the file
-/// extension (case-insensitive).
-pub fn read_vectors(path: impl AsRef<Path>) -> Result<VecSet> {
-    let path = path.as_ref();
-    let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
-    match ext.as_deref() {
-        Some("fvecs") => read_fvecs(path),
-        Some("bvecs") => read_bvecs(path),
-        Some("npy") => super::npy::read_npy(path),
-        _ => Err(FormatError::UnknownFormat { path: path.to_path_buf() }),
-    }
-}
-
 /// Checks one row's dimension against the first row's.
 fn check_dim(record: u64, len: usize, dim: &mut Option<usize>) -> Result<()> {
     if len == 0 || len > MAX_DIM {
@@ -386,15 +373,6 @@ fn encode_f32(record: u64, row: &[f32], buf: &mut Vec<u8>) -> Result<()> {
         buf.extend_from_slice(&value.to_le_bytes());
     }
     Ok(())
-}
-
-/// Converts `value` to a byte, if it is an integer in `0..=255`.
-pub(crate) fn to_u8(record: u64, component: usize, value: f32) -> Result<u8> {
-    if value.fract() == 0.0 && (0.0..=255.0).contains(&value) {
-        Ok(value as u8)
-    } else {
-        Err(FormatError::ValueOutOfRange { record, component, value: f64::from(value), target: "u8" })
-    }
 }
 
 fn encode_u8(record: u64, row: &[f32], buf: &mut Vec<u8>) -> Result<()> {

@@ -28,11 +28,17 @@
 //! - Metadata, expiry and field indexes are logged too (see `durable_items`): a vector and its
 //!   metadata in one record, and bulk operations by filter as the ids they matched.
 
+mod checkpoint;
+mod commit;
+mod files;
+mod recovery;
+
+use self::files::{log_name, LOCK_NAME};
 use super::backend::{Backend, FileBackend};
 use super::error::{PersistError, Result};
-use super::snapshot::{load_from_bytes, save_to_bytes, temp_path, write_atomic};
-use super::wal::{self, WalRecord, WAL_HEADER_LEN};
-use crate::batch::{BatchError, BatchInsertable, BatchMode, BatchOptions, BatchReport};
+use super::snapshot::save_to_bytes;
+use super::wal::{self, WalRecord};
+use crate::batch::{BatchError, BatchMode, BatchOptions, BatchReport};
 use crate::config::IndexConfig;
 use crate::error::IndexError;
 use crate::index::Index;
@@ -41,7 +47,7 @@ use crate::view::IndexView;
 use parking_lot::Mutex;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// When the log is synced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -216,41 +222,6 @@ impl std::fmt::Debug for DurableIndex {
     }
 }
 
-/// The lock file that keeps a directory open by one [`DurableIndex`] at a time.
-const LOCK_NAME: &str = "LOCK";
-
-fn snapshot_name(generation: u64) -> String {
-    format!("snapshot-{generation:020}.hnsw")
-}
-
-fn log_name(generation: u64) -> String {
-    format!("wal-{generation:020}.log")
-}
-
-/// What a directory entry is.
-enum FileKind {
-    Snapshot(u64),
-    Log(u64),
-    Temp,
-    Other,
-}
-
-fn classify(path: &Path) -> FileKind {
-    let Some(name) = path.file_name().and_then(|n| n.to_str()) else { return FileKind::Other };
-    let number =
-        |s: &str| (s.len() == 20 && s.bytes().all(|b| b.is_ascii_digit())).then(|| s.parse().ok()).flatten();
-    if name.ends_with(".tmp") {
-        return FileKind::Temp;
-    }
-    if let Some(g) = name.strip_prefix("snapshot-").and_then(|s| s.strip_suffix(".hnsw")).and_then(number) {
-        return FileKind::Snapshot(g);
-    }
-    if let Some(g) = name.strip_prefix("wal-").and_then(|s| s.strip_suffix(".log")).and_then(number) {
-        return FileKind::Log(g);
-    }
-    FileKind::Other
-}
-
 impl DurableIndex {
     /// Opens (recovering) or creates the durable index in `dir` on the real filesystem.
     ///
@@ -290,308 +261,6 @@ impl DurableIndex {
         opened
     }
 
-    /// Recovery, with the directory locked.
-    fn open_locked(
-        backend: Arc<dyn Backend>,
-        dir: PathBuf,
-        config: IndexConfig,
-        options: DurableOptions,
-    ) -> Result<Self> {
-        let b = backend.as_ref();
-        let mut snapshots = Vec::new();
-        let mut logs = Vec::new();
-        let mut temps = Vec::new();
-        for p in b.list(&dir).map_err(PersistError::io("list", &dir))? {
-            match classify(&p) {
-                FileKind::Snapshot(g) => snapshots.push(g),
-                FileKind::Log(g) => logs.push(g),
-                FileKind::Temp => temps.push(p),
-                FileKind::Other => {}
-            }
-        }
-        snapshots.sort_unstable();
-        logs.sort_unstable();
-        // What is visible now may not be durable yet (a rename whose directory sync failed
-        // before a restart): make it durable before deciding, and before removing anything.
-        b.sync_dir(&dir).map_err(PersistError::io("sync_dir", &dir))?;
-
-        let mut report = RecoveryReport::default();
-        let (index, snapshot_gen) = if snapshots.is_empty() {
-            if !logs.is_empty() {
-                return Err(PersistError::corrupt(format!(
-                    "{} has log files but no snapshot",
-                    dir.display()
-                )));
-            }
-            let index = Index::new(config)?;
-            write_atomic(b, &dir.join(snapshot_name(0)), &save_to_bytes(&index))?;
-            report.created = true;
-            (index, 0)
-        } else {
-            let (index, g, skipped) = Self::load_newest(b, &dir, &snapshots, &logs)?;
-            report.snapshots_skipped = skipped;
-            let have = index.config();
-            if have.dim != config.dim || have.metric != config.metric || have.storage != config.storage {
-                return Err(PersistError::ConfigMismatch {
-                    reason: format!(
-                        "index in {} has dim {}, metric {}, storage {}; asked for dim {}, metric {}, storage {}",
-                        dir.display(),
-                        have.dim,
-                        have.metric.name(),
-                        have.storage.name(),
-                        config.dim,
-                        config.metric.name(),
-                        config.storage.name()
-                    ),
-                });
-            }
-            (index, g)
-        };
-        report.snapshot_generation = snapshot_gen;
-
-        let mut this = DurableIndex {
-            dir,
-            backend,
-            options,
-            index,
-            writer: Mutex::new(Writer {
-                generation: snapshot_gen,
-                log_exists: false,
-                log_version: wal::WAL_VERSION,
-                good_len: 0,
-                dirty: false,
-                unsynced: false,
-                last_sync: Instant::now(),
-                stats: DurableStats::default(),
-            }),
-            recovery: RecoveryReport::default(),
-        };
-        let replay: Vec<u64> = logs.iter().copied().filter(|&g| g >= snapshot_gen).collect();
-        {
-            let w = this.writer.get_mut();
-            for (i, &g) in replay.iter().enumerate() {
-                let last = i + 1 == replay.len();
-                let (good, version) =
-                    Self::replay_log(&this.backend, &this.dir, &this.index, g, last, &mut report)?;
-                if last {
-                    w.generation = g;
-                    w.log_exists = true;
-                    w.log_version = version;
-                    w.good_len = good;
-                }
-            }
-            if !w.log_exists {
-                create_log(this.backend.as_ref(), &this.dir, w.generation)?;
-                w.log_exists = true;
-                w.good_len = WAL_HEADER_LEN as u64;
-            }
-            w.stats.generation = w.generation;
-            w.stats.log_bytes = w.good_len;
-        }
-        // Replay inserts one record at a time and the snapshot may predate a pending repair:
-        // restore the reachability guarantee before serving.
-        this.index.repair();
-        // Files of older generations and interrupted saves are no longer needed.
-        let b = this.backend.as_ref();
-        let mut removed = false;
-        for p in temps {
-            remove_file(b, &p)?;
-            removed = true;
-        }
-        for g in snapshots.iter().filter(|&&g| g < snapshot_gen) {
-            let p = this.dir.join(snapshot_name(*g));
-            remove_file(b, &p)?;
-            removed = true;
-        }
-        for g in logs.iter().filter(|&&g| g < snapshot_gen) {
-            let p = this.dir.join(log_name(*g));
-            remove_file(b, &p)?;
-            removed = true;
-        }
-        if removed {
-            b.sync_dir(&this.dir).map_err(PersistError::io("sync_dir", &this.dir))?;
-        }
-        this.recovery = report;
-        Ok(this)
-    }
-
-    /// Loads the newest snapshot that loads and whose logs are all present.
-    fn load_newest(
-        b: &dyn Backend,
-        dir: &Path,
-        snapshots: &[u64],
-        logs: &[u64],
-    ) -> Result<(Index, u64, usize)> {
-        let top = snapshots.last().copied().unwrap_or(0);
-        let mut first_err = None;
-        for (skipped, &g) in snapshots.iter().rev().enumerate() {
-            let after: Vec<u64> = logs.iter().copied().filter(|&l| l >= g).collect();
-            let contiguous = after.iter().enumerate().all(|(i, &l)| l == g + i as u64);
-            let reaches = g == top || after.last().is_some_and(|&l| l + 1 >= top);
-            if !contiguous || !reaches {
-                first_err.get_or_insert_with(|| {
-                    PersistError::corrupt(format!(
-                        "logs needed after snapshot {g} are missing in {}",
-                        dir.display()
-                    ))
-                });
-                continue;
-            }
-            let path = dir.join(snapshot_name(g));
-            let loaded = b
-                .read(&path)
-                .map_err(PersistError::io("read", &path))
-                .and_then(|bytes| load_from_bytes(&bytes));
-            match loaded {
-                Ok(index) => return Ok((index, g, skipped)),
-                Err(e) => {
-                    first_err.get_or_insert(e);
-                }
-            }
-        }
-        Err(first_err.unwrap_or_else(|| PersistError::corrupt("no usable snapshot")))
-    }
-
-    /// Replays one log into `index`; returns its committed length after repair and its format
-    /// version.
-    fn replay_log(
-        backend: &Arc<dyn Backend>,
-        dir: &Path,
-        index: &Index,
-        g: u64,
-        last: bool,
-        report: &mut RecoveryReport,
-    ) -> Result<(u64, u32)> {
-        let b = backend.as_ref();
-        let path = dir.join(log_name(g));
-        let bytes = b.read(&path).map_err(PersistError::io("read", &path))?;
-        let header = wal::encode_header(g);
-        if bytes.len() < WAL_HEADER_LEN && last && header.starts_with(&bytes) {
-            // Created but its header never (fully) reached the disk: nothing was logged in it.
-            b.write(&path, &header).map_err(PersistError::io("write", &path))?;
-            b.sync(&path).map_err(PersistError::io("sync", &path))?;
-            report.truncated_bytes += bytes.len() as u64;
-            report.logs_replayed += 1;
-            return Ok((WAL_HEADER_LEN as u64, wal::WAL_VERSION));
-        }
-        let contents = wal::read_records_from_bytes(&bytes)?;
-        if contents.generation != g {
-            return Err(PersistError::corrupt(format!(
-                "{} holds generation {}",
-                path.display(),
-                contents.generation
-            )));
-        }
-        train_from_first_group(index, contents.committed());
-        for e in contents.committed() {
-            report.records_replayed += 1;
-            report.items_skipped += apply_record(index, &e.record);
-        }
-        report.logs_replayed += 1;
-        let committed = contents.committed_len;
-        if committed < bytes.len() as u64 {
-            if !last {
-                return Err(PersistError::corrupt(format!(
-                    "{} is damaged at byte {committed} but is not the newest log",
-                    path.display()
-                )));
-            }
-            b.truncate(&path, committed).map_err(PersistError::io("truncate", &path))?;
-            b.sync(&path).map_err(PersistError::io("sync", &path))?;
-            report.truncated_bytes += bytes.len() as u64 - committed;
-        }
-        Ok((committed, contents.version))
-    }
-
-    // ----- writes ------------------------------------------------------------------------------
-
-    fn log_path(&self, generation: u64) -> PathBuf {
-        self.dir.join(log_name(generation))
-    }
-
-    /// Cuts the log back to its good prefix and syncs it.
-    fn repair(&self, w: &mut Writer) -> Result<()> {
-        let path = self.log_path(w.generation);
-        let b = self.backend.as_ref();
-        b.truncate(&path, w.good_len).map_err(PersistError::io("truncate", &path))?;
-        b.sync(&path).map_err(PersistError::io("sync", &path))?;
-        w.dirty = false;
-        w.unsynced = false;
-        w.last_sync = Instant::now();
-        Ok(())
-    }
-
-    /// Makes the log ready for an append: created, and free of any failed tail.
-    fn prepare_log(&self, w: &mut Writer) -> Result<()> {
-        if let Some(reason) = &w.stats.poisoned {
-            return Err(PersistError::Poisoned { reason: reason.clone() });
-        }
-        if !w.log_exists {
-            create_log(self.backend.as_ref(), &self.dir, w.generation)?;
-            w.log_exists = true;
-            w.log_version = wal::WAL_VERSION;
-            w.good_len = WAL_HEADER_LEN as u64;
-            w.dirty = false;
-            w.unsynced = false;
-        }
-        if w.dirty {
-            self.repair(w)?;
-        }
-        if w.log_version < wal::WAL_VERSION {
-            // An older build may read that log: start one of the current version instead.
-            self.checkpoint_locked(w)?;
-        }
-        Ok(())
-    }
-
-    /// Appends framed records and syncs them as the policy says. On error nothing of them
-    /// stays in the log (or the log is marked for repair before the next append).
-    pub(super) fn commit(&self, w: &mut Writer, records: &[u8]) -> Result<()> {
-        self.prepare_log(w)?;
-        let path = self.log_path(w.generation);
-        let b = self.backend.as_ref();
-        w.dirty = true;
-        if let Err(e) = b.append(&path, records) {
-            let _ = self.repair(w);
-            return Err(PersistError::Io { op: "append", path, source: e });
-        }
-        let sync_now = match self.options.sync {
-            SyncPolicy::EveryBatch => true,
-            SyncPolicy::IntervalMs(ms) => w.last_sync.elapsed() >= Duration::from_millis(ms),
-            SyncPolicy::Never => false,
-        };
-        if sync_now {
-            if let Err(e) = b.sync(&path) {
-                let _ = self.repair(w);
-                return Err(PersistError::Io { op: "sync", path, source: e });
-            }
-            w.unsynced = false;
-            w.last_sync = Instant::now();
-        } else {
-            w.unsynced = true;
-        }
-        w.good_len += records.len() as u64;
-        w.dirty = false;
-        w.stats.log_bytes = w.good_len;
-        Ok(())
-    }
-
-    pub(super) fn poison(&self, w: &mut Writer, reason: String) -> PersistError {
-        w.stats.poisoned = Some(reason.clone());
-        PersistError::Poisoned { reason }
-    }
-
-    pub(super) fn after_write(&self, w: &mut Writer) {
-        if let Some(limit) = self.options.checkpoint_log_bytes {
-            if w.good_len >= limit {
-                if let Err(e) = self.checkpoint_locked(w) {
-                    w.stats.auto_checkpoint_failures += 1;
-                    w.stats.last_checkpoint_error = Some(e.to_string());
-                }
-            }
-        }
-    }
-
     /// How many more vectors fit: `max_elements` and the node space.
     pub(super) fn room(&self) -> (usize, u64) {
         let nodes = (u32::MAX as usize - 1).saturating_sub(self.index.allocated_nodes());
@@ -615,7 +284,7 @@ impl DurableIndex {
         self.options.max_record_bytes.clamp(1, wal::MAX_RECORD_LEN)
     }
 
-    /// Inserts a batch with the semantics of [`BatchInsertable::insert_batch`]: the whole batch
+    /// Inserts a batch with the semantics of [`BatchInsertable::insert_batch`](crate::BatchInsertable::insert_batch): the whole batch
     /// is validated first; in [`BatchMode::AllOrNothing`] one bad item rejects the batch
     /// ([`PersistError::Batch`], nothing logged), in [`BatchMode::BestEffort`] the valid items
     /// are inserted and each bad one is reported in [`BatchReport::failures`] with its position.
@@ -722,7 +391,7 @@ impl DurableIndex {
     pub fn sync(&self) -> Result<()> {
         let mut w = self.writer.lock();
         if w.dirty {
-            return self.repair(&mut w);
+            return self.truncate_to_good_prefix(&mut w);
         }
         if w.log_exists && w.unsynced {
             let path = self.log_path(w.generation);
@@ -745,70 +414,6 @@ impl DurableIndex {
             return Err(PersistError::Poisoned { reason: reason.clone() });
         }
         self.checkpoint_locked(&mut w)
-    }
-
-    fn checkpoint_locked(&self, w: &mut Writer) -> Result<()> {
-        let r = self.checkpoint_steps(w);
-        match &r {
-            Ok(()) => {
-                w.stats.checkpoints += 1;
-                w.stats.last_checkpoint_error = None;
-            }
-            Err(e) => w.stats.last_checkpoint_error = Some(e.to_string()),
-        }
-        r
-    }
-
-    fn checkpoint_steps(&self, w: &mut Writer) -> Result<()> {
-        let b = self.backend.as_ref();
-        // The current log must be complete on disk: if the new snapshot were lost, recovery
-        // falls back to the old snapshot and this log.
-        if w.log_exists {
-            if w.dirty {
-                self.repair(w)?;
-            } else if w.unsynced {
-                let path = self.log_path(w.generation);
-                b.sync(&path).map_err(PersistError::io("sync", &path))?;
-                w.unsynced = false;
-                w.last_sync = Instant::now();
-            }
-        }
-        let next = w.generation + 1;
-        let path = self.dir.join(snapshot_name(next));
-        let tmp = temp_path(&path)?;
-        b.write(&tmp, &save_to_bytes(&self.index)).map_err(PersistError::io("write", &tmp))?;
-        b.sync(&tmp).map_err(PersistError::io("sync", &tmp))?;
-        b.rename(&tmp, &path).map_err(PersistError::io("rename", &tmp))?;
-        // From here the new snapshot may survive a crash: the old log must never grow again.
-        w.generation = next;
-        w.log_exists = false;
-        w.good_len = 0;
-        w.dirty = false;
-        w.unsynced = false;
-        w.stats.generation = next;
-        w.stats.log_bytes = 0;
-        b.sync_dir(&self.dir).map_err(PersistError::io("sync_dir", &self.dir))?;
-        create_log(b, &self.dir, next)?;
-        w.log_exists = true;
-        w.log_version = wal::WAL_VERSION;
-        w.good_len = WAL_HEADER_LEN as u64;
-        w.stats.log_bytes = w.good_len;
-        // The new snapshot is durable: older generations are obsolete.
-        let mut removed = false;
-        for p in b.list(&self.dir).map_err(PersistError::io("list", &self.dir))? {
-            let old = match classify(&p) {
-                FileKind::Snapshot(g) | FileKind::Log(g) => g < next,
-                FileKind::Temp | FileKind::Other => false,
-            };
-            if old {
-                remove_file(b, &p)?;
-                removed = true;
-            }
-        }
-        if removed {
-            b.sync_dir(&self.dir).map_err(PersistError::io("sync_dir", &self.dir))?;
-        }
-        Ok(())
     }
 
     // ----- reads -------------------------------------------------------------------------------
@@ -870,77 +475,5 @@ impl Drop for DurableIndex {
             let _ = self.backend.sync(&self.dir.join(log_name(w.generation)));
         }
         let _ = self.backend.unlock(&self.dir.join(LOCK_NAME));
-    }
-}
-
-/// Removes a file; one that is already gone is fine.
-fn remove_file(b: &dyn Backend, path: &Path) -> Result<()> {
-    match b.remove(path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            Err(PersistError::Io { op: "remove", path: path.to_path_buf(), source: e })
-        }
-        _ => Ok(()),
-    }
-}
-
-/// Creates `wal-<generation>` with its header, durably (file and directory entry).
-fn create_log(b: &dyn Backend, dir: &Path, generation: u64) -> Result<()> {
-    let path = dir.join(log_name(generation));
-    b.write(&path, &wal::encode_header(generation)).map_err(PersistError::io("write", &path))?;
-    b.sync(&path).map_err(PersistError::io("sync", &path))?;
-    b.sync_dir(dir).map_err(PersistError::io("sync_dir", dir))
-}
-
-/// Trains an untrained `Storage::Sq8` index as the logged writes trained it: the first batch
-/// inserted into it trained on all its (valid) items, and a logged batch is the group of insert
-/// records starting at the first one (split by `max_record_bytes`, joined by `continued`), so
-/// replay trains on that whole group before applying its first record. Nothing for other
-/// storages or a trained index.
-fn train_from_first_group<'a>(index: &Index, entries: impl Iterator<Item = &'a wal::WalEntry>) {
-    if index.check_trained().is_ok() {
-        return;
-    }
-    let mut rows: Vec<&[f32]> = Vec::new();
-    let mut started = false;
-    for e in entries {
-        match &e.record {
-            WalRecord::Insert { dim, vectors, .. } | WalRecord::InsertItems { dim, vectors, .. }
-                if *dim == index.dim() && *dim > 0 =>
-            {
-                started = true;
-                rows.extend(vectors.chunks_exact(*dim).filter(|v| index.validate_vector(v).is_ok()));
-            }
-            // Deletes and updates before the first insert change nothing in an empty index.
-            _ if !started => continue,
-            _ => {}
-        }
-        if started && !e.continued {
-            break;
-        }
-    }
-    index.train_sq8_on(rows.len(), |i| rows[i]);
-}
-
-/// Applies a replayed record; returns how many of its items could not be applied.
-fn apply_record(index: &Index, record: &WalRecord) -> usize {
-    match record {
-        WalRecord::Insert { ids, dim, vectors } => {
-            if *dim != index.dim() || *dim == 0 {
-                return ids.len();
-            }
-            let items: Vec<(u64, &[f32])> = ids.iter().copied().zip(vectors.chunks_exact(*dim)).collect();
-            let opts = BatchOptions::new().mode(BatchMode::BestEffort);
-            match index.insert_batch(&items, &opts) {
-                Ok(r) => ids.len() - r.inserted,
-                Err(_) => ids.len(),
-            }
-        }
-        WalRecord::Delete { ids } => ids.iter().filter(|&&id| index.delete(id).is_err()).count(),
-        WalRecord::Update { id, vector } => usize::from(index.update(*id, vector).is_err()),
-        WalRecord::InsertItems { .. }
-        | WalRecord::UpdateWithMetadata { .. }
-        | WalRecord::PatchMetadata { .. }
-        | WalRecord::SetExpiry { .. }
-        | WalRecord::FieldIndex { .. } => super::durable_items::apply_record(index, record),
     }
 }
