@@ -13,6 +13,10 @@ use rand::{Rng, SeedableRng};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+#[path = "common/cpu_time.rs"]
+mod cpu_time;
+use cpu_time::cpu_seconds;
+
 const DIM: usize = 384;
 
 fn main() {
@@ -107,18 +111,4 @@ fn report(what: &str, path: &Path, rows: usize, t: Duration) {
         rows as f64 / secs,
         bytes as f64 / 1e6 / secs
     );
-}
-
-/// Seconds this thread has run on a CPU (`CLOCK_THREAD_CPUTIME_ID`).
-#[cfg(target_os = "linux")]
-fn cpu_seconds() -> Option<f64> {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: `ts` is a valid, writable timespec; the call writes only it.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    (rc == 0).then_some(ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9)
-}
-
-#[cfg(not(target_os = "linux"))]
-fn cpu_seconds() -> Option<f64> {
-    None
 }

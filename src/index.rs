@@ -330,7 +330,7 @@ impl Index {
 
     /// Trains on a seeded sample of at most [`SQ8_TRAIN_SAMPLE`] of the `count` valid rows
     /// `row(i)`, unless the index is already trained. Deterministic for a given seed and rows,
-    /// which log replay relies on (`durable.rs`).
+    /// which log replay relies on (`persist/durable/recovery.rs`).
     pub(crate) fn train_sq8_on<'a>(&self, count: usize, row: impl Fn(usize) -> &'a [f32]) {
         if self.cfg.storage != Storage::Sq8 || self.sq8.get().is_some() || count == 0 {
             return;

@@ -667,7 +667,7 @@ pub(super) fn apply_record(index: &Index, record: &WalRecord) -> usize {
             index.drop_field_index(field);
             0
         }
-        // The version-1 kinds are applied by `durable::apply_record`.
+        // The version-1 kinds are applied by `durable::recovery::apply_record`.
         WalRecord::Insert { ids, .. } | WalRecord::Delete { ids } => ids.len(),
         WalRecord::Update { .. } => 1,
     }
