@@ -9,8 +9,7 @@ use hnsw_batch::persist::{
     DurableIndex, DurableOptions, PersistError, RecoveryReport, SNAPSHOT_MAGIC, SNAPSHOT_VERSION,
 };
 use hnsw_batch::{
-    BatchOptions, BatchReport, DeleteOptions, Expiry, Filter, Index, IndexConfig, IndexError, Metadata,
-    Neighbour,
+    BatchOptions, BatchReport, DeleteOptions, Filter, Index, IndexConfig, IndexError, IndexView,
 };
 
 use crate::error::{io_message, CliError, Result};
@@ -36,65 +35,20 @@ pub enum Handle {
     Durable(DurableIndex),
 }
 
+/// Every read (searches, vectors, ids, metadata, counters) is the index's [`IndexView`]'s,
+/// whichever kind of index the handle holds.
+impl std::ops::Deref for Handle {
+    type Target = IndexView;
+
+    fn deref(&self) -> &IndexView {
+        match self {
+            Handle::Plain(i) => i.view(),
+            Handle::Durable(d) => d.view(),
+        }
+    }
+}
+
 impl Handle {
-    /// Its parameters.
-    pub fn config(&self) -> &IndexConfig {
-        match self {
-            Handle::Plain(i) => i.config(),
-            Handle::Durable(d) => d.config(),
-        }
-    }
-
-    /// Vector dimension.
-    pub fn dim(&self) -> usize {
-        self.config().dim
-    }
-
-    /// Live vectors.
-    pub fn len(&self) -> usize {
-        match self {
-            Handle::Plain(i) => i.len(),
-            Handle::Durable(d) => d.len(),
-        }
-    }
-
-    /// Every live id, in no particular order.
-    pub fn ids(&self) -> Vec<u64> {
-        match self {
-            Handle::Plain(i) => i.ids(),
-            Handle::Durable(d) => d.ids(),
-        }
-    }
-
-    /// The stored vector of `id`.
-    pub fn get(&self, id: u64) -> Option<Vec<f32>> {
-        match self {
-            Handle::Plain(i) => i.get(id),
-            Handle::Durable(d) => d.get(id),
-        }
-    }
-
-    /// Approximate bytes held in memory.
-    pub fn memory_bytes(&self) -> usize {
-        match self {
-            Handle::Plain(i) => i.memory_bytes(),
-            Handle::Durable(d) => d.memory_bytes(),
-        }
-    }
-
-    /// Searches many queries in parallel on the current rayon pool.
-    pub fn search_batch(
-        &self,
-        queries: &[Vec<f32>],
-        k: usize,
-        ef: usize,
-    ) -> hnsw_batch::Result<Vec<Vec<Neighbour>>> {
-        match self {
-            Handle::Plain(i) => i.search_batch(queries, k, ef),
-            Handle::Durable(d) => d.search_batch(queries, k, ef),
-        }
-    }
-
     /// Batch insert of items with their metadata on the current rayon pool (logged first for a
     /// durable index).
     pub fn insert_items(&self, items: &[Item<Vec<f32>>], opts: &BatchOptions) -> Result<BatchReport> {
@@ -105,44 +59,6 @@ impl Handle {
             Handle::Durable(d) => d
                 .insert_items(items, opts)
                 .map_err(|e| persist_error("insert into the durable index", d.dir(), e)),
-        }
-    }
-
-    /// The metadata of `id` (empty when it has none); `None` when absent or expired.
-    pub fn get_metadata(&self, id: u64) -> Option<Metadata> {
-        match self {
-            Handle::Plain(i) => i.get_metadata(id),
-            Handle::Durable(d) => d.get_metadata(id),
-        }
-    }
-
-    /// The expiry of `id`; `None` when absent or expired.
-    pub fn get_expiry(&self, id: u64) -> Option<Expiry> {
-        match self {
-            Handle::Plain(i) => i.get_expiry(id),
-            Handle::Durable(d) => d.get_expiry(id),
-        }
-    }
-
-    /// The indexed metadata fields.
-    pub fn field_indexes(&self) -> Vec<String> {
-        match self {
-            Handle::Plain(i) => i.field_indexes(),
-            Handle::Durable(d) => d.field_indexes(),
-        }
-    }
-
-    /// [`search_batch`](Self::search_batch) keeping only items whose metadata matches `filter`.
-    pub fn search_batch_where(
-        &self,
-        queries: &[Vec<f32>],
-        k: usize,
-        ef: usize,
-        filter: &Filter,
-    ) -> hnsw_batch::Result<Vec<Vec<Neighbour>>> {
-        match self {
-            Handle::Plain(i) => i.search_batch_where(queries, k, ef, filter),
-            Handle::Durable(d) => d.search_batch_where(queries, k, ef, filter),
         }
     }
 

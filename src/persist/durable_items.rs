@@ -38,9 +38,9 @@ use crate::batch_ops::{check_guards, filter_report, split_repeats, Change, Delet
 use crate::error::IndexError;
 use crate::expiry::{Clock, Expiry};
 use crate::filter::Filter;
-use crate::index::{Index, Neighbour};
-use crate::items::{FilterPlan, FilteredSearchStats, Item, MetaPatch, Side};
-use crate::metadata::{MetaLimits, Metadata};
+use crate::index::Index;
+use crate::items::{Item, MetaPatch, Side};
+use crate::metadata::Metadata;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Instant;
@@ -535,82 +535,13 @@ impl DurableIndex {
         Ok(true)
     }
 
-    // ----- reads -------------------------------------------------------------------------------
-
-    /// The indexed fields, sorted.
-    pub fn field_indexes(&self) -> Vec<String> {
-        self.index.field_indexes()
-    }
-
-    /// See [`Index::get_metadata`].
-    pub fn get_metadata(&self, id: u64) -> Option<Metadata> {
-        self.index.get_metadata(id)
-    }
-
-    /// See [`Index::get_expiry`].
-    pub fn get_expiry(&self, id: u64) -> Option<Expiry> {
-        self.index.get_expiry(id)
-    }
-
-    /// The metadata limits in force (those the index was created with; see
-    /// [`Index::set_meta_limits`]).
-    pub fn meta_limits(&self) -> MetaLimits {
-        self.index.meta_limits()
-    }
+    // Reads (metadata, expiry, field indexes, `count`, filtered searches) are `IndexView`'s,
+    // which `DurableIndex` dereferences to.
 
     /// Sets the clock expiry is read from (see [`Index::set_clock`]). The clock is not part of
     /// the durable state: a reopened index reads the system clock until told otherwise.
     pub fn set_clock(&self, clock: Arc<dyn Clock>) {
         self.index.set_clock(clock);
-    }
-
-    /// The index clock's time, in unix milliseconds.
-    pub fn now_ms(&self) -> u64 {
-        self.index.now_ms()
-    }
-
-    /// See [`Index::count`].
-    pub fn count(&self, filter: &Filter) -> crate::Result<usize> {
-        self.index.count(filter)
-    }
-
-    /// See [`Index::ids_where`].
-    pub fn ids_where(&self, filter: &Filter) -> crate::Result<Vec<u64>> {
-        self.index.ids_where(filter)
-    }
-
-    /// See [`Index::search_where`].
-    pub fn search_where(
-        &self,
-        query: &[f32],
-        k: usize,
-        ef: usize,
-        filter: &Filter,
-    ) -> crate::Result<Vec<Neighbour>> {
-        self.index.search_where(query, k, ef, filter)
-    }
-
-    /// See [`Index::search_where_with`].
-    pub fn search_where_with(
-        &self,
-        query: &[f32],
-        k: usize,
-        ef: usize,
-        filter: &Filter,
-        plan: FilterPlan,
-    ) -> crate::Result<(Vec<Neighbour>, FilteredSearchStats)> {
-        self.index.search_where_with(query, k, ef, filter, plan)
-    }
-
-    /// See [`Index::search_batch_where`].
-    pub fn search_batch_where(
-        &self,
-        queries: &[Vec<f32>],
-        k: usize,
-        ef: usize,
-        filter: &Filter,
-    ) -> crate::Result<Vec<Vec<Neighbour>>> {
-        self.index.search_batch_where(queries, k, ef, filter)
     }
 }
 

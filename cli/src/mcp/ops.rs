@@ -578,7 +578,7 @@ impl Store {
             Source::open_with(&path, req.format.map(input_format), ids.as_deref(), false, &default_fields())
                 .map_err(cli_error)?;
         let mut state = self.write();
-        let before = state.as_ref().map_or(0, Handle::len);
+        let before = state.as_ref().map_or(0, |h| h.len());
         // Where the log of an index this import creates starts.
         let fresh = std::cell::Cell::new(None);
         let make = |cfg: IndexConfig| {
@@ -589,7 +589,7 @@ impl Store {
         let progress = Progress::new(true, 0, "vectors");
         let built =
             build::ingest(&mut src, &self.create, 0, 50_000, req.max_errors, &progress, &mut state, &make);
-        let after = state.as_ref().map_or(0, Handle::len);
+        let after = state.as_ref().map_or(0, |h| h.len());
         if fresh.get().is_some_and(|f| unwritten(state.as_ref(), f)) {
             self.forget_created(&mut state);
         } else if let Some(Handle::Durable(d)) = state.as_ref() {
