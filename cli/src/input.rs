@@ -96,6 +96,24 @@ pub struct FieldArgs {
     pub delimiter: char,
 }
 
+/// The flags' defaults (`id`, `vector`, `metadata`, `expires_at`, `;`, `,`), for callers that
+/// read files without a command line (`bench`, the MCP server). A test checks that they are
+/// what clap gives for no arguments.
+impl Default for FieldArgs {
+    fn default() -> Self {
+        FieldArgs {
+            id_field: "id".into(),
+            vector_field: "vector".into(),
+            metadata_field: "metadata".into(),
+            expires_field: "expires_at".into(),
+            vector_prefix: None,
+            vector_separator: ';',
+            metadata_columns: None,
+            delimiter: ',',
+        }
+    }
+}
+
 impl FieldArgs {
     /// JSON Lines options from the flags.
     pub fn jsonl(&self, auto_id: bool) -> JsonlOptions {
@@ -598,4 +616,23 @@ pub fn read_all(path: &Path, format: Option<InputFormat>, fields: &FieldArgs) ->
         }
     }
     Ok((rows, src.is_byte_input()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `FieldArgs::default()` is what the flags give with no arguments: a changed
+    /// `default_value` without the matching change here fails.
+    #[test]
+    fn field_defaults_match_the_flags() {
+        #[derive(clap::Parser)]
+        struct Defaults {
+            #[command(flatten)]
+            fields: FieldArgs,
+        }
+        let parsed =
+            <Defaults as clap::Parser>::try_parse_from(["defaults"]).expect("no arguments parse").fields;
+        assert_eq!(format!("{parsed:?}"), format!("{:?}", FieldArgs::default()));
+    }
 }

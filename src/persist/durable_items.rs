@@ -225,14 +225,7 @@ impl DurableIndex {
         let Some(meta) = meta else { return self.update(id, vector) };
         let mut w = self.writer.lock();
         self.index.meta_limits().check(&meta).map_err(IndexError::from)?;
-        self.index.validate_vector(vector).map_err(IndexError::from)?;
-        self.index.check_trained()?;
-        if !self.index.contains(id) {
-            return Err(IndexError::NotFound { id }.into());
-        }
-        if self.index.allocated_nodes() >= u32::MAX as usize - 1 {
-            return Err(IndexError::CapacityExceeded { limit: u32::MAX as u64 - 1 }.into());
-        }
+        self.check_update(id, vector)?;
         let bytes = Side::new(&meta, Expiry::Never).meta;
         let record = WalRecord::UpdateWithMetadata { id, vector: vector.to_vec(), metadata: meta };
         self.commit(&mut w, &wal::encode_record(&record, false))?;

@@ -277,7 +277,7 @@ pub(crate) fn load_dataset(args: &BenchArgs, log: &dyn Fn(&str)) -> Result<Datas
         .and_then(|v| v.as_str())
         .map(str::to_string)
         .unwrap_or_else(|| dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
-    let fields = no_fields();
+    let fields = FieldArgs::default();
     let base_path = find_file(dir, "base", &["fvecs", "bvecs"])?;
     let query_path = find_file(dir, "query", &["fvecs", "bvecs"])?;
     let gt_path = find_file(dir, "gt", &["ivecs"])?;
@@ -320,19 +320,6 @@ pub(crate) fn load_dataset(args: &BenchArgs, log: &dyn Fn(&str)) -> Result<Datas
     let bytes =
         byte_file || base.iter().all(|v| v.iter().all(|&x| (0.0..=255.0).contains(&x) && x.fract() == 0.0));
     Ok(Dataset { name, metric, base, queries, gt, bytes })
-}
-
-fn no_fields() -> FieldArgs {
-    FieldArgs {
-        id_field: "id".into(),
-        vector_field: "vector".into(),
-        metadata_field: "metadata".into(),
-        expires_field: "expires_at".into(),
-        vector_prefix: None,
-        vector_separator: ';',
-        metadata_columns: None,
-        delimiter: ',',
-    }
 }
 
 /// Queries per second of `run` (which answers `n` queries): the fastest of repeated passes over

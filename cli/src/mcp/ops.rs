@@ -561,7 +561,8 @@ impl Store {
         let Some(h) = state.as_ref() else {
             return Err(ToolError::new("no_index", "the index does not exist yet: add documents first"));
         };
-        let n = export::write(h, &path, format, ids_path.as_deref(), &default_fields()).map_err(cli_error)?;
+        let n =
+            export::write(h, &path, format, ids_path.as_deref(), &FieldArgs::default()).map_err(cli_error)?;
         Ok(json!({
             "exported": n,
             "path": path.display().to_string(),
@@ -574,9 +575,14 @@ impl Store {
     pub fn import(&self, req: Import) -> ToolResult {
         let path = self.resolve(&req.path, "path")?;
         let ids = req.ids_path.as_deref().map(|p| self.resolve(p, "ids_path")).transpose()?;
-        let mut src =
-            Source::open_with(&path, req.format.map(input_format), ids.as_deref(), false, &default_fields())
-                .map_err(cli_error)?;
+        let mut src = Source::open_with(
+            &path,
+            req.format.map(input_format),
+            ids.as_deref(),
+            false,
+            &FieldArgs::default(),
+        )
+        .map_err(cli_error)?;
         let mut state = self.write();
         let before = state.as_ref().map_or(0, |h| h.len());
         // Where the log of an index this import creates starts.
@@ -686,36 +692,6 @@ fn input_format(f: Format) -> InputFormat {
         Format::Npy => InputFormat::Npy,
         Format::Fvecs => InputFormat::Fvecs,
         Format::Bvecs => InputFormat::Bvecs,
-    }
-}
-
-/// The CLI's default field mapping (`id`, `vector`, `metadata`, `expires_at`), as its flags
-/// define it.
-fn default_fields() -> FieldArgs {
-    clap_default_fields().unwrap_or_else(fallback_fields)
-}
-
-fn clap_default_fields() -> Option<FieldArgs> {
-    #[derive(clap::Parser)]
-    struct Defaults {
-        #[command(flatten)]
-        fields: FieldArgs,
-    }
-    <Defaults as clap::Parser>::try_parse_from(["defaults"]).ok().map(|d| d.fields)
-}
-
-/// The same defaults written out, should the flags ever fail to parse (the tests check that
-/// they do not, and that the two agree).
-fn fallback_fields() -> FieldArgs {
-    FieldArgs {
-        id_field: "id".into(),
-        vector_field: "vector".into(),
-        metadata_field: "metadata".into(),
-        expires_field: "expires_at".into(),
-        vector_prefix: None,
-        vector_separator: ';',
-        metadata_columns: None,
-        delimiter: ',',
     }
 }
 
@@ -1152,12 +1128,6 @@ fn update_vectors(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn default_fields_come_from_the_cli_flags_and_match_the_fallback() {
-        let parsed = clap_default_fields().expect("the field flags parse with no arguments");
-        assert_eq!(format!("{parsed:?}"), format!("{:?}", fallback_fields()));
-    }
 
     #[test]
     fn floats_are_written_in_their_shortest_f32_form() {

@@ -370,6 +370,19 @@ impl DurableIndex {
     /// Errors: those of [`Index::update`] (nothing logged), I/O, [`PersistError::Poisoned`].
     pub fn update(&self, id: u64, vector: &[f32]) -> Result<()> {
         let mut w = self.writer.lock();
+        self.check_update(id, vector)?;
+        self.commit(&mut w, &wal::encode_record(&WalRecord::Update { id, vector: vector.to_vec() }, false))?;
+        if let Err(e) = self.index.update(id, vector) {
+            return Err(self.poison(&mut w, format!("logged update of id {id} failed in memory: {e}")));
+        }
+        self.after_write(&mut w);
+        Ok(())
+    }
+
+    /// What refuses an update before anything is logged: the vector, an untrained `sq8` index,
+    /// an absent id, no node number left. Called with the writer lock held, so the id cannot
+    /// go away between this check and the log record.
+    pub(super) fn check_update(&self, id: u64, vector: &[f32]) -> Result<()> {
         self.index.validate_vector(vector).map_err(IndexError::from)?;
         self.index.check_trained()?;
         if !self.index.contains(id) {
@@ -378,11 +391,6 @@ impl DurableIndex {
         if self.index.allocated_nodes() >= u32::MAX as usize - 1 {
             return Err(IndexError::CapacityExceeded { limit: u32::MAX as u64 - 1 }.into());
         }
-        self.commit(&mut w, &wal::encode_record(&WalRecord::Update { id, vector: vector.to_vec() }, false))?;
-        if let Err(e) = self.index.update(id, vector) {
-            return Err(self.poison(&mut w, format!("logged update of id {id} failed in memory: {e}")));
-        }
-        self.after_write(&mut w);
         Ok(())
     }
 
