@@ -587,12 +587,7 @@ impl Index {
         let start = Instant::now();
         let tracker = Tracker::new(items.len(), opts.progress.as_ref(), opts.cancel.as_ref());
         let mut report = BatchReport { total: items.len(), ..Default::default() };
-        let mut failures = self.validate_batch(items);
-        if !extra_failures.is_empty() {
-            failures.extend(extra_failures);
-            failures.sort_by_key(|f| f.index);
-            failures.dedup_by_key(|f| f.index);
-        }
+        let mut failures = self.validate_batch_with(items, extra_failures);
         if opts.mode == BatchMode::AllOrNothing {
             if let Some(f) = failures.first() {
                 report.elapsed = start.elapsed();
@@ -647,6 +642,24 @@ impl Index {
 
     /// Checks every item without changing anything: vector validity (in parallel), duplicates
     /// inside the batch and against the index. Failures come back in input order.
+    /// [`validate_batch`](Self::validate_batch) merged with failures found elsewhere (side
+    /// data), one per item in input order: an item's vector error is reported before its
+    /// metadata error, as `Index::insert_items` and `DurableIndex::insert_items` both report.
+    pub(crate) fn validate_batch_with<V: AsRef<[f32]> + Sync>(
+        &self,
+        items: &[(u64, V)],
+        extra: Vec<BatchFailure>,
+    ) -> Vec<BatchFailure> {
+        let mut failures = self.validate_batch(items);
+        if !extra.is_empty() {
+            failures.extend(extra);
+            // Stable sort: of two failures of one item the vector's (pushed first) stays first.
+            failures.sort_by_key(|f| f.index);
+            failures.dedup_by_key(|f| f.index);
+        }
+        failures
+    }
+
     pub(crate) fn validate_batch<V: AsRef<[f32]> + Sync>(&self, items: &[(u64, V)]) -> Vec<BatchFailure> {
         let mut failures = self.validate_vectors(items);
         // Only valid items claim an id: an item rejected for its vector is never inserted, so a

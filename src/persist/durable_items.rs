@@ -137,13 +137,7 @@ impl DurableIndex {
             let report = BatchReport { total: items.len(), ..Default::default() };
             return Err(BatchError::Cancelled { report: Box::new(report) }.into());
         }
-        let mut failures = self.index.validate_batch(items);
-        if !extra_failures.is_empty() {
-            // As `Index::insert_items` reports them: a vector error before a metadata one.
-            failures.extend(extra_failures);
-            failures.sort_by_key(|f| f.index);
-            failures.dedup_by_key(|f| f.index);
-        }
+        let mut failures = self.index.validate_batch_with(items, extra_failures);
         if opts.mode == BatchMode::AllOrNothing {
             if let Some(f) = failures.first() {
                 return Err(f.error.clone().into());
