@@ -1135,7 +1135,16 @@ impl Index {
             for l in (1..=top).rev() {
                 cur = self.greedy(&p, cur, l, s);
             }
-            self.layer_search(&p, &[cur], 0, ef, s, accept);
+            self.layer_search(&p, &[cur], 0, ef, s, &accept);
+            if s.results.len() < k && cur.n != ep && self.len() > s.results.len() {
+                // The descent ended on a node from which level 0 reaches too few live ones (a
+                // tombstone whose neighbours are tombstones too, waiting to be unlinked): walk
+                // again from the entry point as well, which is live and from which every live
+                // node is reachable (`repair.rs`). Rare, so the common query pays nothing.
+                let seeds = [cur, Cand { d: self.dist(&p, ep), n: ep }];
+                s.dists += 1;
+                self.layer_search(&p, &seeds, 0, ef, s, &accept);
+            }
             let (out, exact_rescored) = self.finish(q, s, k);
             (out, SearchStats { distance_computations: s.dists, exact_rescored })
         })
