@@ -50,6 +50,7 @@ mod arena;
 mod batch;
 mod batch_ops;
 mod config;
+mod convert;
 pub mod distance;
 mod epoch;
 mod error;

@@ -337,6 +337,37 @@ fn export(index: &Index) -> Export {
     Export { nodes, entry, inconsistent, old_of }
 }
 
+/// The parts of `index` that [`rebuild`] turns back into an index: its nodes as [`export`]
+/// gives them (tombstones dropped, renumbered densely), the entry point, and the metadata
+/// section's payload. For [`Index::to_storage`](crate::Index::to_storage), which re-encodes
+/// the nodes' vectors in between.
+pub(crate) fn export_parts(index: &Index) -> (Vec<RawNode>, Option<(u32, usize)>, Vec<u8>) {
+    let export = export(index);
+    let meta = encode_meta(index, &export);
+    (export.nodes, export.entry, meta)
+}
+
+/// Builds an index from [`export_parts`] or a snapshot's decoded sections (vectors in `cfg`'s
+/// persisted form; `meta`: the metadata payload, absent in version 1).
+pub(crate) fn rebuild(
+    cfg: IndexConfig,
+    sq8: Option<crate::distance::sq8::Sq8Params>,
+    nodes: Vec<RawNode>,
+    entry: Option<(u32, usize)>,
+    meta: Option<&[u8]>,
+) -> Result<Index> {
+    let meta = meta.map(|p| decode_meta(p, &nodes)).transpose()?;
+    let nodes: Vec<Option<RawNode>> = nodes.into_iter().map(Some).collect();
+    let index = Index::from_raw(cfg, sq8, nodes, entry).map_err(PersistError::corrupt)?;
+    if let Some((limits, fields, sides)) = meta {
+        // Field indexes are rebuilt from the metadata, not stored (RFC 0003).
+        crate::items::restore_side(&index, limits, fields, sides);
+    }
+    // Tombstones were dropped; re-link anything that only they reached.
+    index.repair();
+    Ok(index)
+}
+
 // ----- decoding ------------------------------------------------------------------------------------
 
 /// Decodes a snapshot. Never panics: damaged or hostile input gives an error, and no count read
@@ -369,16 +400,7 @@ pub fn load_from_bytes(bytes: &[u8]) -> Result<Index> {
             return Err(PersistError::corrupt(format!("entry point on level {level}, top level is {top:?}")));
         }
     }
-    let meta = meta_payload.map(|p| decode_meta(p, &nodes)).transpose()?;
-    let nodes: Vec<Option<RawNode>> = nodes.into_iter().map(Some).collect();
-    let index = Index::from_raw(cfg, sq8, nodes, entry).map_err(PersistError::corrupt)?;
-    if let Some((limits, fields, sides)) = meta {
-        // Field indexes are rebuilt from the metadata, not stored (RFC 0003).
-        crate::items::restore_side(&index, limits, fields, sides);
-    }
-    // A snapshot of an index with tombstones drops them; re-link anything that only they reached.
-    index.repair();
-    Ok(index)
+    rebuild(cfg, sq8, nodes, entry, meta_payload)
 }
 
 /// Checks magic, version and flags; returns the version (1 or 2).

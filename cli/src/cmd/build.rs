@@ -6,7 +6,7 @@ use std::time::Instant;
 use clap::Args;
 use hnsw_batch::items::Item as IndexItem;
 use hnsw_batch::{
-    BatchError, BatchFailure, BatchMode, BatchOptions, Expiry, Index, IndexConfig, InvalidReason,
+    BatchError, BatchFailure, BatchMode, BatchOptions, Expiry, Index, IndexConfig, InvalidReason, Storage,
 };
 
 use crate::error::{CliError, Result};
@@ -39,8 +39,20 @@ pub struct BuildArgs {
     /// No progress bar and no summary (warnings and errors are still printed).
     #[arg(short, long)]
     pub quiet: bool,
+    /// Build the graph under this storage, then store the vectors as --storage, keeping the
+    /// graph. `sq8` walks one-byte codes while linking: a faster f32 or f16 build with the
+    /// same recall, for about twice the finished index's memory at the end (-o only).
+    #[arg(long, value_enum, value_name = "STORAGE")]
+    pub build_storage: Option<BuildStorageArg>,
     #[command(flatten)]
     pub input_args: InputArgs,
+}
+
+/// Values of `--build-storage`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BuildStorageArg {
+    /// 8-bit codes with exact `f32` originals (`Storage::Sq8`).
+    Sq8,
 }
 
 /// What a build read.
@@ -213,6 +225,11 @@ pub fn run(args: &BuildArgs, verb: &str) -> Result<()> {
     if !durable {
         store::check_output(dest)?;
     }
+    if durable && args.build_storage.is_some() {
+        return Err(CliError::usage("--build-storage works with -o FILE only, not --durable"));
+    }
+    // The storage asked for, when the graph is built under another one.
+    let finish_as = std::cell::Cell::new(None);
     let mut src = Source::open(&args.input, &args.input_args)?;
     let progress = Progress::new(args.quiet, src.total_rows.unwrap_or(0), "vectors");
     let mut target: Option<Handle> = None;
@@ -234,6 +251,13 @@ pub fn run(args: &BuildArgs, verb: &str) -> Result<()> {
             fold_side_file(&handle, dest)?;
             Ok(handle)
         } else {
+            let cfg = match args.build_storage {
+                Some(BuildStorageArg::Sq8) if cfg.storage != Storage::Sq8 => {
+                    finish_as.set(Some(cfg.storage));
+                    cfg.storage(Storage::Sq8)
+                }
+                _ => cfg,
+            };
             Ok(Handle::Plain(Index::new(cfg).map_err(|e| CliError::usage(e.to_string()))?))
         }
     };
@@ -262,9 +286,21 @@ pub fn run(args: &BuildArgs, verb: &str) -> Result<()> {
             return Err(e);
         }
     };
-    let Some(handle) = target else {
+    let Some(mut handle) = target else {
         return Err(CliError::input(format!("`{}` holds no vectors", args.input.display())));
     };
+    if let (Some(storage), Handle::Plain(index)) = (finish_as.get(), &handle) {
+        // The rows went in under `sq8`, which keeps them exactly; `to_storage` refuses what
+        // `storage` cannot hold, as an insert would have.
+        let converted = index.to_storage(storage).map_err(|e| {
+            CliError::input(format!(
+                "`{}`: cannot store the vectors as {}: {e}",
+                args.input.display(),
+                storage.name()
+            ))
+        })?;
+        handle = Handle::Plain(converted);
+    }
     let build_secs = start.elapsed().as_secs_f64();
     let saved = match &handle {
         Handle::Plain(index) => store::save(index, dest),
