@@ -135,3 +135,15 @@ fn tombstones_are_dropped_and_the_copy_keeps_working() {
     let loaded = hnsw_batch::persist::load_from_bytes(&hnsw_batch::persist::save_to_bytes(&dst)).unwrap();
     assert!(loaded.contains(5000) && !loaded.contains(2));
 }
+
+#[test]
+fn an_empty_index_converts_and_an_empty_sq8_copy_is_untrained() {
+    let src = Index::new(IndexConfig::new(DIM, Metric::L2).m(8).ef_search(33)).unwrap();
+    let dst = src.to_storage(Storage::Sq8).unwrap();
+    assert!(dst.is_empty() && dst.sq8_params().is_none());
+    assert_eq!((dst.config().m, dst.ef()), (8, 33));
+    assert!(matches!(dst.insert(1, &[0.5; DIM]), Err(IndexError::Sq8Untrained)));
+    let f16 = src.to_storage(Storage::F16).unwrap();
+    f16.insert(1, &[0.5; DIM]).unwrap();
+    assert_eq!(f16.search(&[0.5; DIM], 1, 8).unwrap()[0].id, 1);
+}

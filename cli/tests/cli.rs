@@ -231,6 +231,11 @@ fn build_storage_sq8_gives_the_asked_storage_with_exact_vectors_and_recall() {
     expect_code(&o, 1);
     assert!(stderr(&o).contains("--build-storage works with -o FILE only"), "{}", stderr(&o));
     assert!(!p(d.path(), "db").exists());
+    let o =
+        run(d.path(), &["build", "base.fvecs", "-o", "u8.hnsw", "--storage", "u8", "--build-storage", "sq8"]);
+    expect_code(&o, 1);
+    assert!(stderr(&o).contains("u8 storage walks bytes already"), "{}", stderr(&o));
+    assert!(!p(d.path(), "u8.hnsw").exists());
 }
 
 #[test]

@@ -210,6 +210,10 @@ class Index:
     def load(path: PathLike) -> Index:
         """Reads a snapshot written by ``save``. ``FileNotFoundError``/``OSError`` for I/O
         errors, ``ValueError`` for a damaged or foreign file."""
+    def to_storage(self, storage: str) -> Index:
+        """A new index with the same graph, ids, metadata and expiry times, its vectors stored
+        as ``storage`` ("f32", "u8", "f16" or "sq8"); this one is unchanged. ``ValueError`` if a
+        vector cannot be stored that way (``u8`` holds integers 0..=255)."""
     @property
     def dim(self) -> int:
         """Vector dimension."""

@@ -94,6 +94,21 @@ def test_sq8_storage_keeps_originals_and_rescores_exactly(rng):
     np.testing.assert_array_equal(d[:, 0], 0.0)  # re-scored with the exact vectors
 
 
+def test_to_storage_keeps_the_graph_and_gives_exact_f32(rng):
+    X = rng.standard_normal((500, 16)).astype(np.float32)
+    sq8 = hb.Index("cosine", 16, storage="sq8")
+    sq8.add_items(X)
+    f32 = sq8.to_storage("f32")
+    assert (f32.storage, sq8.storage, len(f32)) == ("f32", "sq8", 500)
+    np.testing.assert_allclose(f32.get(9), X[9] / np.linalg.norm(X[9]), rtol=1e-6)
+    got, _ = f32.knn_query(X[:20], k=1, ef=64)
+    np.testing.assert_array_equal(got[:, 0], np.arange(20))
+    with pytest.raises(ValueError):
+        f32.to_storage("u8")  # normalised floats are not bytes
+    with pytest.raises(ValueError):
+        f32.to_storage("f64")
+
+
 def test_padding_when_fewer_than_k():
     index = hb.Index("l2", 2)
     ids, d = index.knn_query(np.zeros((2, 2), np.float32), k=3)

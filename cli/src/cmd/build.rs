@@ -39,9 +39,9 @@ pub struct BuildArgs {
     /// No progress bar and no summary (warnings and errors are still printed).
     #[arg(short, long)]
     pub quiet: bool,
-    /// Build the graph under this storage, then store the vectors as --storage, keeping the
-    /// graph. `sq8` walks one-byte codes while linking: a faster f32 or f16 build with the
-    /// same recall, for about twice the finished index's memory at the end (-o only).
+    /// Build the graph under this storage, then store the vectors as --storage (f32 or f16),
+    /// keeping the graph. `sq8` walks one-byte codes while linking: a faster build with the
+    /// same recall, for more memory at the end, when both indexes exist (-o only).
     #[arg(long, value_enum, value_name = "STORAGE")]
     pub build_storage: Option<BuildStorageArg>,
     #[command(flatten)]
@@ -251,13 +251,19 @@ pub fn run(args: &BuildArgs, verb: &str) -> Result<()> {
             fold_side_file(&handle, dest)?;
             Ok(handle)
         } else {
-            let cfg = match args.build_storage {
-                Some(BuildStorageArg::Sq8) if cfg.storage != Storage::Sq8 => {
-                    finish_as.set(Some(cfg.storage));
-                    cfg.storage(Storage::Sq8)
-                }
-                _ => cfg,
-            };
+            let cfg =
+                match args.build_storage {
+                    // `u8` rows are walked as bytes already; and a row `sq8` takes but `u8` cannot
+                    // hold would fail the whole build at the end instead of being skipped.
+                    Some(BuildStorageArg::Sq8) if cfg.storage == Storage::U8 => return Err(CliError::usage(
+                        "--build-storage sq8 speeds up f32 and f16 builds; u8 storage walks bytes already",
+                    )),
+                    Some(BuildStorageArg::Sq8) if cfg.storage != Storage::Sq8 => {
+                        finish_as.set(Some(cfg.storage));
+                        cfg.storage(Storage::Sq8)
+                    }
+                    _ => cfg,
+                };
             Ok(Handle::Plain(Index::new(cfg).map_err(|e| CliError::usage(e.to_string()))?))
         }
     };
