@@ -147,3 +147,49 @@ fn an_empty_index_converts_and_an_empty_sq8_copy_is_untrained() {
     f16.insert(1, &[0.5; DIM]).unwrap();
     assert_eq!(f16.search(&[0.5; DIM], 1, 8).unwrap()[0].id, 1);
 }
+
+/// A seed from `SEED`, else from the time; printed so a failure can be replayed.
+fn seed() -> u64 {
+    let seed = std::env::var("SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
+    });
+    println!("seed {seed} (replay with SEED={seed})");
+    seed
+}
+
+/// After a random history of inserts, updates and deletes, an `f32` ↔ `sq8` copy holds the same
+/// live ids with bit-identical vectors, so exact searches agree result for result, and its
+/// graph passes the integrity check.
+#[test]
+fn exact_search_agrees_after_random_changes() {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed());
+    let pool = clustered(700, DIM, rng.random());
+    for (from, to) in [(Storage::F32, Storage::Sq8), (Storage::Sq8, Storage::F32)] {
+        let src = build(from, Metric::L2, &pool[..300]);
+        for _ in 0..400 {
+            let id = rng.random_range(0..400u64);
+            let v = &pool[rng.random_range(0..pool.len())];
+            match rng.random_range(0..3) {
+                0 if !src.contains(id) => src.insert(id, v).unwrap(),
+                1 if src.contains(id) => src.update(id, v).unwrap(),
+                2 if src.contains(id) => src.delete(id).unwrap(),
+                _ => {}
+            }
+        }
+        let dst = src.to_storage(to).unwrap();
+        dst.check_integrity().unwrap();
+        let (mut a, mut b) = (src.ids(), dst.ids());
+        a.sort_unstable();
+        b.sort_unstable();
+        assert_eq!(a, b, "{from:?} -> {to:?}: live ids");
+        for &id in &a {
+            assert_eq!(dst.get(id), src.get(id), "{from:?} -> {to:?}: vector of id {id}");
+        }
+        for q in pool.iter().step_by(37) {
+            let x = src.search_exact(q, 10, |_| true).unwrap();
+            let y = dst.search_exact(q, 10, |_| true).unwrap();
+            assert_eq!(x, y, "{from:?} -> {to:?}: exact results");
+        }
+    }
+}
