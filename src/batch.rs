@@ -250,6 +250,17 @@ pub struct BatchOptions {
     /// batch. When it returns `true` the call stops taking items, finishes those under way and
     /// returns [`BatchError::Cancelled`] with the report of what was committed.
     pub cancel: Option<CancelFn>,
+    /// Inserts into an `f32` or `f16` index: gather each item's candidates on temporary 8-bit
+    /// codes of the vectors instead of the stored vectors (default `false`). The walk that finds
+    /// an insert's candidates is bound by the bytes it reads, and a code is a quarter of an
+    /// `f32` row, so a large batch of float embeddings goes in about a third faster, with the
+    /// same recall: links are still chosen with exact distances. The cost is memory while the
+    /// call runs, `dim + 5` bytes per node (about 23 % of a 384-dimension `f32` index, more than
+    /// the under-10 % a batch needs otherwise), freed when it returns. Applies to batches of at
+    /// least 1 024 items and one per 64 vectors already in the index (below that, coding the
+    /// vectors already there costs more than it saves); ignored for `u8` and `sq8`, which walk
+    /// bytes already. See `rfcs/0005-build-under-another-storage.md`.
+    pub coded_walk: bool,
 }
 
 impl std::fmt::Debug for BatchOptions {
@@ -259,6 +270,7 @@ impl std::fmt::Debug for BatchOptions {
             .field("batch_size", &self.batch_size)
             .field("progress", &self.progress.is_some())
             .field("cancel", &self.cancel.is_some())
+            .field("coded_walk", &self.coded_walk)
             .finish()
     }
 }
@@ -286,6 +298,11 @@ impl BatchOptions {
     /// Sets the cancellation check.
     pub fn cancel_when(mut self, f: impl Fn() -> bool + Send + Sync + 'static) -> Self {
         self.cancel = Some(Arc::new(f));
+        self
+    }
+    /// Sets [`coded_walk`](Self::coded_walk).
+    pub fn coded_walk(mut self, on: bool) -> Self {
+        self.coded_walk = on;
         self
     }
 }
@@ -594,17 +611,29 @@ impl Index {
                 return Err((f.error.clone(), Box::new(report)));
             }
         }
-        if self.check_trained().is_err() {
-            // The first batch into an untrained `sq8` index trains it on its valid items.
+        let untrained = self.check_trained().is_err();
+        let valid: Vec<usize> = if untrained || opts.coded_walk {
             let mut bad: Vec<usize> = failures.iter().map(|f| f.index).collect();
             bad.sort_unstable();
-            let valid: Vec<usize> = (0..items.len()).filter(|i| bad.binary_search(i).is_err()).collect();
+            (0..items.len()).filter(|i| bad.binary_search(i).is_err()).collect()
+        } else {
+            // Not needed: a plain batch keeps its extra memory under 10 % of the index.
+            Vec::new()
+        };
+        // The first batch into an untrained `sq8` index trains it on its valid items.
+        if untrained {
             self.train_sq8_on(valid.len(), |j| items[valid[j]].1.as_ref());
         }
+        let walk = if opts.coded_walk {
+            crate::walk_codes::WalkSession::begin(self, valid.len(), |j| items[valid[j]].1.as_ref())
+        } else {
+            None
+        };
         tracker.start();
         let chunk = chunk_len(opts.batch_size, items.len());
         let result = self.insert_chunks(items, &mut failures, opts.mode, chunk, &tracker, &mut report, side);
         tracker.finish();
+        drop(walk);
         failures.sort_by_key(|f| f.index);
         report.failures = failures;
         report.elapsed = start.elapsed();

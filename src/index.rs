@@ -96,13 +96,16 @@ pub const SQ8_TRAIN_SAMPLE: usize = 100_000;
 pub(crate) struct Probe<'a> {
     pub(crate) v: &'a [f32],
     sq8: Option<Sq8Query>,
+    /// A batch's walk codes with this vector prepared for them (`walk_codes.rs`): nodes that
+    /// have a code are compared through it, the others exactly.
+    walk: Option<(&'a crate::walk_codes::WalkCodes, Sq8Query)>,
 }
 
 impl<'a> Probe<'a> {
     /// A probe without a prepared SQ8 form: under [`Storage::Sq8`] its distances are the exact
     /// ones to the `f32` originals; other storages ignore the difference.
     pub(crate) fn exact(v: &'a [f32]) -> Self {
-        Probe { v, sq8: None }
+        Probe { v, sq8: None, walk: None }
     }
 }
 
@@ -158,6 +161,8 @@ pub struct Index {
     pub(crate) clock: parking_lot::RwLock<std::sync::Arc<dyn crate::expiry::Clock>>,
     /// The beam width of searches that pass none (`search.rs`), from `cfg.ef_search`.
     pub(crate) default_ef: AtomicUsize,
+    /// The codes a large batch walks while it runs (`walk_codes.rs`); `None` otherwise.
+    pub(crate) walk: crate::walk_codes::WalkSlot,
 }
 
 impl std::fmt::Debug for Index {
@@ -212,6 +217,7 @@ impl Index {
             expiring: AtomicUsize::new(0),
             clock: parking_lot::RwLock::new(std::sync::Arc::new(crate::expiry::SystemClock)),
             default_ef: AtomicUsize::new(config.ef_search),
+            walk: crate::walk_codes::WalkSlot::default(),
             cfg: config,
         })
     }
@@ -480,6 +486,11 @@ impl Index {
     #[inline(always)]
     pub(crate) fn dist(&self, q: &Probe<'_>, n: u32) -> f32 {
         debug_assert!(epoch::is_pinned(), "vector read outside an epoch pin");
+        if let Some((codes, wq)) = &q.walk {
+            if let Some(d) = codes.dist(wq, n, self.ck.dot_u8i8) {
+                return d;
+            }
+        }
         // SAFETY: see above.
         unsafe {
             match self.kind {
@@ -535,7 +546,7 @@ impl Index {
             }
             _ => None,
         };
-        Probe { v, sq8 }
+        Probe { v, sq8, walk: None }
     }
 
     /// Node `n` as a query: borrowed for `f32` storage (and the `f32` original, prepared, for
@@ -722,7 +733,13 @@ impl Index {
         let ok = unsafe { self.store.init_node(node, id, level, &bytes, exact) };
         s.bytes = bytes;
         if ok {
-            let p = self.probe(q);
+            let walk = self.walk.current();
+            let mut p = self.probe(q);
+            if let Some(codes) = walk.as_deref() {
+                // Before linking: from then on other inserts can walk to this node.
+                codes.record_new(node, q);
+                p.walk = Some((codes, codes.prepare(q)));
+            }
             self.link(node, &p, level, s);
         }
         ok
@@ -982,15 +999,26 @@ impl Index {
     }
 
     /// Whether node `n`, at walk distance `d` from `q`, is an exact duplicate of it. Under
-    /// [`Storage::Sq8`] walk distances are approximate, so a small one is checked exactly.
+    /// [`Storage::Sq8`], or on a batch's walk codes, walk distances are approximate, so a small
+    /// one is checked exactly.
     fn is_duplicate(&self, q: &Probe<'_>, n: u32, d: f32) -> bool {
-        if self.cfg.storage != Storage::Sq8 {
+        if self.cfg.storage != Storage::Sq8 && q.walk.is_none() {
             return d <= DUPLICATE_DIST;
         }
         self.dist(&Probe::exact(q.v), n) <= DUPLICATE_DIST
     }
 
     // ----- search ------------------------------------------------------------------------------
+
+    /// Starts loading what [`dist`](Self::dist) will read for node `n`: its code when the probe
+    /// walks a batch's codes and `n` has one, else its stored vector.
+    #[inline(always)]
+    fn prefetch_walk(&self, q: &Probe<'_>, n: u32) {
+        match &q.walk {
+            Some((codes, _)) if codes.prefetch(n) => {}
+            _ => self.store.prefetch_vector(n),
+        }
+    }
 
     /// Greedy walk on one upper level towards the query.
     pub(crate) fn greedy(&self, q: &Probe<'_>, mut cur: Cand, level: usize, s: &mut Scratch) -> Cand {
@@ -1077,7 +1105,7 @@ impl Index {
             // Start the loads this candidate's distances and the next candidate's list will
             // need while the CPU computes: the walk is bound by memory latency, not arithmetic.
             for &nb in s.ids.iter().take(PREFETCH_AHEAD) {
-                self.store.prefetch_vector(nb);
+                self.prefetch_walk(q, nb);
             }
             if level == 0 {
                 if let Some(Reverse(next)) = s.cands.peek() {
@@ -1086,7 +1114,7 @@ impl Index {
             }
             for j in 0..s.ids.len() {
                 if let Some(&next) = s.ids.get(j + PREFETCH_AHEAD) {
-                    self.store.prefetch_vector(next);
+                    self.prefetch_walk(q, next);
                 }
                 let nb = s.ids[j];
                 let d = self.dist(q, nb);

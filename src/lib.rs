@@ -71,6 +71,7 @@ mod scratch;
 mod search;
 mod store;
 mod view;
+mod walk_codes;
 pub mod writer;
 
 pub use batch::{

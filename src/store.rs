@@ -735,6 +735,16 @@ impl Drop for NodeStore {
 /// buffers are full) and 1 line slightly slower.
 const PREFETCH_VECTOR_BYTES: usize = 512;
 
+/// Hints the cache lines of `[p, p + len)` (a no-op off x86-64): for buffers outside the store
+/// that the walk reads, such as a batch's walk codes.
+#[inline(always)]
+pub(crate) fn prefetch_bytes(p: *const u8, len: usize) {
+    #[cfg(target_arch = "x86_64")]
+    prefetch_lines(p, len);
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (p, len);
+}
+
 /// Hints the cache lines of `[p, p + len)`.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]

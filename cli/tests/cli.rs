@@ -187,55 +187,40 @@ fn build_info_search_fvecs_with_recall() {
 }
 
 #[test]
-fn build_storage_sq8_gives_the_asked_storage_with_exact_vectors_and_recall() {
+fn coded_walk_build_keeps_exact_vectors_and_recall() {
     let d = tmp();
-    let base = vectors(600, 16, 5, false);
+    // Past the 1 024 items a batch needs for codes.
+    let base = vectors(1500, 16, 5, false);
     let queries = vectors(30, 16, 6, false);
     write_fvecs(p(d.path(), "base.fvecs"), &base).unwrap();
     write_fvecs(p(d.path(), "query.fvecs"), &queries).unwrap();
     write_ivecs(p(d.path(), "gt.ivecs"), ground_truth(&base, &queries, 10)).unwrap();
-    let o = run(
-        d.path(),
-        &[
-            "build",
-            "base.fvecs",
-            "-o",
-            "ix.hnsw",
-            "--storage",
-            "f32",
-            "--build-storage",
-            "sq8",
-            "--threads",
-            "2",
-        ],
-    );
-    expect_code(&o, 0);
-    assert!(stdout(&o).contains("f32 storage"), "{}", stdout(&o));
-    let o = run(d.path(), &["info", "ix.hnsw"]);
-    assert!(stdout(&o).contains("storage         f32"), "{}", stdout(&o));
-    let index = hnsw_batch::Index::load(p(d.path(), "ix.hnsw")).unwrap();
-    assert_eq!(index.get(42).unwrap(), base[42], "the f32 index holds the exact vectors");
-    let o =
-        run(d.path(), &["search", "ix.hnsw", "query.fvecs", "-k", "10", "--ef", "64", "--gt", "gt.ivecs"]);
-    expect_code(&o, 0);
-    let recall: f64 = stdout(&o)
-        .lines()
-        .find_map(|l| l.strip_prefix("recall@10: "))
-        .expect("recall line")
-        .trim()
-        .parse()
-        .unwrap();
-    assert!(recall >= 0.9, "recall {recall}");
-    // A durable index is appended to batch by batch: it cannot be converted at the end.
-    let o = run(d.path(), &["build", "base.fvecs", "--durable", "db", "--build-storage", "sq8"]);
-    expect_code(&o, 1);
-    assert!(stderr(&o).contains("--build-storage works with -o FILE only"), "{}", stderr(&o));
-    assert!(!p(d.path(), "db").exists());
-    let o =
-        run(d.path(), &["build", "base.fvecs", "-o", "u8.hnsw", "--storage", "u8", "--build-storage", "sq8"]);
-    expect_code(&o, 1);
-    assert!(stderr(&o).contains("u8 storage walks bytes already"), "{}", stderr(&o));
-    assert!(!p(d.path(), "u8.hnsw").exists());
+    for storage in ["f32", "f16"] {
+        let o = run(
+            d.path(),
+            &["build", "base.fvecs", "-o", "ix.hnsw", "--storage", storage, "--coded-walk", "--threads", "2"],
+        );
+        expect_code(&o, 0);
+        assert!(stdout(&o).contains(&format!("{storage} storage")), "{}", stdout(&o));
+        if storage == "f32" {
+            let index = hnsw_batch::Index::load(p(d.path(), "ix.hnsw")).unwrap();
+            assert_eq!(index.get(42).unwrap(), base[42], "the index stores the exact vectors");
+            index.check_integrity().unwrap();
+        }
+        let o = run(
+            d.path(),
+            &["search", "ix.hnsw", "query.fvecs", "-k", "10", "--ef", "64", "--gt", "gt.ivecs"],
+        );
+        expect_code(&o, 0);
+        let recall: f64 = stdout(&o)
+            .lines()
+            .find_map(|l| l.strip_prefix("recall@10: "))
+            .expect("recall line")
+            .trim()
+            .parse()
+            .unwrap();
+        assert!(recall >= 0.9, "{storage}: recall {recall}");
+    }
 }
 
 #[test]

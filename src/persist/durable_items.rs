@@ -185,6 +185,7 @@ impl DurableIndex {
                 batch_size: opts.batch_size,
                 progress: opts.progress.clone(),
                 cancel: None,
+                coded_walk: opts.coded_walk,
             };
             let side = |j: usize| accepted.get(j).and_then(|&i| side_of(i)).cloned();
             match self.index.insert_batch_side(&sub, &apply, Vec::new(), &side) {

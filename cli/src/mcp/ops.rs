@@ -593,8 +593,17 @@ impl Store {
             Ok(Handle::Durable(created))
         };
         let progress = Progress::new(true, 0, "vectors");
-        let built =
-            build::ingest(&mut src, &self.create, 0, 50_000, req.max_errors, &progress, &mut state, &make);
+        let built = build::ingest(
+            &mut src,
+            &self.create,
+            false,
+            0,
+            50_000,
+            req.max_errors,
+            &progress,
+            &mut state,
+            &make,
+        );
         let after = state.as_ref().map_or(0, |h| h.len());
         if fresh.get().is_some_and(|f| unwritten(state.as_ref(), f)) {
             self.forget_created(&mut state);
