@@ -28,10 +28,7 @@ use crate::config::Storage;
 use crate::distance::sq8::{Sq8Params, Sq8Query};
 use crate::distance::{Metric, U8I8Kernel};
 use crate::index::Index;
-use rand::rngs::StdRng;
-use rand::SeedableRng;
 use rayon::prelude::*;
-use std::borrow::Cow;
 use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
@@ -168,9 +165,6 @@ pub(crate) const WALK_MIN_BATCH: usize = 1024;
 /// its distances, a batch insert about a thousand distances per item).
 const WALK_LIVE_PER_ITEM: usize = 64;
 
-/// Rows sampled to train the quantiser (per dimension: the minimum and maximum).
-const WALK_TRAIN_SAMPLE: usize = 20_000;
-
 /// The codes of one batch, installed on its index until this is dropped.
 pub(crate) struct WalkSession<'a> {
     index: &'a Index,
@@ -204,16 +198,21 @@ impl<'a> WalkSession<'a> {
         {
             return None;
         }
-        let picked: Vec<usize> = if count <= WALK_TRAIN_SAMPLE {
-            (0..count).collect()
-        } else {
-            let mut rng = StdRng::seed_from_u64(index.cfg.seed ^ 0x5741_4c4b_434f_4445);
-            let mut v = rand::seq::index::sample(&mut rng, count, WALK_TRAIN_SAMPLE).into_vec();
-            v.sort_unstable();
-            v
-        };
-        let forms: Vec<Cow<'_, [f32]>> = picked.iter().map(|&j| index.query_form(row(j))).collect();
-        let params = Sq8Params::train(forms.iter().map(|f| &**f), index.cfg.dim).ok()?;
+        // Ranges from every row of the batch, one at a time: a sample of 20 000 rows of
+        // debian-minilm gave ranges narrow enough to cost 0.0025 recall at ef 16.
+        let dim = index.cfg.dim;
+        let (mut lo, mut hi) = (vec![f32::INFINITY; dim], vec![f32::NEG_INFINITY; dim]);
+        for j in 0..count {
+            let form = index.query_form(row(j));
+            for ((l, h), &v) in lo.iter_mut().zip(&mut hi).zip(form.iter()) {
+                *l = l.min(v);
+                *h = h.max(v);
+            }
+        }
+        // In f64, as `Sq8Params::train` does: `max - min` may not fit an f32.
+        let scale =
+            lo.iter().zip(&hi).map(|(&l, &h)| ((f64::from(h) - f64::from(l)) / 255.0) as f32).collect();
+        let params = Sq8Params::from_parts(lo, scale).ok()?;
         let existing = index.store.allocated() as usize;
         // Room for the batch and for some concurrent inserts; nodes beyond are walked exactly.
         let capacity = existing.saturating_add(count + count / 8 + 1024).min(u32::MAX as usize);

@@ -116,8 +116,12 @@ class Index:
         progress: Progress = None,
         metadata: Optional[Sequence[Optional[Metadata]]] = None,
         expires_at: ExpiresAt = None,
+        coded_walk: bool = False,
     ) -> BatchReport:
         """Inserts the rows of ``data`` under ``ids`` (default: consecutive after the largest id).
+        ``coded_walk=True`` (f32/f16 storage, at least 1 024 rows): candidates are found on
+        temporary 8-bit codes, about a third faster for float embeddings with the same recall,
+        for ``dim + 5`` bytes per vector more during the call.
 
         "all_or_nothing" raises the first bad item's ``BatchError`` and inserts nothing;
         "best_effort" inserts the valid items and reports the others in ``failures``.
@@ -269,6 +273,7 @@ class DurableIndex:
         progress: Progress = None,
         metadata: Optional[Sequence[Optional[Metadata]]] = None,
         expires_at: ExpiresAt = None,
+        coded_walk: bool = False,
     ) -> BatchReport:
         """Like ``Index.add_items``; the batch (with its metadata and expiry) is logged with one
         append and one sync first. Once logged it is applied whole: Ctrl-C is raised after it."""

@@ -118,7 +118,7 @@ impl PyDurableIndex {
     /// `metadata` and `expires_at` as in `Index.add_items`: they are logged in the same records
     /// as the vectors.
     #[pyo3(signature = (data, ids = None, num_threads = -1, mode = "all_or_nothing", progress = None,
-                        metadata = None, expires_at = None))]
+                        metadata = None, expires_at = None, coded_walk = false))]
     #[allow(clippy::too_many_arguments)]
     fn add_items(
         &self,
@@ -130,6 +130,7 @@ impl PyDurableIndex {
         progress: Option<&Bound<'_, PyAny>>,
         metadata: Option<&Bound<'_, PyAny>>,
         expires_at: Option<&Bound<'_, PyAny>>,
+        coded_walk: bool,
     ) -> PyResult<PyBatchReport> {
         let d = self.get_inner()?;
         let mode = parse_mode(mode)?;
@@ -146,8 +147,8 @@ impl PyDurableIndex {
         let items: Vec<(u64, &[f32])> = ids.iter().copied().zip(flat.chunks_exact(dim)).collect();
         let di = &*d;
         let r = run_batch(py, mode, m.rows, progress, &pool, |opts| match &with_side {
-            Some(side) => di.insert_items(side, opts),
-            None => di.insert_batch(&items, opts),
+            Some(side) => di.insert_items(side, &opts.clone().coded_walk(coded_walk)),
+            None => di.insert_batch(&items, &opts.clone().coded_walk(coded_walk)),
         })?;
         match r {
             Ok(report) => PyBatchReport::from_report(py, &report),

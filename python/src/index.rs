@@ -263,8 +263,12 @@ impl PyIndex {
     /// milliseconds from which a row is expired (hidden from every read, deleted by
     /// `purge_expired`): one int for every row, or a list of one int (or None) per row. Metadata
     /// over the index's limits is the row's `InvalidVectorError`.
+    ///
+    /// `coded_walk=True` (f32 and f16 storage, batches of at least 1 024 rows): find each row's
+    /// neighbour candidates on temporary 8-bit codes, about a third faster on float embeddings
+    /// with the same recall, for `dim + 5` bytes per vector more while the call runs.
     #[pyo3(signature = (data, ids = None, num_threads = -1, mode = "all_or_nothing", progress = None,
-                        metadata = None, expires_at = None))]
+                        metadata = None, expires_at = None, coded_walk = false))]
     #[allow(clippy::too_many_arguments)]
     fn add_items(
         &self,
@@ -276,6 +280,7 @@ impl PyIndex {
         progress: Option<&Bound<'_, PyAny>>,
         metadata: Option<&Bound<'_, PyAny>>,
         expires_at: Option<&Bound<'_, PyAny>>,
+        coded_walk: bool,
     ) -> PyResult<PyBatchReport> {
         let mode = parse_mode(mode)?;
         let pool = pools::get(pools::resolve(num_threads)?)?;
@@ -289,9 +294,12 @@ impl PyIndex {
         let flat = m.as_slice()?;
         let index = &self.inner;
         let items = meta::items(&ids, flat, dim, metadata, expires_at)?;
-        let r = run_batch(py, mode, m.rows, progress, &pool, |opts| match &items {
-            Some(items) => index.insert_items(items, opts),
-            None => index.insert_batch_flat(&ids, flat, opts),
+        let r = run_batch(py, mode, m.rows, progress, &pool, |opts| {
+            let opts = &opts.clone().coded_walk(coded_walk);
+            match &items {
+                Some(items) => index.insert_items(items, opts),
+                None => index.insert_batch_flat(&ids, flat, opts),
+            }
         })?;
         match r {
             Ok(report) => PyBatchReport::from_report(py, &report),

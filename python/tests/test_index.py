@@ -109,6 +109,19 @@ def test_to_storage_keeps_the_graph_and_gives_exact_f32(rng):
         f32.to_storage("f64")
 
 
+def test_coded_walk_batch_stores_exact_vectors_and_recalls(rng):
+    X = rng.standard_normal((3000, 16)).astype(np.float32)
+    Q = rng.standard_normal((40, 16)).astype(np.float32)
+    index = hb.Index("l2", 16)
+    report = index.add_items(X, coded_walk=True)
+    assert report.inserted == 3000
+    np.testing.assert_array_equal(index.get(11), X[11])
+    got, _ = index.knn_query(Q, k=10, ef=128)
+    truth, _ = brute_force(X, np.arange(3000), Q, 10)
+    recall = np.mean([len(set(g) & set(t)) / 10 for g, t in zip(got, truth)])
+    assert recall >= 0.9, recall
+
+
 def test_padding_when_fewer_than_k():
     index = hb.Index("l2", 2)
     ids, d = index.knn_query(np.zeros((2, 2), np.float32), k=3)
