@@ -94,6 +94,13 @@ fn records(n: usize, dim: usize, seed: u64) -> Vec<Record> {
         .collect()
 }
 
+/// `base.fvecs`, `query.fvecs` and their exact top-10 `gt.ivecs` in `dir`.
+fn write_set(dir: &Path, base: &[Vec<f32>], queries: &[Vec<f32>]) {
+    write_fvecs(p(dir, "base.fvecs"), base).unwrap();
+    write_fvecs(p(dir, "query.fvecs"), queries).unwrap();
+    write_ivecs(p(dir, "gt.ivecs"), ground_truth(base, queries, 10)).unwrap();
+}
+
 fn tmp() -> tempfile::TempDir {
     tempfile::tempdir().expect("temp dir")
 }
@@ -144,9 +151,7 @@ fn build_info_search_fvecs_with_recall() {
     let d = tmp();
     let base = vectors(400, 8, 1, false);
     let queries = vectors(20, 8, 2, false);
-    write_fvecs(p(d.path(), "base.fvecs"), &base).unwrap();
-    write_fvecs(p(d.path(), "query.fvecs"), &queries).unwrap();
-    write_ivecs(p(d.path(), "gt.ivecs"), ground_truth(&base, &queries, 10)).unwrap();
+    write_set(d.path(), &base, &queries);
 
     let o = run(d.path(), &["build", "base.fvecs", "-o", "ix.hnsw", "--threads", "2"]);
     expect_code(&o, 0);
@@ -192,9 +197,7 @@ fn coded_walk_build_keeps_exact_vectors_and_recall() {
     // Past the 1 024 items a batch needs for codes.
     let base = vectors(1500, 16, 5, false);
     let queries = vectors(30, 16, 6, false);
-    write_fvecs(p(d.path(), "base.fvecs"), &base).unwrap();
-    write_fvecs(p(d.path(), "query.fvecs"), &queries).unwrap();
-    write_ivecs(p(d.path(), "gt.ivecs"), ground_truth(&base, &queries, 10)).unwrap();
+    write_set(d.path(), &base, &queries);
     for storage in ["f32", "f16"] {
         let o = run(
             d.path(),
