@@ -56,6 +56,7 @@ unsafe impl Sync for WalkCodes {}
 
 impl WalkCodes {
     /// Room for nodes `0..capacity`, all `EMPTY`; `l2`: squared-L2 distances, else `1 - dot`.
+    /// `None` when the memory cannot be had (the batch then walks the stored vectors).
     pub(crate) fn new(params: Sq8Params, capacity: usize, l2: bool) -> Option<Self> {
         let dim = params.dim();
         let stride = dim + 4;
@@ -67,8 +68,10 @@ impl WalkCodes {
         // SAFETY: `UnsafeCell<u8>` has the layout of `u8` (`repr(transparent)`), so the boxed
         // slice is the same allocation with the same length and alignment.
         let rows = unsafe { Box::from_raw(raw) };
-        let state = (0..capacity).map(|_| AtomicU8::new(EMPTY)).collect();
-        Some(Self { params, dim, stride, l2, state, rows })
+        let mut state = Vec::new();
+        state.try_reserve_exact(capacity).ok()?;
+        state.extend((0..capacity).map(|_| AtomicU8::new(EMPTY)));
+        Some(Self { params, dim, stride, l2, state: state.into_boxed_slice(), rows })
     }
 
     /// The query form of a walk from `q` (a query-form vector).
