@@ -192,17 +192,19 @@ fn build_info_search_fvecs_with_recall() {
 }
 
 #[test]
-fn coded_walk_build_keeps_exact_vectors_and_recall() {
+fn coded_and_exact_walk_builds_keep_exact_vectors_and_recall() {
     let d = tmp();
     // Past the 1 024 items a batch needs for codes.
     let base = vectors(1500, 16, 5, false);
     let queries = vectors(30, 16, 6, false);
     write_set(d.path(), &base, &queries);
-    for storage in ["f32", "f16"] {
-        let o = run(
-            d.path(),
-            &["build", "base.fvecs", "-o", "ix.hnsw", "--storage", storage, "--coded-walk", "--threads", "2"],
-        );
+    // The default walks codes; `--coded-walk` (the old opt-in) still parses; `--exact-walk` opts out.
+    for (storage, walk) in
+        [("f32", None), ("f16", None), ("f32", Some("--exact-walk")), ("f32", Some("--coded-walk"))]
+    {
+        let mut args = vec!["build", "base.fvecs", "-o", "ix.hnsw", "--storage", storage, "--threads", "2"];
+        args.extend(walk);
+        let o = run(d.path(), &args);
         expect_code(&o, 0);
         assert!(stdout(&o).contains(&format!("{storage} storage")), "{}", stdout(&o));
         if storage == "f32" {
@@ -222,8 +224,11 @@ fn coded_walk_build_keeps_exact_vectors_and_recall() {
             .trim()
             .parse()
             .unwrap();
-        assert!(recall >= 0.9, "{storage}: recall {recall}");
+        assert!(recall >= 0.9, "{storage} {walk:?}: recall {recall}");
     }
+    let o = run(d.path(), &["build", "base.fvecs", "-o", "x.hnsw", "--coded-walk", "--exact-walk"]);
+    assert_ne!(o.status.code(), Some(0), "the two walks conflict");
+    assert!(!d.path().join("x.hnsw").exists());
 }
 
 #[test]

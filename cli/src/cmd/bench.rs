@@ -62,6 +62,10 @@ pub struct BenchArgs {
     /// Thread counts of the batch-build sweep (default: 1, 2 and all).
     #[arg(long, value_delimiter = ',', value_name = "LIST")]
     pub build_threads: Option<Vec<usize>>,
+    /// f32 and f16 storage: batch builds gather candidates on the stored vectors instead of
+    /// on temporary 8-bit codes (as `build --exact-walk`).
+    #[arg(long)]
+    pub exact_walk: bool,
     /// Skip the one-at-a-time build (the slowest part on big sets).
     #[arg(long)]
     pub skip_sequential: bool,
@@ -472,7 +476,8 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             drop(index.take()); // free the previous index first
             let ix = Index::new(cfg.clone()).map_err(|e| CliError::usage(e.to_string()))?;
             let start = Instant::now();
-            p.install(|| ix.insert_batch(&items, &BatchOptions::new()))
+            let opts = BatchOptions::new().coded_walk(!args.exact_walk);
+            p.install(|| ix.insert_batch(&items, &opts))
                 .map_err(|e| CliError::input(format!("the index rejected the base vectors: {e}")))?;
             best = best.min(start.elapsed().as_secs_f64());
             index = Some(ix);
