@@ -106,10 +106,7 @@ impl Index {
         let ef = self.cfg.ef_construction;
         let from_search = with_scratch(|s| {
             let (ep, top) = self.entry_point()?;
-            let mut cur = Cand { d: self.dist(&q, ep), n: ep };
-            for l in (1..=top).rev() {
-                cur = self.greedy(&q, cur, l, s);
-            }
+            let cur = self.descend(&q, ep, top, 1, s);
             self.layer_search(&q, &[cur], 0, ef, s, ok);
             let mut found: Vec<Cand> = s.results.drain().collect();
             found.sort_unstable();

@@ -291,3 +291,65 @@ fn too_many(n: usize, k: usize) -> IndexError {
         reason: format!("{n} queries × {k} results cannot be allocated"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::scratch::{with_scratch, Cand};
+    use crate::{BatchInsertable, BatchOptions, Index, IndexConfig, Metric};
+    use rand::{Rng, SeedableRng};
+
+    /// The descent skips nodes whose distance it already computed. That must never change
+    /// where it ends (a skipped node could only be moved to if it were nearer than the walk's
+    /// position, and it was not even when the position was farther), and it must save work.
+    #[test]
+    fn descent_skipping_seen_nodes_ends_where_the_plain_greedy_walk_ends() {
+        let seed = std::env::var("SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(7u64);
+        println!("seed {seed} (replay with SEED={seed})");
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let dim = 12;
+        let row = |rng: &mut rand::rngs::StdRng| {
+            (0..dim).map(|_| rng.random_range(-1.0f32..1.0)).collect::<Vec<_>>()
+        };
+        // M 4: many levels, so the descent has work to skip.
+        let index = Index::new(IndexConfig::new(dim, Metric::L2).m(4).seed(seed)).unwrap();
+        let items: Vec<(u64, Vec<f32>)> = (0..4000u64).map(|i| (i, row(&mut rng))).collect();
+        index.insert_batch(&items, &BatchOptions::new()).unwrap();
+        let (ep, top) = index.entry_point().unwrap();
+        assert!(top >= 3, "seed {seed}: only {top} levels");
+        let (mut skipping, mut plain) = (0u64, 0u64);
+        let mut ids = Vec::new();
+        for _ in 0..300 {
+            let q = row(&mut rng);
+            let p = index.probe(&q);
+            let got = with_scratch(|s| {
+                s.dists = 0;
+                let c = index.descend(&p, ep, top, 1, s);
+                skipping += s.dists;
+                c
+            });
+            let want = with_scratch(|_| {
+                let mut cur = Cand { d: index.dist(&p, ep), n: ep };
+                plain += 1;
+                for l in (1..=top).rev() {
+                    loop {
+                        index.store.read_links(cur.n, l, &mut ids);
+                        plain += ids.len() as u64;
+                        let before = cur.n;
+                        for &nb in &ids {
+                            let d = index.dist(&p, nb);
+                            if d < cur.d {
+                                cur = Cand { d, n: nb };
+                            }
+                        }
+                        if cur.n == before {
+                            break;
+                        }
+                    }
+                }
+                cur
+            });
+            assert_eq!(got, want, "seed {seed}: query {q:?}");
+        }
+        assert!(skipping < plain, "seed {seed}: {skipping} distances skipping against {plain}");
+    }
+}
