@@ -13,11 +13,16 @@
 //!
 //! Each node's code has a state: `EMPTY`, `WRITING`, `READY`, `STALE`. A code is written once,
 //! by the one thread that moved its state from `EMPTY` to `WRITING`, and published by the
-//! release store of `READY`; a reader reads the bytes only after an acquire load of `READY`, and
-//! nobody writes them after that. A slot whose node changes while its code is `READY` (the slot
-//! was reused for another vector) turns `STALE` and is then walked with exact distances: the old
-//! bytes stay as they were for any reader that saw `READY` a moment before, which gets one
-//! approximate distance to the old vector, a matter of candidate quality only.
+//! release compare-exchange from `WRITING` to `READY`; a reader reads the bytes only after an
+//! acquire load of `READY`, and nobody writes them after that. A slot whose node changes while
+//! its code is `READY` or `WRITING` (the slot was reused for another vector) turns `STALE` and is
+//! then walked with exact distances: the old bytes stay as they were for any reader that saw
+//! `READY` a moment before, which gets one approximate distance to the old vector, a matter of
+//! candidate quality only; a writer still coding the old vector finds `STALE` instead of
+//! `WRITING` and leaves it (its bytes are never read). `STALE` is final.
+//!
+//! `tests/loom_protocols.rs` model-checks this protocol on a mirror of these functions: change
+//! them together.
 //!
 //! Who writes: the batch, for every node that is ready when it starts (`record_existing`), and
 //! every insert or update of the index while the codes are installed (`record_new`, from
@@ -95,23 +100,32 @@ impl WalkCodes {
         let Some(st) = self.state.get(n as usize) else { return };
         match st.compare_exchange(EMPTY, WRITING, Ordering::Acquire, Ordering::Relaxed) {
             Ok(_) => self.write(n as usize, st, v),
-            Err(READY) => st.store(STALE, Ordering::Release),
+            // `READY` or `WRITING`: the code is (or will be) the previous node's. A writer still
+            // at work then fails its publication (`write`); a state never returns to `EMPTY`.
+            // A swap, though a store would do: loom 0.7 lets a plain store fall between the read
+            // and the write of the writer's compare-exchange (tokio-rs/loom#254), so the model
+            // in `tests/loom_protocols.rs`, which mirrors this, would fail spuriously.
+            Err(READY | WRITING) => {
+                st.swap(STALE, Ordering::Release);
+            }
             Err(_) => {}
         }
     }
 
-    /// Writes node `n`'s code; the caller moved its state to `WRITING`.
+    /// Writes node `n`'s code and publishes it, unless the slot turned `STALE` meanwhile; the
+    /// caller moved its state to `WRITING`.
     fn write(&self, n: usize, st: &AtomicU8, v: &[f32]) {
         debug_assert_eq!(v.len(), self.dim);
         let start = n * self.stride;
         // SAFETY: `start + stride <= rows.len()` as `n < capacity`; this thread owns the
         // `WRITING` state of `n`, so no other thread writes these bytes, and none reads them
-        // before the `READY` store below.
+        // before the `READY` below (never, if the slot turns `STALE` first).
         let row = unsafe { std::slice::from_raw_parts_mut(self.rows[start].get(), self.stride) };
         let (codes, norm) = row.split_at_mut(self.dim);
         self.params.encode(v, codes);
         norm.copy_from_slice(&self.params.decoded_norm_sq(codes).to_ne_bytes());
-        st.store(READY, Ordering::Release);
+        // Fails only when `record_new` marked the slot `STALE` meanwhile (it was reused).
+        let _ = st.compare_exchange(WRITING, READY, Ordering::Release, Ordering::Relaxed);
     }
 
     /// Starts loading node `n`'s code; `false` (nothing done) when it has none to read.
@@ -229,8 +243,11 @@ impl<'a> WalkSession<'a> {
             *slot = Some(codes.clone());
         }
         // Installed first: a node written from now on is coded by its own insert, so none that
-        // the batch can walk to is missed. `decode_into` pins the thread while it reads.
+        // the batch can walk to is missed. Pinned from the readiness check to the end of the
+        // code, so the slot cannot be retired and reused in between (`store.rs`, "Slot reuse"):
+        // the vector read is the ready node's, and a reuse's `record_new` finds `READY`.
         (0..existing as u32).into_par_iter().with_min_len(1024).for_each_init(Vec::new, |buf, n| {
+            let _pin = crate::epoch::pin();
             if index.store.is_ready(n) {
                 index.decode_into(n, buf);
                 codes.record_existing(n, buf);
@@ -330,6 +347,12 @@ mod tests {
         codes.record_existing(3, &data[2]);
         codes.record_new(3, &data[2]);
         assert_eq!(codes.dist(&q, 3, k), None, "a stale slot came back");
+        // A slot reused while the previous node's code is still being written goes stale too:
+        // the writer, finishing after the reuse, does not publish the old vector's code.
+        codes.state[5].store(WRITING, Ordering::Relaxed);
+        codes.record_new(5, &data[2]);
+        codes.write(5, &codes.state[5], &data[1]);
+        assert_eq!(codes.dist(&q, 5, k), None, "a code finished after its slot's reuse was published");
         // A new node in an empty slot is coded; slots past the capacity are ignored.
         codes.record_new(4, &data[1]);
         assert_eq!(codes.dist(&q, 4, k), Some(d));

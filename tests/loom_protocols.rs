@@ -1,4 +1,4 @@
-//! Loom model checks of the two concurrency protocols the index's correctness rests on.
+//! Loom model checks of the concurrency protocols the index's correctness rests on.
 //!
 //! Run with `RUSTFLAGS="--cfg loom" cargo test --test loom_protocols` (`.ci/run` does, with
 //! `LOOM_MAX_PREEMPTIONS=3` and its own target directory). Without `--cfg loom` this file is empty.
@@ -13,10 +13,15 @@
 //!   those functions means changing its mirror here.**
 //! * **Neighbour lists and in-degrees** (`NodeStore::write_slots`, `try_push_link`, `read_links`,
 //!   `lock`, `try_release0`, `inc_indeg`): mirrored in miniature, same orderings.
+//! * **Walk codes** (`WalkCodes::record_existing`, `record_new`, `write`, `prefetch`, `dist` in
+//!   `src/walk_codes.rs`): one node's state and code row mirrored in miniature, same orderings,
+//!   the row in loom's `UnsafeCell` so loom reports any unordered access to the bytes. **Changing
+//!   one of those functions means changing its mirror here.**
 //!
 //! Each protocol also has a `#[should_panic]` model of a broken variant (the old id-map remove, a
-//! node id written after its publication, a relaxed count store, a split check-then-decrement),
-//! so we know the checks can fail.
+//! node id written after its publication, a relaxed count store, a split check-then-decrement, a
+//! relaxed code publication, a reuse that leaves a code being written alone), so we know the
+//! checks can fail.
 #![cfg(loom)]
 
 use loom::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
@@ -660,4 +665,222 @@ fn pruners_and_an_inserter_keep_counts_exact() {
 #[should_panic]
 fn split_check_and_decrement_is_caught() {
     prune_race(split_release, false);
+}
+
+// ----- walk codes -------------------------------------------------------------------------------
+
+/// Code states, as in `walk_codes.rs` (a module of their own: `READY` is a node flag above).
+mod code {
+    pub(super) const EMPTY: u8 = 0;
+    pub(super) const WRITING: u8 = 1;
+    pub(super) const READY: u8 = 2;
+    pub(super) const STALE: u8 = 3;
+}
+
+/// The row a writer stores for vector `v`: a code byte, then a byte standing in for the decoded
+/// `‖x‖²`, so a reader that saw half a write (or the zeroed row) reads no writer's row.
+fn code_row(v: u8) -> [u8; 2] {
+    [v, v.wrapping_mul(3) ^ 0x5A]
+}
+
+/// Which protocol the mirror runs: the real one, or a broken variant.
+#[derive(Clone, Copy, PartialEq)]
+enum CodeVariant {
+    /// `WalkCodes` as it is.
+    Real,
+    /// The publication (the compare-exchange to `READY` in `write`) `Relaxed` instead of `Release`.
+    RelaxedPublish,
+    /// `record_new` and `write` before the fix of the reuse-while-writing race: `record_new` left
+    /// a `WRITING` slot alone and `write` stored `READY` unconditionally, so a slot reused while
+    /// the batch was still coding its previous node ended `READY` with the previous vector's code.
+    StaleOnlyWhenReady,
+}
+
+/// One node's slot in `WalkCodes` (`state[n]` and its row of `rows`), the row two bytes in
+/// loom's `UnsafeCell`, so loom reports any access to them that the protocol leaves unordered
+/// with a write.
+struct CodeSlot {
+    variant: CodeVariant,
+    state: AtomicU8,
+    row: [loom::cell::UnsafeCell<u8>; 2],
+    /// Ghost: the vectors whose codes were written, in order. Not a loom object (it adds no
+    /// synchronisation); touched only by the thread that claimed the slot.
+    written: std::sync::Mutex<Vec<u8>>,
+}
+
+// SAFETY: as for `WalkCodes`: the row is written only by the thread that moved the state from
+// `EMPTY` to `WRITING`, and read only after an acquire load of `READY` (what loom checks here).
+unsafe impl Sync for CodeSlot {}
+
+impl CodeSlot {
+    /// Mirrors `WalkCodes::new`: `EMPTY`, the row zeroed.
+    fn new(variant: CodeVariant) -> Self {
+        Self {
+            variant,
+            state: AtomicU8::new(code::EMPTY),
+            row: std::array::from_fn(|_| loom::cell::UnsafeCell::new(0)),
+            written: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Mirrors `WalkCodes::record_existing`.
+    fn record_existing(&self, v: u8) {
+        if self
+            .state
+            .compare_exchange(code::EMPTY, code::WRITING, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+        {
+            self.write(v);
+        }
+    }
+
+    /// Mirrors `WalkCodes::record_new` (a swap to `STALE`, as there: see its comment on loom).
+    fn record_new(&self, v: u8) {
+        match self.state.compare_exchange(code::EMPTY, code::WRITING, Ordering::Acquire, Ordering::Relaxed) {
+            Ok(_) => self.write(v),
+            Err(code::READY) => {
+                self.state.swap(code::STALE, Ordering::Release);
+            }
+            Err(code::WRITING) if self.variant != CodeVariant::StaleOnlyWhenReady => {
+                self.state.swap(code::STALE, Ordering::Release);
+            }
+            Err(_) => {}
+        }
+    }
+
+    /// Mirrors `WalkCodes::write`; the caller moved the state to `WRITING`.
+    fn write(&self, v: u8) {
+        self.written.lock().unwrap().push(v);
+        for (cell, b) in self.row.iter().zip(code_row(v)) {
+            // SAFETY: this thread owns the `WRITING` state (loom checks the claim).
+            cell.with_mut(|p| unsafe { *p = b });
+        }
+        match self.variant {
+            CodeVariant::Real => {
+                let _ = self.state.compare_exchange(
+                    code::WRITING,
+                    code::READY,
+                    Ordering::Release,
+                    Ordering::Relaxed,
+                );
+            }
+            CodeVariant::RelaxedPublish => {
+                let _ = self.state.compare_exchange(
+                    code::WRITING,
+                    code::READY,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                );
+            }
+            CodeVariant::StaleOnlyWhenReady => self.state.store(code::READY, Ordering::Release),
+        }
+    }
+
+    /// Mirrors `WalkCodes::prefetch`: a relaxed look at the state; the prefetch itself reads no
+    /// bytes (a hint), so it is not modelled.
+    fn prefetch(&self) -> bool {
+        self.state.load(Ordering::Relaxed) == code::READY
+    }
+
+    /// Mirrors `WalkCodes::dist`: the row read, or `None` when the caller computes the distance
+    /// exactly.
+    fn dist(&self) -> Option<[u8; 2]> {
+        if self.state.load(Ordering::Acquire) != code::READY {
+            return None;
+        }
+        // SAFETY: `READY` was published with release after the row was written (loom checks it).
+        Some(std::array::from_fn(|i| self.row[i].with(|p| unsafe { *p })))
+    }
+
+    /// Mirrors a walk reaching the node: `Index::prefetch_walk`, then `Index::dist`.
+    fn walk(&self) -> Option<[u8; 2]> {
+        self.prefetch();
+        self.dist()
+    }
+}
+
+/// Two writers race to code the same node (vectors 1 and 2; in the index, the batch's pass over
+/// existing nodes and a node's own insert) while a walker reads it twice. Only the writer that
+/// claimed the slot writes; a read that finds `READY` reads that writer's whole row.
+fn two_writers_race(variant: CodeVariant) {
+    model(move || {
+        let slot = Arc::new(CodeSlot::new(variant));
+        let writers: Vec<_> = [1u8, 2]
+            .into_iter()
+            .map(|v| {
+                let slot = slot.clone();
+                thread::spawn(move || slot.record_existing(v))
+            })
+            .collect();
+        let reads = [slot.walk(), slot.walk()];
+        for w in writers {
+            w.join().unwrap();
+        }
+        let written = slot.written.lock().unwrap().clone();
+        assert_eq!(written.len(), 1, "writers {written:?}");
+        let row = code_row(written[0]);
+        assert_eq!(slot.dist(), Some(row), "final code");
+        for r in reads.into_iter().flatten() {
+            assert_eq!(r, row, "read a row no writer finished");
+        }
+    });
+}
+
+/// The batch's pass codes a node (vector 1, `record_existing`) while its slot is reused for a
+/// new node (vector 2, `record_new`) and a walker reads it twice. A read that finds `READY` reads
+/// a whole row, and once both are done the slot is `STALE` (walked exactly) or holds the new
+/// node's code, never the old one's.
+fn reuse_race(variant: CodeVariant) {
+    const OLD: u8 = 1;
+    const NEW: u8 = 2;
+    model(move || {
+        let slot = Arc::new(CodeSlot::new(variant));
+        let batch = {
+            let slot = slot.clone();
+            thread::spawn(move || slot.record_existing(OLD))
+        };
+        let reuse = {
+            let slot = slot.clone();
+            thread::spawn(move || slot.record_new(NEW))
+        };
+        let reads = [slot.walk(), slot.walk()];
+        batch.join().unwrap();
+        reuse.join().unwrap();
+        let written = slot.written.lock().unwrap().clone();
+        assert_eq!(written.len(), 1, "writers {written:?}");
+        for r in reads.into_iter().flatten() {
+            assert_eq!(r, code_row(written[0]), "read a row no writer finished");
+        }
+        match slot.state.load(Ordering::Acquire) {
+            code::STALE => assert_eq!(slot.dist(), None),
+            code::READY => assert_eq!(slot.dist(), Some(code_row(NEW)), "the reused slot kept the old code"),
+            s => panic!("state {s} once every writer is done"),
+        }
+    });
+}
+
+#[test]
+fn one_writer_codes_a_node_and_readers_see_its_whole_row() {
+    two_writers_race(CodeVariant::Real);
+}
+
+#[test]
+fn a_reused_slot_is_stale_or_holds_the_new_code() {
+    reuse_race(CodeVariant::Real);
+}
+
+/// The checker bites: a relaxed publication lets a reader read the row unordered with its
+/// write (loom reports the data race).
+#[test]
+#[should_panic]
+fn relaxed_code_publication_is_caught() {
+    two_writers_race(CodeVariant::RelaxedPublish);
+}
+
+/// The checker bites on the race it found: a reuse that meets `WRITING` and leaves it lets the
+/// old node's code be published for the new node.
+#[test]
+#[should_panic]
+fn reuse_while_writing_left_alone_is_caught() {
+    reuse_race(CodeVariant::StaleOnlyWhenReady);
 }
