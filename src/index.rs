@@ -1034,7 +1034,7 @@ impl Index {
     /// node whose distance was computed before (on this level or one above) is skipped: it was
     /// no nearer than the walk's position then, and the position only gets nearer, so it can
     /// never be moved to. Consecutive positions share many neighbours, and a node's upper lists
-    /// share many with each other, so this saves about a third of the descent's distances.
+    /// share many with each other, so this saves about a fifth of the descent's distances.
     fn greedy(&self, q: &Probe<'_>, mut cur: Cand, level: usize, s: &mut Scratch) -> Cand {
         loop {
             self.store.read_links(cur.n, level, &mut s.ids);
