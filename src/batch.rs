@@ -217,6 +217,10 @@ pub enum BatchMode {
     BestEffort,
 }
 
+/// The fewest items a batch needs for [`BatchOptions::coded_walk`] to apply: below it, coding
+/// the vectors already in the index costs more than the walks save.
+pub const CODED_WALK_MIN_BATCH: usize = 1024;
+
 /// Options of every batch operation: inserts ([`BatchInsertable`]), [`Index::update_batch`],
 /// [`Index::delete_batch`] and their [`DurableIndex`](crate::DurableIndex) forms.
 ///
@@ -257,9 +261,9 @@ pub struct BatchOptions {
     /// same recall: links are still chosen with exact distances. The cost is memory while the
     /// call runs, `dim + 5` bytes per node (about 23 % of a 384-dimension `f32` index, more than
     /// the under-10 % a batch needs otherwise), freed when it returns. Applies to batches of at
-    /// least 1 024 items and one per 64 vectors already in the index (below that, coding the
-    /// vectors already there costs more than it saves); ignored for `u8` and `sq8`, which walk
-    /// bytes already. See `rfcs/0005-build-under-another-storage.md`.
+    /// least [`CODED_WALK_MIN_BATCH`] items and one per 64 vectors already in the index (below
+    /// that, coding the vectors already there costs more than it saves); ignored for `u8` and
+    /// `sq8`, which walk bytes already. See `rfcs/0005-build-under-another-storage.md`.
     pub coded_walk: bool,
 }
 

@@ -76,7 +76,7 @@ pub mod writer;
 
 pub use batch::{
     BatchError, BatchFailure, BatchInsertable, BatchMode, BatchOptions, BatchReport, InvalidReason,
-    IterBatchError,
+    IterBatchError, CODED_WALK_MIN_BATCH,
 };
 pub use batch_ops::{DeleteError, DeleteOptions};
 pub use config::{IndexConfig, Storage, MAX_DIM, MAX_EF, MAX_M};

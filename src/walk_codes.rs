@@ -174,9 +174,7 @@ impl WalkSlot {
     }
 }
 
-/// A batch needs at least this many items to get codes: below it, coding the nodes already in
-/// the index costs more than the walks save.
-pub(crate) const WALK_MIN_BATCH: usize = 1024;
+use crate::batch::CODED_WALK_MIN_BATCH as WALK_MIN_BATCH;
 
 /// Nor fewer than one item for every this many live vectors (coding a node costs about one of
 /// its distances, a batch insert about a thousand distances per item).

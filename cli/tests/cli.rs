@@ -1138,6 +1138,47 @@ fn dataset(dir: &Path, compressed: bool) {
     }
 }
 
+/// `bench` builds float sets on codes unless told `--exact-walk`, and says which in its header and
+/// JSON, so runs with and without them are not compared unawares.
+#[test]
+fn bench_reports_whether_its_float_builds_walked_codes() {
+    let d = tmp();
+    let dir = d.path().join("floats");
+    std::fs::create_dir_all(&dir).unwrap();
+    let base = vectors(hnsw_batch::CODED_WALK_MIN_BATCH + 100, 8, 31, false);
+    let queries = vectors(10, 8, 32, false);
+    write_fvecs(dir.join("base.fvecs"), &base).unwrap();
+    write_fvecs(dir.join("query.fvecs"), &queries).unwrap();
+    write_ivecs(dir.join("gt.ivecs"), ground_truth(&base, &queries, 10)).unwrap();
+    std::fs::write(dir.join("meta.json"), r#"{"name": "floats-8-euclidean", "metric": "euclidean"}"#)
+        .unwrap();
+    for (extra, walk) in [(None, "codes"), (Some("--exact-walk"), "stored")] {
+        let mut args = vec![
+            "bench",
+            "floats",
+            "--storage",
+            "f32",
+            "--ef",
+            "16",
+            "--min-time",
+            "0",
+            "--skip-sequential",
+            "--build-threads",
+            "1",
+            "--json",
+            "run.json",
+        ];
+        args.extend(extra);
+        let o = run(d.path(), &args);
+        expect_code(&o, 0);
+        assert!(stdout(&o).contains(&format!("build walk={walk}")), "{extra:?}: {}", stdout(&o));
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(d.path().join("run.json")).unwrap()).unwrap();
+        assert_eq!(v["build_walk"], walk, "{extra:?}");
+        assert!(v["results"]["hnsw-batch"]["sweep"][0]["recall"].as_f64().unwrap() > 0.9, "{extra:?}: {v}");
+    }
+}
+
 #[test]
 fn bench_writes_table_json_plot_and_compares() {
     let d = tmp();
@@ -1192,6 +1233,7 @@ fn bench_writes_table_json_plot_and_compares() {
     assert_eq!(v["n"], 600);
     assert_eq!(v["queries"], 20);
     assert_eq!(v["storage"], "u8");
+    assert_eq!(v["build_walk"], "stored", "u8 storage walks its bytes");
     let r = &v["results"]["hnsw-batch"];
     assert_eq!(r["sweep"].as_array().unwrap().len(), 3);
     assert!(r["sweep"][2]["recall"].as_f64().unwrap() > 0.9, "{r}");

@@ -430,8 +430,15 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     if build_threads.is_empty() {
         return Err(CliError::usage("--build-threads needs one or more thread counts of at least 1"));
     }
+    // What the batch builds gather candidates on, so that runs with and without codes are told
+    // apart: codes only for float storage (`u8` and `sq8` walk their own bytes either way) and a
+    // base set large enough for them (a build is one batch into an empty index).
+    let coded_walk =
+        !args.exact_walk && matches!(storage, hnsw_batch::Storage::F32 | hnsw_batch::Storage::F16);
+    let build_walk = if coded_walk && n >= hnsw_batch::CODED_WALK_MIN_BATCH { "codes" } else { "stored" };
     log(&format!(
-        "{}: {n} vectors, dim {dim}, {} queries, metric {}, {} storage, M {}, ef_construction {}",
+        "{}: {n} vectors, dim {dim}, {} queries, metric {}, {} storage, M {}, ef_construction {}, \
+         batch builds walk {build_walk}",
         ds.name,
         ds.queries.len(),
         ds.metric.name(),
@@ -476,7 +483,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             drop(index.take()); // free the previous index first
             let ix = Index::new(cfg.clone()).map_err(|e| CliError::usage(e.to_string()))?;
             let start = Instant::now();
-            let opts = BatchOptions::new().coded_walk(!args.exact_walk);
+            let opts = BatchOptions::new().coded_walk(coded_walk);
             p.install(|| ix.insert_batch(&items, &opts))
                 .map_err(|e| CliError::input(format!("the index rejected the base vectors: {e}")))?;
             best = best.min(start.elapsed().as_secs_f64());
@@ -551,8 +558,8 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     p(
         &mut text,
         format!(
-            "# {}: n={n} dim={dim} metric={} queries={nq} k={} M={} efc={} storage={} threads={all} cpus={cpus} \
-             build runs={runs} load average at start={}",
+            "# {}: n={n} dim={dim} metric={} queries={nq} k={} M={} efc={} storage={} build walk={build_walk} \
+             threads={all} cpus={cpus} build runs={runs} load average at start={}",
             ds.name,
             ds.metric.name(),
             args.k,
@@ -755,6 +762,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             "k": args.k,
             "queries": nq,
             "storage": storage.name(),
+            "build_walk": build_walk,
             "threads": all,
             "machine": machine(),
             "cpus": cpus,
