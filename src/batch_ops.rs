@@ -266,8 +266,9 @@ impl Index {
     /// Searches keep running and see each id's old or new vector throughout. Replacing most of
     /// an index at once (a new embedding model) leaves a graph as good as a fresh build but
     /// takes about twice as long, as each old version is unlinked and its neighbours re-homed
-    /// (debian-minilm, 62 681 × 384, 2 threads: 14 s against 7 s, `examples/reembed.rs`); when
-    /// nothing needs to search meanwhile, building a new index is faster.
+    /// (debian-minilm, 62 681 × 384, 2 threads: 14 s, against 7 s for a fresh build of the new
+    /// vectors with [`BatchOptions::coded_walk`]; `examples/reembed.rs`); when nothing needs to
+    /// search meanwhile, building a new index is faster.
     ///
     /// ```
     /// use hnsw_batch::{BatchMode, BatchOptions, Index, IndexConfig, Metric};
