@@ -53,7 +53,8 @@ fn thousands_of_copies_of_few_vectors() {
 /// since each is exactly as far from the copy as from the new vector; when the copy is updated in
 /// turn, the graph is left a chain (recall 0.45 at ef 16 on debian-minilm). Here every id gets
 /// the vector the next id holds, so each is for a while a duplicate of another live vector, and
-/// recall must end as a fresh build's of the same vectors.
+/// recall must end within 0.03 of a fresh build's of the same vectors (it measured 0.004–0.012
+/// below; the old rule, 0.38 below).
 #[test]
 fn updates_that_copy_live_vectors_keep_recall() {
     let (n, dim) = (3000, 16);
@@ -73,6 +74,31 @@ fn updates_that_copy_live_vectors_keep_recall() {
         let r_updated = recall_at(&search_all(&updated, &queries, 10, 32), &truth, 10);
         let r_fresh = recall_at(&search_all(&fresh, &queries, 10, 32), &truth, 10);
         println!("{metric:?}: recall@10 at ef 32 after the copying updates {r_updated:.4}, fresh build {r_fresh:.4}");
-        assert!(r_updated >= r_fresh - 0.02, "{metric:?}: {r_updated} against {r_fresh}");
+        assert!(r_updated >= r_fresh - 0.03, "{metric:?}: {r_updated} against {r_fresh}");
+    }
+}
+
+/// The commonest copy of all: an upsert that sends an id's unchanged vector again. The new
+/// version is a copy of the old one until the old one is unlinked, so it must be linked to more
+/// than its copy (debian-minilm, every id re-sent once: recall@10 at ef 16 fell from 0.948 to
+/// 0.448 before copies stopped blocking other neighbours).
+#[test]
+fn re_sending_unchanged_vectors_keeps_recall() {
+    let (n, dim) = (3000, 16);
+    let base = clustered(n, dim, 61);
+    let queries = clustered(100, dim, 62);
+    let items: Vec<(u64, &[f32])> = (0..n).map(|i| (i as u64, base[i].as_slice())).collect();
+    for metric in [Metric::L2, Metric::Cosine] {
+        let truth: Vec<Vec<u64>> = queries.iter().map(|q| brute_force(&base, q, 10, metric)).collect();
+        let idx = Index::new(IndexConfig::new(dim, metric).seed(2)).unwrap();
+        idx.insert_batch(&items, &BatchOptions::new()).unwrap();
+        let before = recall_at(&search_all(&idx, &queries, 10, 32), &truth, 10);
+        assert_eq!(idx.update_batch(&items, &BatchOptions::new()).unwrap().updated, n);
+        idx.check_integrity().unwrap();
+        let after = recall_at(&search_all(&idx, &queries, 10, 32), &truth, 10);
+        println!(
+            "{metric:?}: recall@10 at ef 32 before {before:.4}, after re-sending every vector {after:.4}"
+        );
+        assert!(after >= before - 0.03, "{metric:?}: {after} after, {before} before");
     }
 }
