@@ -125,7 +125,8 @@ fn failure_message(f: &BatchFailure, locs: &[Loc], storage: hnsw_batch::Storage)
 
 /// Streams `src` into `target`, created by `make` from the first good row's dimension: chunks
 /// of good rows go to `insert_batch` (best effort, so a bad row costs only itself; on codes
-/// with `coded_walk`) on `threads` threads; bad rows are reported and counted against `max_errors`. Each row's metadata goes
+/// with `coded_walk`) on `threads` threads; bad rows are reported and counted against
+/// `max_errors`. Each row's metadata goes
 /// into the index with its vector (in the same log record for a durable index).
 #[allow(clippy::too_many_arguments)]
 pub fn ingest(
