@@ -824,17 +824,18 @@ impl Index {
             s.sorted.clear();
             s.sorted.extend(s.results.drain());
             s.sorted.sort_unstable();
-            // Level 0 takes up to its full degree bound `m0` at once, as FAISS does, instead of
-            // `m` (hnswlib): measured on debian-minilm (f32, M 16), recall@10 at ef 16 rose from
-            // 0.946 to 0.953 for 4.5 % more distances per query.
+            // A new node keeps at most `m` neighbours on every level, level 0 included, as
+            // hnswlib does; reverse links fill level-0 lists up to `m0`. Taking up to `m0` at
+            // once (as FAISS does) raises recall at a given ef but costs more distances for
+            // it: on debian-minilm (f32, M 16, three seeds) reaching recall@10 0.95 took 3-4 %
+            // more distances per query and 0.99 4-7 % more (docs/benchmarks.md, session 8).
             let copies = s.sorted.iter().take_while(|c| self.is_duplicate(q, c.n, c.d)).count();
             if copies > 0 {
                 // An exact duplicate of the new vector: `select` may never compare the two
                 // (it keeps every candidate when there are few), so note it here.
                 self.duplicates_seen.store(true, Ordering::Relaxed);
             }
-            let m = if l == 0 { self.cfg.m0 } else { self.cfg.m };
-            chosen[l] = self.select(&s.sorted, copies, m, &mut s.decoded);
+            chosen[l] = self.select(&s.sorted, copies, self.cfg.m, &mut s.decoded);
             seeds.clear();
             seeds.extend_from_slice(&s.sorted);
         }

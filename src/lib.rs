@@ -61,6 +61,8 @@ mod index;
 mod integrity;
 pub mod io;
 pub mod items;
+#[cfg(test)]
+mod link_tests;
 pub mod metadata;
 pub mod persist;
 mod progress;

@@ -549,7 +549,7 @@ proptest! {
     }
 }
 
-/// Found by `batch_contract_holds` once level 0 took up to `m0` neighbours at insert: with few
+/// Found by `batch_contract_holds` while level 0 took up to `m0` neighbours at insert: with few
 /// candidates the selection heuristic keeps them all without comparing them, so a batch of exact
 /// duplicates went unnoticed, the batch skipped its repair pass, and 8 of 10 vectors were cut
 /// off. Duplicates are now noticed from the candidate distances themselves.
