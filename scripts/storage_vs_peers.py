@@ -13,7 +13,13 @@ and the peer). Each round runs every library once, in turn; each figure is the f
 any round, both by wall time and by CPU time (time on a core: on a shared machine it leaves out
 waiting for a core, so it is the fairer figure under load; the two agree on an idle machine).
 For each threshold the table takes each library's smallest ef on the grid whose recall reaches
-it, and divides by the best peer's QPS at its own smallest such ef."""
+it, and divides by the best peer's QPS at its own smallest such ef. That ratio moves with where
+the grid's points fall: a graph reaching 0.9490 at ef 16 is charged ef 18's speed. So a second
+summary also gives each library's QPS at exactly the threshold, interpolated between the two
+grid points around it (time per query linear in recall; CPU time), which is what the recall/QPS
+curves themselves say; a library whose first ef already exceeds the threshold gets that point.
+
+`--from-raw FILE` re-reads a `--raw` file of an earlier run instead of running anything."""
 import argparse, collections, os, re, subprocess, sys
 
 here = os.path.dirname(os.path.abspath(__file__))
@@ -28,6 +34,7 @@ ap.add_argument("--qps", default=os.path.join(here, "..", "target", "release", "
 ap.add_argument("--python", default=sys.executable)
 ap.add_argument("--peer-dir", default=os.path.join(here, "..", "target", "peer-indexes"))
 ap.add_argument("--raw", help="also write every line of every round here")
+ap.add_argument("--from-raw", help="summarise this earlier --raw file; run nothing")
 a = ap.parse_args()
 
 ds = a.dataset
@@ -41,22 +48,36 @@ for p in filter(None, a.peers.split(",")):
 
 line = re.compile(r"ef=\s*(\d+) recall@10=(\S+) qps=\s*(\d+).*?cpu_qps=\s*(\d+)")
 wall, cpu, rec = collections.defaultdict(int), collections.defaultdict(int), {}
-raw = open(a.raw, "w") if a.raw else None
-for r in range(a.rounds):
-    for name, cmd in runs:
-        load = open("/proc/loadavg").read().split()[0] if os.path.exists("/proc/loadavg") else "?"
-        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-        for l in out.splitlines():
-            if raw:
-                raw.write(f"round {r + 1} load {load} [{name}] {l}\n")
-            m = line.search(l)
-            if m:
-                k = (name, int(m.group(1)))
-                rec[k] = float(m.group(2))
-                wall[k] = max(wall[k], int(m.group(3)))
-                cpu[k] = max(cpu[k], int(m.group(4)))
 
-names = [n for n, _ in runs]
+
+def note(name, l):
+    m = line.search(l)
+    if m:
+        k = (name, int(m.group(1)))
+        rec[k] = float(m.group(2))
+        wall[k] = max(wall[k], int(m.group(3)))
+        cpu[k] = max(cpu[k], int(m.group(4)))
+
+
+if a.from_raw:
+    names = []
+    for l in open(a.from_raw):
+        m = re.match(r"round \d+ load \S+ \[([^]]+)\] (.*)", l)
+        if m:
+            if m.group(1) not in names:
+                names.append(m.group(1))
+            note(m.group(1), m.group(2))
+else:
+    raw = open(a.raw, "w") if a.raw else None
+    for r in range(a.rounds):
+        for name, cmd in runs:
+            load = open("/proc/loadavg").read().split()[0] if os.path.exists("/proc/loadavg") else "?"
+            out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+            for l in out.splitlines():
+                if raw:
+                    raw.write(f"round {r + 1} load {load} [{name}] {l}\n")
+                note(name, l)
+    names = [n for n, _ in runs]
 efs = sorted({k[1] for k in rec})
 print("recall@10 / QPS by CPU time (wall) per ef:\n")
 print("| ef | " + " | ".join(f"{n}" for n in names) + " |")
@@ -81,3 +102,32 @@ for t in (0.95, 0.99):
         if n.startswith("ours") and n in first:
             ef, c, w = first[n]
             print(f"  {n}: ef {ef}, {c} QPS = {c / bc:.2f}x by CPU time, {w / bw:.2f}x by wall time")
+
+
+def at_recall(n, t):
+    """(QPS by CPU time at recall exactly t, the bracketing efs), or None if never reached."""
+    pts = [(ef, rec[(n, ef)], cpu[(n, ef)]) for ef in efs if (n, ef) in rec]
+    for i, (ef, r, q) in enumerate(pts):
+        if r >= t:
+            if i == 0:
+                return q, f"ef {ef}"
+            ef0, r0, q0 = pts[i - 1]
+            f = (t - r0) / (r - r0)
+            return 1.0 / (1.0 / q0 + f * (1.0 / q - 1.0 / q0)), f"ef {ef0}-{ef}"
+    return None
+
+
+print()
+print("interpolated at the threshold (QPS by CPU time):")
+for t in (0.95, 0.99):
+    got = {n: at_recall(n, t) for n in names}
+    peers = {n: v for n, v in got.items() if v and not n.startswith("ours")}
+    if not peers:
+        continue
+    best = max(peers, key=lambda n: peers[n][0])
+    bq = peers[best][0]
+    print(f"recall = {t}: best peer {best} ({peers[best][1]}, {bq:.0f} QPS)")
+    for n in names:
+        if got[n] and n != best:
+            q, where = got[n]
+            print(f"  {n}: {where}, {q:.0f} QPS = {q / bq:.2f}x")
