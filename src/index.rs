@@ -827,8 +827,9 @@ impl Index {
             // A new node keeps at most `m` neighbours on every level, level 0 included, as
             // hnswlib does; reverse links fill level-0 lists up to `m0`. Taking up to `m0` at
             // once (as FAISS does) raises recall at a given ef but costs more distances for
-            // it: on debian-minilm (f32, M 16, three seeds) reaching recall@10 0.95 took 3-4 %
-            // more distances per query and 0.99 4-7 % more (docs/benchmarks.md, session 8).
+            // it: on debian-minilm (f32, M 16, three seeds) reaching recall@10 0.95 took 0-4 %
+            // more distances per query and 0.99 4-7 % more, and builds took 1.2x as long
+            // (docs/benchmarks.md, session 8).
             let copies = s.sorted.iter().take_while(|c| self.is_duplicate(q, c.n, c.d)).count();
             if copies > 0 {
                 // An exact duplicate of the new vector: `select` may never compare the two

@@ -4,7 +4,7 @@ use crate::{BatchInsertable, BatchOptions, Index, IndexConfig, Metric};
 use rand::{Rng, SeedableRng};
 
 /// A new node keeps at most `M` neighbours of its own on level 0, as in hnswlib; only reverse
-/// links from later nodes fill a list up to `M0`. (Taking up to `M0` at insert costs 3-7 %
+/// links from later nodes fill a list up to `M0`. (Taking up to `M0` at insert costs up to 7 %
 /// more distances per query at equal recall; `docs/benchmarks.md`, session 8.)
 #[test]
 fn a_new_node_links_to_at_most_m_neighbours_and_later_ones_fill_it_to_m0() {

@@ -28,8 +28,8 @@ s = s.replace(old, "")
 old = """                if (!(visited_array[candidate_id] == visited_array_tag)) {
                     visited_array[candidate_id] = visited_array_tag;
 """
-assert s.count(old) >= 1, "hnswalg.h changed: level-0 visit not found"
-s = s.replace(old, old + "                    metric_distance_computations++;\n", 1)
+assert s.count(old) == 1, "hnswalg.h changed: level-0 visit not found"
+s = s.replace(old, old + "                    metric_distance_computations++;\n")
 # Upper levels of searchKnn: every listed neighbour is measured; count them apart.
 knn = s.index("searchKnn(const void *query_data, size_t k, BaseFilterFunctor* isIdAllowed = nullptr) const {")
 old = "metric_hops++;\n                metric_distance_computations+=size;"
