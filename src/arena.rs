@@ -16,7 +16,7 @@
 
 use std::alloc::{alloc_zeroed, dealloc, Layout};
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU16, AtomicU32, AtomicU64, AtomicU8, Ordering};
 
 /// log2 of the first bucket's element count.
 const FIRST_BITS: u32 = 10;
@@ -32,6 +32,8 @@ const ALIGN: usize = 64;
 pub(crate) unsafe trait ZeroValid: Sized {}
 // SAFETY: the atomic integer types have the same representation as their integer, for which zero is valid.
 unsafe impl ZeroValid for AtomicU8 {}
+// SAFETY: as above.
+unsafe impl ZeroValid for AtomicU16 {}
 // SAFETY: as above.
 unsafe impl ZeroValid for AtomicU32 {}
 // SAFETY: as above.
@@ -49,6 +51,8 @@ unsafe impl<T> ZeroValid for AtomicPtr<T> {}
 pub(crate) unsafe trait AtomicElem: ZeroValid + Sync {}
 // SAFETY: atomics are mutated only through their atomic `&self` methods.
 unsafe impl AtomicElem for AtomicU8 {}
+// SAFETY: as above.
+unsafe impl AtomicElem for AtomicU16 {}
 // SAFETY: as above.
 unsafe impl AtomicElem for AtomicU32 {}
 // SAFETY: as above.

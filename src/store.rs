@@ -23,7 +23,7 @@
 
 use crate::arena::Arena;
 use std::alloc::{alloc_zeroed, dealloc, Layout};
-use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU16, AtomicU32, AtomicU64, AtomicU8, Ordering};
 
 /// Highest level a node can get; the level shares its byte with the flags.
 pub(crate) const MAX_LEVEL: usize = 31;
@@ -33,6 +33,15 @@ const FREE: u8 = 0x20;
 const READY: u8 = 0x40;
 const DELETED: u8 = 0x80;
 
+/// The lock bit of a node's lock-and-in-degree word.
+const LOCKED: u16 = 0x8000;
+/// The level-0 in-degree in the other 15 bits sticks once it reaches this value: it then only
+/// says "at least this many", which keeps every decision taken on it safe (a stuck node is never
+/// reused and never counted as down to its last in-link). HNSW lists hold at most `M0` links,
+/// so a node needs 32 767 nodes choosing it to get here; see `docs/architecture.md`.
+pub(crate) const INDEG_STUCK: u32 = 0x7FFF;
+const INDEG_MASK: u16 = INDEG_STUCK as u16;
+
 /// Words before the lists in an upper-level block: the block's level count, the in-degree on
 /// levels above 0.
 const BLOCK_HEADER: usize = 2;
@@ -41,11 +50,12 @@ const BLOCK_HEADER: usize = 2;
 static EMPTY_LIST: [AtomicU32; 1] = [AtomicU32::new(0)];
 
 /// Guard of a node's spin lock; unlocks on drop.
-pub(crate) struct NodeGuard<'a>(&'a AtomicU8);
+pub(crate) struct NodeGuard<'a>(&'a AtomicU16);
 
 impl Drop for NodeGuard<'_> {
     fn drop(&mut self) {
-        self.0.store(0, Ordering::Release);
+        // An RMW, not a store: other threads change the in-degree bits while the lock is held.
+        self.0.fetch_and(!LOCKED, Ordering::Release);
     }
 }
 
@@ -74,10 +84,12 @@ pub(crate) struct NodeStore {
     exact: Arena<u8>,
     ids: Arena<AtomicU64>,
     meta: Arena<AtomicU8>,
-    locks: Arena<AtomicU8>,
-    /// Level-0 in-degree: pruning never drops a node's last in-link, so no node is orphaned;
-    /// zero (with the upper in-degree) is also what lets a deleted slot be reused.
-    indeg: Arena<AtomicU32>,
+    /// One word per node: its spin lock (`LOCKED`) and its level-0 in-degree (the other 15
+    /// bits, sticky at `INDEG_STUCK`). Pruning never drops a node's last in-link, so no node is
+    /// orphaned; zero (with the upper in-degree) is also what lets a deleted slot be reused.
+    /// Sharing the word saves a byte per node and keeps the lock's cache line away from the
+    /// flags the searches read.
+    lock_indeg: Arena<AtomicU16>,
     /// Upper-level block of each node, or null: `[levels, indeg_up, levels × (m + 1)]`.
     upper: Arena<AtomicPtr<AtomicU32>>,
     pool: BlockPool,
@@ -108,8 +120,7 @@ impl NodeStore {
             exact: Arena::new(exact_bytes.max(1)),
             ids: Arena::new(1),
             meta: Arena::new(1),
-            locks: Arena::new(1),
-            indeg: Arena::new(1),
+            lock_indeg: Arena::new(1),
             upper: Arena::new(1),
             pool: BlockPool { free: parking_lot::Mutex::new(vec![Vec::new(); MAX_LEVEL + 1]) },
             allocated: AtomicU32::new(0),
@@ -144,8 +155,7 @@ impl NodeStore {
             && (self.exact_bytes == 0 || self.exact.ensure(last))
             && self.ids.ensure(last)
             && self.meta.ensure(last)
-            && self.locks.ensure(last)
-            && self.indeg.ensure(last)
+            && self.lock_indeg.ensure(last)
             && self.upper.ensure(last)
     }
 
@@ -216,8 +226,10 @@ impl NodeStore {
         if let Some(r) = self.list0(n) {
             r[0].store(0, Ordering::Relaxed);
         }
-        if let Some(r) = self.indeg.row(n as usize) {
-            r[0].store(0, Ordering::Relaxed);
+        if let Some(r) = self.lock_indeg.row(n as usize) {
+            // Only the count: nobody can hold the lock of a number being handed out, but the
+            // lock bit is not this function's to clear.
+            r[0].fetch_and(LOCKED, Ordering::Relaxed);
         }
         up[0].store(block, Ordering::Release);
         if block != old && !old.is_null() {
@@ -556,10 +568,15 @@ impl NodeStore {
         true
     }
 
-    fn indeg_cell(&self, n: u32, level: usize) -> Option<&AtomicU32> {
-        if level == 0 {
-            return self.indeg.row(n as usize).map(|r| &r[0]);
-        }
+    /// Node `n`'s lock-and-in-degree word.
+    #[inline]
+    fn word0(&self, n: u32) -> Option<&AtomicU16> {
+        self.lock_indeg.row(n as usize).map(|r| &r[0])
+    }
+
+    /// The upper-level in-degree of `n` (all levels above 0 together), if `n` has upper levels.
+    #[inline]
+    fn indeg_up_cell(&self, n: u32) -> Option<&AtomicU32> {
         let block = self.block(n);
         if block.is_null() {
             return None;
@@ -574,8 +591,15 @@ impl NodeStore {
         // `SeqCst` pairs with the retirement claim (`try_mark_free`, then the counters re-read
         // in `Index::try_retire`): of an increment racing a claim, either this thread sees
         // `FREE` below or the claimer sees the count, never neither (a store-load pair, which
-        // acquire/release alone would let both miss).
-        if let Some(c) = self.indeg_cell(n, level) {
+        // acquire/release alone would let both miss). A stuck count is left as it is: it is
+        // non-zero already, which is all the claimer needs to see.
+        if level == 0 {
+            if let Some(w) = self.word0(n) {
+                let _ = w.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| {
+                    (v & INDEG_MASK != INDEG_MASK).then(|| v + 1)
+                });
+            }
+        } else if let Some(c) = self.indeg_up_cell(n) {
             c.fetch_add(1, Ordering::SeqCst);
         }
         // A link to a retired node can only come from an insert that chose it before it was
@@ -589,66 +613,84 @@ impl NodeStore {
     }
 
     /// Uncounts a link to `n` on `level`. Saturates at zero instead of wrapping (an exact
-    /// count never needs it; a wrapped count would make the slot look linked for ever).
+    /// count never needs it; a wrapped count would make the slot look linked for ever); a stuck
+    /// level-0 count stays stuck.
     #[inline]
     pub(crate) fn dec_indeg(&self, n: u32, level: usize) {
-        if let Some(c) = self.indeg_cell(n, level) {
+        if level == 0 {
+            if let Some(w) = self.word0(n) {
+                let r = w.fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| match v & INDEG_MASK {
+                    0 | INDEG_MASK => None,
+                    _ => Some(v - 1),
+                });
+                debug_assert!(
+                    r.is_ok() || r.is_err_and(|v| v & INDEG_MASK != 0),
+                    "in-degree of node {n} on level 0 went below zero"
+                );
+            }
+        } else if let Some(c) = self.indeg_up_cell(n) {
             let r = c.fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| v.checked_sub(1));
-            debug_assert!(r.is_ok(), "in-degree of node {n} on level {level} went below zero");
+            debug_assert!(r.is_ok(), "in-degree of node {n} above level 0 went below zero");
         }
     }
 
     /// Uncounts a level-0 link to `n` unless it is `n`'s last: the check and the decrement are
-    /// one atomic step, so two pruners cannot both drop a node's last two links.
+    /// one atomic step, so two pruners cannot both drop a node's last two links. A stuck count
+    /// is not lowered, and the link may go (the node has, or had, 32 767 in-links).
     #[inline]
     pub(crate) fn try_release0(&self, n: u32) -> Release {
-        match self.indeg_cell(n, 0) {
-            Some(c) => {
-                match c.fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| (v > 1).then(|| v - 1)) {
-                    Ok(_) => Release::Done,
-                    Err(_) => Release::Last,
-                }
-            }
-            None => Release::Done,
+        let Some(w) = self.word0(n) else { return Release::Done };
+        let r = w.fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| {
+            let c = v & INDEG_MASK;
+            (c > 1 && c != INDEG_MASK).then(|| v - 1)
+        });
+        match r {
+            Ok(_) => Release::Done,
+            Err(v) if v & INDEG_MASK == INDEG_MASK => Release::Done,
+            Err(_) => Release::Last,
         }
     }
 
     /// In-degree of `n` on all levels, read in the `SeqCst` order that pairs with
     /// `inc_indeg` (see there): read after a successful `try_mark_free`.
     pub(crate) fn indeg_total_seqcst(&self, n: u32) -> u32 {
-        let l0 = self.indeg_cell(n, 0).map_or(0, |c| c.load(Ordering::SeqCst));
-        l0.saturating_add(self.indeg_cell(n, 1).map_or(0, |c| c.load(Ordering::SeqCst)))
+        let l0 = self.word0(n).map_or(0, |w| u32::from(w.load(Ordering::SeqCst) & INDEG_MASK));
+        l0.saturating_add(self.indeg_up_cell(n).map_or(0, |c| c.load(Ordering::SeqCst)))
     }
 
-    /// Level-0 in-degree of `n`.
+    /// Level-0 in-degree of `n` ([`INDEG_STUCK`] means at least that many, or once that many).
     #[inline]
     pub(crate) fn indeg(&self, n: u32) -> u32 {
-        self.indeg_cell(n, 0).map_or(0, |c| c.load(Ordering::Acquire))
+        self.word0(n).map_or(0, |w| u32::from(w.load(Ordering::Acquire) & INDEG_MASK))
     }
 
     /// In-degree of `n` on every level above 0 together.
     #[inline]
     pub(crate) fn indeg_upper(&self, n: u32) -> u32 {
-        self.indeg_cell(n, 1).map_or(0, |c| c.load(Ordering::Acquire))
+        self.indeg_up_cell(n).map_or(0, |c| c.load(Ordering::Acquire))
     }
 
     /// Takes node `n`'s lock, spinning then yielding. Never hold two.
     #[inline]
     pub(crate) fn lock(&self, n: u32) -> NodeGuard<'_> {
-        static NO_LOCK: AtomicU8 = AtomicU8::new(0);
+        static NO_LOCK: AtomicU16 = AtomicU16::new(0);
         // A node without memory cannot be written by anyone; lock a dummy so callers need no
         // special case (they find its lists empty).
-        let l = self.locks.row(n as usize).map_or(&NO_LOCK, |r| &r[0]);
+        let w = self.word0(n).unwrap_or(&NO_LOCK);
         let mut spins = 0u32;
-        while l.compare_exchange_weak(0, 1, Ordering::Acquire, Ordering::Relaxed).is_err() {
-            spins += 1;
-            if spins < 64 {
-                std::hint::spin_loop();
-            } else {
-                std::thread::yield_now();
+        // `fetch_or` takes the lock in one RMW whatever the in-degree bits hold; while someone
+        // else holds it, wait with plain loads so the line is not written on every spin.
+        while w.fetch_or(LOCKED, Ordering::Acquire) & LOCKED != 0 {
+            while w.load(Ordering::Relaxed) & LOCKED != 0 {
+                spins += 1;
+                if spins < 64 {
+                    std::hint::spin_loop();
+                } else {
+                    std::thread::yield_now();
+                }
             }
         }
-        NodeGuard(l)
+        NodeGuard(w)
     }
 
     /// Approximate resident bytes of the node data (vectors, links, per-node fields, blocks).
@@ -670,7 +712,9 @@ impl NodeStore {
             .enumerate()
             .map(|(levels, v)| v.len() * (block_len(levels, self.m) * 4 + 16))
             .sum();
-        n * (row_words(self.list_words, self.vec_bytes) * 4 + self.exact_bytes + 8 + 1 + 1 + 4 + 8)
+        // Per node: the row, the original, the id (8), flags (1), lock and in-degree (2) and
+        // the upper-block pointer (8).
+        n * (row_words(self.list_words, self.vec_bytes) * 4 + self.exact_bytes + 8 + 1 + 2 + 8)
             + upper
             + pooled
     }
@@ -767,3 +811,7 @@ fn prefetch_lines(p: *const u8, len: usize) {
 fn row_words(list_words: usize, vec_bytes: usize) -> usize {
     list_words + vec_bytes.div_ceil(4)
 }
+
+#[cfg(test)]
+#[path = "store_tests.rs"]
+mod tests;

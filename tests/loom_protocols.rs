@@ -12,19 +12,20 @@
 //!   below with the same orderings; each mirror names the function it copies. **Changing one of
 //!   those functions means changing its mirror here.**
 //! * **Neighbour lists and in-degrees** (`NodeStore::write_slots`, `try_push_link`, `read_links`,
-//!   `lock`, `try_release0`, `inc_indeg`): mirrored in miniature, same orderings.
+//!   `lock`, `NodeGuard::drop`, `try_release0`, `inc_indeg`): mirrored in miniature, same
+//!   orderings, with a node's lock and level-0 in-degree sharing one word as in the store.
 //! * **Walk codes** (`WalkCodes::record_existing`, `record_new`, `write`, `prefetch`, `dist` in
 //!   `src/walk_codes.rs`): one node's state and code row mirrored in miniature, same orderings,
 //!   the row in loom's `UnsafeCell` so loom reports any unordered access to the bytes. **Changing
 //!   one of those functions means changing its mirror here.**
 //!
 //! Each protocol also has a `#[should_panic]` model of a broken variant (the old id-map remove, a
-//! node id written after its publication, a relaxed count store, a split check-then-decrement, a
-//! relaxed code publication, a reuse that leaves a code being written alone), so we know the
+//! node id written after its publication, a relaxed count store, a split check-then-decrement,
+//! an unlock that stores over the in-degree, a relaxed code publication, a reuse that leaves a code being written alone), so we know the
 //! checks can fail.
 #![cfg(loom)]
 
-use loom::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use loom::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use loom::sync::Arc;
 use loom::thread;
 use std::collections::HashMap;
@@ -482,37 +483,68 @@ fn stored_id_written_after_publication_is_caught() {
 const GARBAGE: u32 = 0xDEAD;
 const CAP: usize = 3;
 
-/// `[count, slot_1, …, slot_CAP]` plus the node's spin lock, as in `NodeStore`.
+/// The lock bit and the in-degree mask of a node's lock-and-in-degree word, as in `store.rs`.
+const LOCKED: u16 = 0x8000;
+const INDEG_MASK: u16 = 0x7FFF;
+
+/// `[count, slot_1, …, slot_CAP]` plus the node's lock-and-in-degree word, as in `NodeStore`.
 struct List {
     words: [AtomicU32; CAP + 1],
-    lock: AtomicU8,
+    word: AtomicU16,
 }
 
-struct Guard<'a>(&'a AtomicU8);
+/// How a guard unlocks: the real one clears the lock bit with an RMW; the broken variant stores
+/// zero over the whole word.
+type Unlock = fn(&AtomicU16);
+
+fn unlock_rmw(w: &AtomicU16) {
+    w.fetch_and(!LOCKED, Ordering::Release);
+}
+
+fn unlock_store(w: &AtomicU16) {
+    w.store(0, Ordering::Release);
+}
+
+struct Guard<'a>(&'a AtomicU16, Unlock);
 
 impl Drop for Guard<'_> {
     /// Mirrors `NodeGuard::drop`.
     fn drop(&mut self) {
-        self.0.store(0, Ordering::Release);
+        (self.1)(self.0);
     }
 }
 
 impl List {
     fn new(init: &[u32]) -> Self {
+        Self::with_indeg(init, 0)
+    }
+
+    fn with_indeg(init: &[u32], indeg: u16) -> Self {
         let words = std::array::from_fn(|i| match i {
             0 => AtomicU32::new(init.len() as u32),
             i if i <= init.len() => AtomicU32::new(init[i - 1]),
             _ => AtomicU32::new(GARBAGE),
         });
-        Self { words, lock: AtomicU8::new(0) }
+        Self { words, word: AtomicU16::new(indeg) }
     }
 
     /// Mirrors `NodeStore::lock` (loom needs the yield to schedule the holder).
     fn lock(&self) -> Guard<'_> {
-        while self.lock.compare_exchange_weak(0, 1, Ordering::Acquire, Ordering::Relaxed).is_err() {
-            thread::yield_now();
+        self.lock_with(unlock_rmw)
+    }
+
+    fn lock_with(&self, unlock: Unlock) -> Guard<'_> {
+        while self.word.fetch_or(LOCKED, Ordering::Acquire) & LOCKED != 0 {
+            while self.word.load(Ordering::Relaxed) & LOCKED != 0 {
+                thread::yield_now();
+            }
         }
-        Guard(&self.lock)
+        Guard(&self.word, unlock)
+    }
+
+    /// The in-degree half of the word.
+    fn indeg(&self) -> u16 {
+        self.word.load(Ordering::Acquire) & INDEG_MASK
     }
 
     /// Mirrors `NodeStore::write_slots` (`count_order` is `Release` there; the broken variant
@@ -592,38 +624,51 @@ fn relaxed_count_store_is_caught() {
     list_race(Ordering::Relaxed);
 }
 
-/// Mirrors `NodeStore::try_release0`: the check and the decrement are one atomic step.
-fn try_release0(c: &AtomicU32) -> bool {
-    c.fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| (v > 1).then(|| v - 1)).is_ok()
+/// Mirrors `NodeStore::try_release0`: the check and the decrement are one atomic step, on the
+/// in-degree bits only.
+fn try_release0(w: &AtomicU16) -> bool {
+    w.fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| {
+        let c = v & INDEG_MASK;
+        (c > 1 && c != INDEG_MASK).then(|| v - 1)
+    })
+    .is_ok()
 }
 
 /// The broken variant: check, then decrement.
-fn split_release(c: &AtomicU32) -> bool {
-    if c.load(Ordering::Acquire) > 1 {
-        c.fetch_sub(1, Ordering::AcqRel);
+fn split_release(w: &AtomicU16) -> bool {
+    if w.load(Ordering::Acquire) & INDEG_MASK > 1 {
+        w.fetch_sub(1, Ordering::AcqRel);
         true
     } else {
         false
     }
 }
 
+/// Mirrors `NodeStore::inc_indeg` on level 0.
+fn inc_indeg(w: &AtomicU16) {
+    let _ =
+        w.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| (v & INDEG_MASK != INDEG_MASK).then(|| v + 1));
+}
+
 /// Node `X` has in-links from the lists of two nodes; each pruner drops its link only when the
-/// release succeeds. With `inserter`, a third thread links a new node to `X` meanwhile
-/// (`NodeStore::try_push_link` + `inc_indeg`). `X` must keep an in-link, and its counter must
-/// equal the lists that name it.
-fn prune_race(release: fn(&AtomicU32) -> bool, inserter: bool) {
+/// release succeeds. With `inserter`, a third thread meanwhile takes `X`'s own lock (the word
+/// that holds `X`'s in-degree) to rewrite `X`'s list, then links a new node to `X`
+/// (`NodeStore::try_push_link` + `inc_indeg`). `X` must keep an in-link, its counter must equal
+/// the lists that name it, and its lock must end free: neither half of the word may clobber the
+/// other. `unlock` is how `X`'s guard unlocks.
+fn prune_race(release: fn(&AtomicU16) -> bool, inserter: bool, unlock: Unlock) {
     const X: u32 = 9;
     model(move || {
-        let indeg = Arc::new(AtomicU32::new(2));
+        let x = Arc::new(List::with_indeg(&[4], 2));
         let lists: Arc<[List; 3]> = Arc::new([List::new(&[X, 4]), List::new(&[5, X]), List::new(&[6])]);
         let pruner = |i: usize| {
-            let (indeg, lists) = (indeg.clone(), lists.clone());
+            let (x, lists) = (x.clone(), lists.clone());
             thread::spawn(move || {
                 let l = &lists[i];
                 let _g = l.lock();
                 // Mirrors the pruning path of `Index::add_link`: decide the drop with the
                 // release, then write the list with `set_links_counted`.
-                if release(&indeg) {
+                if release(&x.word) {
                     let kept: Vec<u32> = l.read_links().into_iter().filter(|&v| v != X).collect();
                     l.write_slots(&kept, Ordering::Release);
                 }
@@ -631,40 +676,53 @@ fn prune_race(release: fn(&AtomicU32) -> bool, inserter: bool) {
         };
         let mut hs = vec![pruner(0), pruner(1)];
         if inserter {
-            let (indeg, lists) = (indeg.clone(), lists.clone());
+            let (x, lists) = (x.clone(), lists.clone());
             hs.push(thread::spawn(move || {
+                {
+                    let _g = x.lock_with(unlock);
+                    x.write_slots(&[4, 5], Ordering::Release);
+                }
                 let l = &lists[2];
                 let _g = l.lock();
                 // Mirrors `try_push_link`: count first (`inc_indeg`), then the slot.
-                indeg.fetch_add(1, Ordering::AcqRel);
+                inc_indeg(&x.word);
                 assert!(l.try_push_link(X));
             }));
         }
         for h in hs {
             h.join().unwrap();
         }
-        let naming = lists.iter().filter(|l| l.read_links().contains(&X)).count() as u32;
-        let c = indeg.load(Ordering::Acquire);
+        let naming = lists.iter().filter(|l| l.read_links().contains(&X)).count() as u16;
+        let c = x.indeg();
         assert!(c >= 1, "node lost its last in-link");
         assert_eq!(c, naming, "in-degree counter drifted from the lists");
+        assert_eq!(x.word.load(Ordering::Acquire) & LOCKED, 0, "the lock was left taken");
     });
 }
 
 #[test]
 fn pruners_never_drop_the_last_in_link() {
-    prune_race(try_release0, false);
+    prune_race(try_release0, false, unlock_rmw);
 }
 
 #[test]
 fn pruners_and_an_inserter_keep_counts_exact() {
-    prune_race(try_release0, true);
+    prune_race(try_release0, true, unlock_rmw);
 }
 
 /// The checker bites: a separate check and decrement lets both pruners drop.
 #[test]
 #[should_panic]
 fn split_check_and_decrement_is_caught() {
-    prune_race(split_release, false);
+    prune_race(split_release, false, unlock_rmw);
+}
+
+/// The checker bites: an unlock that stores zero over the word wipes an in-degree counted while
+/// the lock was held.
+#[test]
+#[should_panic]
+fn unlock_storing_over_the_in_degree_is_caught() {
+    prune_race(try_release0, true, unlock_store);
 }
 
 // ----- walk codes -------------------------------------------------------------------------------
