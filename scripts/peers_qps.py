@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Build (once, saved) or load hnswlib/faiss indexes of a dataset and time single-thread searches
 the way bench_peers.py does (all queries in one call, fastest of N passes).
-usage: peers_qps.py DATASET OUTDIR LIB EFS PASSES   (LIB: hnswlib, faiss or usearch)
+usage: peers_qps.py DATASET OUTDIR LIB EFS PASSES [SEED]   (LIB: hnswlib, faiss or usearch;
+SEED: hnswlib's random_seed, default 100; another seed builds and keeps its own index)
 Needs numpy and the peer (pip install numpy hnswlib faiss-cpu usearch) and ../shared/tools/bench_peers.py
 (for its readers); the first run builds with M=16, ef_construction=200 on 2 threads and saves the index in
 OUTDIR, later runs load it, so rounds can alternate with ours (examples/qps.rs) on the same graphs."""
@@ -17,7 +18,10 @@ G = read_vecs(ds, "gt")
 if metric == "cosine":
     Q = Q / np.linalg.norm(Q, axis=1, keepdims=True)
 name = os.path.basename(os.path.normpath(ds))
-path = os.path.join(outdir, f"{name}.{lib}")
+seed = int(sys.argv[6]) if len(sys.argv) > 6 else 100
+if seed != 100 and lib != "hnswlib":
+    sys.exit("SEED is only wired for hnswlib")
+path = os.path.join(outdir, f"{name}.{lib}" if seed == 100 else f"{name}.s{seed}.{lib}")
 def load_X():
     X = read_vecs(ds, "base").astype(np.float32)
     if metric == "cosine":
@@ -30,7 +34,7 @@ if lib == "hnswlib":
     if os.path.exists(path):
         ix.load_index(path)
     else:
-        X = load_X(); ix.init_index(max_elements=len(X), M=16, ef_construction=200, random_seed=100)
+        X = load_X(); ix.init_index(max_elements=len(X), M=16, ef_construction=200, random_seed=seed)
         ix.add_items(X, np.arange(len(X)), num_threads=2); ix.save_index(path)
     def search(ef):
         ix.set_ef(max(ef, 10)); return ix.knn_query(Q, k=10, num_threads=1)[0]

@@ -44,7 +44,10 @@ for spec in a.ours:
     name, idx = spec.split("=", 1)
     runs.append((f"ours {name}", [a.qps, idx, os.path.join(ds, "query.fvecs"), os.path.join(ds, "gt.ivecs"), a.efs, str(a.passes)]))
 for p in filter(None, a.peers.split(",")):
-    runs.append((f"{p} f32", [a.python, os.path.join(here, "peers_qps.py"), ds, a.peer_dir, p, a.efs, str(a.passes)]))
+    # `hnswlib@101`: hnswlib built with random_seed 101 (its own saved index), to see how far
+    # the peer's level draws move its figures, as ours move with `--seed`.
+    lib, _, seed = p.partition("@")
+    runs.append((f"{p} f32", [a.python, os.path.join(here, "peers_qps.py"), ds, a.peer_dir, lib, a.efs, str(a.passes)] + ([seed] if seed else [])))
 
 line = re.compile(r"ef=\s*(\d+) recall@10=(\S+) qps=\s*(\d+).*?cpu_qps=\s*(\d+)")
 wall, cpu, rec = collections.defaultdict(int), collections.defaultdict(int), {}

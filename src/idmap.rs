@@ -12,8 +12,12 @@
 //! The price is longer probes: a lookup of an absent id (every insert makes one) reads the
 //! stored ids of about 22 to 50 slots at these loads (Knuth's ½(1 + 1/(1 − α)²)), a present one
 //! about 4 to 6; and each growth rehashes the shard, about 17 moves per insert amortised, each
-//! reading a stored id. Against the hundreds of distances an insert computes this stays within
-//! the noise of a build (measured in `docs/benchmarks.md`, session 9).
+//! reading a stored id (prefetched a few entries ahead). The map alone is several times slower
+//! than with doubling tables (about 0.5 µs per insert at a million ids against 0.08); against
+//! the hundreds of distances an insert computes this stays within the noise of a build
+//! (`docs/benchmarks.md`, session 9, has both). Robin Hood order was tried: it halves the
+//! lookups of absent ids but makes those of present ones 1.4x slower, for the same insert
+//! cost.
 //!
 //! **Why reading a probed node's id is safe.** A table holds only published nodes, and the store
 //! wrote a node's id (`NodeStore::init_node`) before the node was published, on the publishing
@@ -88,7 +92,44 @@ pub(crate) trait NodeIds {
     /// The id stored for node `n`. The map calls this only for nodes it holds, under the shard
     /// lock (see the module docs for why the answer is then stable).
     fn node_id(&self, n: u32) -> u64;
+
+    /// Starts loading what [`node_id`](Self::node_id) will read for `n` (a hint; the default
+    /// does nothing). A rehash reads every entry's id, one cache miss each in a large index, so
+    /// it asks a few entries ahead.
+    fn prefetch_id(&self, _n: u32) {}
 }
+
+/// How a table learns the id a slot stands for.
+trait SlotKey<S> {
+    fn key(&self, s: S) -> u64;
+    /// Starts loading what `key(s)` will read.
+    fn prefetch(&self, _s: S) {}
+}
+
+/// Any function of the slot: the reservation tables' (the slot is the id).
+impl<S, F: Fn(S) -> u64> SlotKey<S> for F {
+    #[inline]
+    fn key(&self, s: S) -> u64 {
+        self(s)
+    }
+}
+
+/// The node tables' keys: the ids the node store holds.
+struct StoredIds<'a, K: ?Sized>(&'a K);
+
+impl<K: NodeIds + ?Sized> SlotKey<u32> for StoredIds<'_, K> {
+    #[inline]
+    fn key(&self, n: u32) -> u64 {
+        self.0.node_id(n)
+    }
+    #[inline]
+    fn prefetch(&self, n: u32) {
+        self.0.prefetch_id(n);
+    }
+}
+
+/// Entries a rehash reads ahead of the one it places.
+const REHASH_AHEAD: usize = 16;
 
 #[inline]
 fn hash(id: u64) -> u64 {
@@ -150,7 +191,7 @@ impl<S: Slot> Table<S> {
     }
 
     /// Position of the entry for `id`.
-    fn find(&self, id: u64, key: impl Fn(S) -> u64) -> Option<usize> {
+    fn find(&self, id: u64, key: &impl SlotKey<S>) -> Option<usize> {
         let n = self.slots.len();
         if n == 0 {
             return None;
@@ -162,7 +203,7 @@ impl<S: Slot> Table<S> {
             if s == S::EMPTY {
                 return None;
             }
-            if key(s) == id {
+            if key.key(s) == id {
                 return Some(i);
             }
             i = Self::next(i, n);
@@ -171,9 +212,9 @@ impl<S: Slot> Table<S> {
     }
 
     /// Adds `s` for `id`, which the table must not hold yet.
-    fn insert(&mut self, id: u64, s: S, key: impl Fn(S) -> u64) {
+    fn insert(&mut self, id: u64, s: S, key: &impl SlotKey<S>) {
         if over_full(self.len + 1, self.slots.len()) {
-            self.resize(slots_for(self.len + 1), &key);
+            self.resize(slots_for(self.len + 1), key);
         }
         Self::place(&mut self.slots, id, s);
         self.len += 1;
@@ -196,11 +237,19 @@ impl<S: Slot> Table<S> {
     }
 
     /// Moves every entry into a table of `slots` slots (0, or more than the entries), reading
-    /// each entry's id through `key`.
-    fn resize(&mut self, slots: usize, key: impl Fn(S) -> u64) {
+    /// each entry's id through `key`, `REHASH_AHEAD` entries after asking for it: the reads
+    /// are random and would otherwise wait for memory one at a time.
+    fn resize(&mut self, slots: usize, key: &impl SlotKey<S>) {
         let mut next = vec![S::EMPTY; slots].into_boxed_slice();
-        for &s in self.slots.iter().filter(|&&s| s != S::EMPTY) {
-            Self::place(&mut next, key(s), s);
+        let mut ahead = self.slots.iter().copied().filter(|&s| s != S::EMPTY);
+        for s in ahead.by_ref().take(REHASH_AHEAD) {
+            key.prefetch(s);
+        }
+        for s in self.slots.iter().copied().filter(|&s| s != S::EMPTY) {
+            if let Some(a) = ahead.next() {
+                key.prefetch(a);
+            }
+            Self::place(&mut next, key.key(s), s);
         }
         self.slots = next;
     }
@@ -209,7 +258,7 @@ impl<S: Slot> Table<S> {
     /// that may legally sit in the hole (its home is not cyclically inside the hole's run
     /// between the hole and itself) moves back into it, and the hole moves to where it was.
     /// Without tombstones, a lookup never has to step over a deleted slot.
-    fn remove_at(&mut self, mut hole: usize, key: impl Fn(S) -> u64) {
+    fn remove_at(&mut self, mut hole: usize, key: &impl SlotKey<S>) {
         let n = self.slots.len();
         if hole >= n {
             return;
@@ -223,7 +272,7 @@ impl<S: Slot> Table<S> {
             if s == S::EMPTY {
                 break;
             }
-            let home = Self::home(key(s), n);
+            let home = Self::home(key.key(s), n);
             // Distance from its home to where it sits, against distance from the hole to there:
             // at least as far means the home is not in (hole, j], so the entry may move back.
             if dist(home, j) >= dist(hole, j) {
@@ -272,7 +321,7 @@ impl Shard {
     /// Slot of the published `id`.
     #[inline]
     fn find<K: NodeIds + ?Sized>(&self, keys: &K, id: u64) -> Option<usize> {
-        self.nodes.find(id, |n| keys.node_id(n))
+        self.nodes.find(id, &StoredIds(keys))
     }
 
     /// Node of the published `id`.
@@ -285,7 +334,7 @@ impl Shard {
         if id == u64::MAX {
             self.reserved_max
         } else {
-            self.reserved.find(id, own).is_some()
+            self.reserved.find(id, &own).is_some()
         }
     }
 
@@ -293,7 +342,7 @@ impl Shard {
         if id == u64::MAX {
             self.reserved_max = true;
         } else {
-            self.reserved.insert(id, id, own);
+            self.reserved.insert(id, id, &own);
         }
     }
 
@@ -302,9 +351,9 @@ impl Shard {
         if id == u64::MAX {
             return std::mem::replace(&mut self.reserved_max, false);
         }
-        match self.reserved.find(id, own) {
+        match self.reserved.find(id, &own) {
             Some(i) => {
-                self.reserved.remove_at(i, own);
+                self.reserved.remove_at(i, &own);
                 true
             }
             None => false,
@@ -314,12 +363,12 @@ impl Shard {
     /// Maps `id` to `node`, whose stored id must be `id`.
     fn add_node<K: NodeIds + ?Sized>(&mut self, keys: &K, id: u64, node: u32) {
         debug_assert_eq!(keys.node_id(node), id, "node {node} does not carry id {id}");
-        self.nodes.insert(id, node, |n| keys.node_id(n));
+        self.nodes.insert(id, node, &StoredIds(keys));
     }
 
     /// Unmaps the entry at slot `i`.
     fn remove_node_at<K: NodeIds + ?Sized>(&mut self, keys: &K, i: usize) {
-        self.nodes.remove_at(i, |n| keys.node_id(n));
+        self.nodes.remove_at(i, &StoredIds(keys));
     }
 }
 
@@ -537,7 +586,7 @@ mod tests {
             }
             for (i, &id) in s.reserved.slots.iter().enumerate().filter(|(_, &id)| id != u64::MAX) {
                 assert_eq!(shard_of(id), si, "{ctx}: reservation {id} in the wrong shard");
-                assert_eq!(s.reserved.find(id, own), Some(i), "{ctx}: reservation {id} unreachable");
+                assert_eq!(s.reserved.find(id, &own), Some(i), "{ctx}: reservation {id} unreachable");
             }
             bytes += s.nodes.slots.len() * 4 + s.reserved.slots.len() * 8;
         }
@@ -698,7 +747,7 @@ mod tests {
     fn removal_in_the_middle_of_a_run_shifts_the_right_entries() {
         let slots = 16;
         let mut t: Table<u64> = Table::new();
-        t.resize(slots, own);
+        t.resize(slots, &own);
         let with_home = |h: usize, count: usize| {
             ids_where(count, move |id| id != u64::MAX && Table::<u64>::home(id, slots) == h)
         };
@@ -710,7 +759,7 @@ mod tests {
                                  // (0.4) while the test removes entries.
         let e: Vec<u64> = (8..12).flat_map(|h| with_home(h, 1)).collect();
         for &id in a.iter().chain(&b).chain(&c).chain(&d).chain(&e) {
-            t.insert(id, id, own);
+            t.insert(id, id, &own);
         }
         let at = |t: &Table<u64>, i: usize| t.slots[i];
         assert_eq!(
@@ -719,22 +768,22 @@ mod tests {
         );
         // Remove a[1] (slot 15): a[2] moves back from 0, b[0] from 1 to 0, b[1] from 2 to 1;
         // c[0] (home 2) moves to 2; the run ends at the empty slot 4, so d[0] stays.
-        let i = t.find(a[1], own).unwrap();
-        t.remove_at(i, own);
+        let i = t.find(a[1], &own).unwrap();
+        t.remove_at(i, &own);
         assert_eq!(
             [at(&t, 14), at(&t, 15), at(&t, 0), at(&t, 1), at(&t, 2), at(&t, 3), at(&t, 5)],
             [a[0], a[2], b[0], b[1], c[0], u64::MAX, d[0]]
         );
         // Remove b[0] (slot 0): b[1] (home 15) may move back to 0; c[0] (home 2, now at 2)
         // may not move before its home.
-        let i = t.find(b[0], own).unwrap();
-        t.remove_at(i, own);
+        let i = t.find(b[0], &own).unwrap();
+        t.remove_at(i, &own);
         assert_eq!([at(&t, 15), at(&t, 0), at(&t, 1), at(&t, 2)], [a[2], b[1], u64::MAX, c[0]]);
         for &id in [a[0], a[2], b[1], c[0], d[0]].iter() {
-            assert!(t.find(id, own).is_some(), "{id} lost");
+            assert!(t.find(id, &own).is_some(), "{id} lost");
         }
         for &id in [a[1], b[0]].iter() {
-            assert!(t.find(id, own).is_none(), "{id} still found");
+            assert!(t.find(id, &own).is_none(), "{id} still found");
         }
         assert_eq!(t.len, 9);
         assert_eq!(t.slots.len(), slots, "no shrink above a load of 0.4");

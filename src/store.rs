@@ -734,6 +734,13 @@ impl crate::idmap::NodeIds for NodeStore {
     fn node_id(&self, n: u32) -> u64 {
         self.id(n)
     }
+
+    #[inline(always)]
+    fn prefetch_id(&self, n: u32) {
+        if let Some(r) = self.ids.row(n as usize) {
+            prefetch_bytes(r.as_ptr().cast::<u8>(), 8);
+        }
+    }
 }
 
 /// Level count of an upper-level block (0 for none).
