@@ -841,3 +841,55 @@ mod tests {
         check_structure(&map, &keys, "published");
     }
 }
+
+/// Timings of the map alone, for `docs/benchmarks.md` (not a test of speed: it asserts only
+/// that every id is found). Run with
+/// `cargo test --release --lib idmap::timings -- --ignored --nocapture`.
+#[cfg(test)]
+mod timings {
+    use super::*;
+    use std::time::Instant;
+
+    /// Ids kept as the node store keeps them, with its prefetch.
+    struct Ids(Vec<u64>);
+
+    impl NodeIds for Ids {
+        fn node_id(&self, n: u32) -> u64 {
+            self.0[n as usize]
+        }
+        fn prefetch_id(&self, n: u32) {
+            if let Some(r) = self.0.get(n as usize) {
+                crate::store::prefetch_bytes((r as *const u64).cast::<u8>(), 8);
+            }
+        }
+    }
+
+    #[test]
+    #[ignore]
+    fn insert_and_lookup_costs() {
+        for n in [1_000_000usize, 8_000_000] {
+            let keys = Ids((0..n as u64).map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x1234).collect());
+            let map = IdMap::new();
+            let t = Instant::now();
+            for (node, &id) in keys.0.iter().enumerate() {
+                assert!(map.reserve(&keys, id));
+                map.publish(&keys, id, node as u32, || {});
+            }
+            let insert = t.elapsed().as_secs_f64() * 1e9 / n as f64;
+            let t = Instant::now();
+            let present: Vec<u64> = keys.0.iter().copied().step_by(7).collect();
+            let found = present.iter().filter(|&&id| map.get(&keys, id).is_some()).count();
+            assert_eq!(found, present.len());
+            let get = t.elapsed().as_secs_f64() * 1e9 / found as f64;
+            let t = Instant::now();
+            let absent = (0..(n / 7) as u64)
+                .filter(|i| map.get(&keys, i.wrapping_mul(0xD6E8_FEB8_6659_FD93)).is_none())
+                .count();
+            let miss = t.elapsed().as_secs_f64() * 1e9 / absent as f64;
+            println!(
+                "{n} ids: reserve+publish {insert:.0} ns, get present {get:.0} ns, get absent {miss:.0} ns, {:.2} B/id",
+                map.heap_bytes() as f64 / n as f64
+            );
+        }
+    }
+}
