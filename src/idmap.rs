@@ -845,7 +845,7 @@ mod tests {
 /// Timings of the map alone, for `docs/benchmarks.md` (not a test of speed: it asserts only
 /// that every id is found). Run with
 /// `cargo test --release --lib idmap::timings -- --ignored --nocapture`.
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod timings {
     use super::*;
     use std::time::Instant;
