@@ -87,8 +87,8 @@ pub(crate) struct NodeStore {
     /// One word per node: its spin lock (`LOCKED`) and its level-0 in-degree (the other 15
     /// bits, sticky at `INDEG_STUCK`). Pruning never drops a node's last in-link, so no node is
     /// orphaned; zero (with the upper in-degree) is also what lets a deleted slot be reused.
-    /// Sharing the word saves a byte per node and keeps the lock's cache line away from the
-    /// flags the searches read.
+    /// Sharing the word saves a byte per node; sharing the flags byte instead would put lock
+    /// traffic on the cache lines every search reads.
     lock_indeg: Arena<AtomicU16>,
     /// Upper-level block of each node, or null: `[levels, indeg_up, levels × (m + 1)]`.
     upper: Arena<AtomicPtr<AtomicU32>>,
