@@ -169,7 +169,14 @@ impl IndexConfig {
         self
     }
 
-    /// Caps the number of live vectors.
+    /// Caps the number of live vectors: inserts beyond it fail with
+    /// [`IndexError::CapacityExceeded`](crate::IndexError::CapacityExceeded).
+    ///
+    /// A cap of at most 8 388 608 also stores every link in 3 bytes instead of 4
+    /// ([`Index::link_bytes`](crate::Index::link_bytes)): 32 bytes less per vector at the
+    /// default `M` = 16. Node numbers then stay below 2^24, twice the cap, which leaves room for
+    /// deleted vectors waiting for their slots to be reused; should churn ever outrun that, the
+    /// insert fails with `CapacityExceeded` too and the index is unchanged.
     pub fn max_elements(mut self, n: usize) -> Self {
         self.max_elements = Some(n);
         self

@@ -151,7 +151,7 @@ impl Index {
             stats.max_level = stats.max_level.max(lv);
             for level in 0..=lv {
                 store.read_links(node, level, &mut links);
-                let raw = store.links(node, level)[0].load(std::sync::atomic::Ordering::Acquire) as usize;
+                let raw = store.link_count(node, level);
                 let cap = store.cap(level);
                 if raw > cap {
                     return Err(IntegrityError::DegreeTooHigh { node, level, degree: raw, cap });

@@ -63,6 +63,7 @@ pub mod io;
 pub mod items;
 #[cfg(test)]
 mod link_tests;
+mod links;
 pub mod metadata;
 pub mod persist;
 mod progress;

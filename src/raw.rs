@@ -4,6 +4,7 @@
 //! loaded index has exactly the saved graph.
 
 use crate::index::Index;
+use crate::links::{ListCodec, NARROW_NODES};
 use crate::store::MAX_LEVEL;
 
 /// One node as stored: everything a snapshot needs to rebuild it.
@@ -90,7 +91,14 @@ impl Index {
         nodes: Vec<Option<RawNode>>,
         entry: Option<(u32, usize)>,
     ) -> Result<Index, String> {
-        let index = Index::new(cfg).map_err(|e| e.to_string())?;
+        // A snapshot of an index that had more node numbers than 3-byte links can name (its
+        // `max_elements` lowered since, or written before they existed) keeps 4-byte ones.
+        let codec = if nodes.len() as u64 >= NARROW_NODES {
+            ListCodec::WIDE
+        } else {
+            ListCodec::for_max_elements(cfg.max_elements)
+        };
+        let index = Index::with_codec(cfg, crate::distance::kernels(), codec).map_err(|e| e.to_string())?;
         let is_sq8 = index.cfg.storage == crate::Storage::Sq8;
         let unfit = match sq8 {
             Some(p) => (!index.set_sq8_params(p))

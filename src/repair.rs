@@ -15,7 +15,6 @@
 
 use crate::index::Index;
 use crate::scratch::{with_scratch, Cand};
-use std::sync::atomic::Ordering;
 
 /// Passes over the graph before giving up (each pass fixes every node it finds).
 const MAX_PASSES: usize = 4;
@@ -91,8 +90,7 @@ impl Index {
     }
 
     fn has_room(&self, x: u32) -> bool {
-        let l = self.store.links(x, 0);
-        (l[0].load(Ordering::Acquire) as usize) < l.len() - 1
+        self.store.link_count(x, 0) < self.store.cap(0)
     }
 
     /// The reachable node nearest to `u` whose level-0 list has a free slot (live nodes

@@ -16,12 +16,12 @@
 //! then, so every reader that could still hold the number has finished. Rewriting its vector then
 //! races with no reader. See `docs/architecture.md`.
 //!
-//! Neighbour lists are `[count, slot_1, …, slot_cap]` of atomics. Writers hold the node's lock
-//! (one node at a time, never two) and store slots before the count; readers take no lock and may
-//! see a mix of an old and a new list, which is harmless for a greedy search: every slot always
-//! holds some valid node number.
+//! Neighbour lists are a header and packed slots of atomic words, laid out and read by
+//! [`ListCodec`] (`links.rs`). Writers hold the node's lock (one node at a time, never two);
+//! readers take no lock and retry until they copy a list that was whole at one instant.
 
 use crate::arena::Arena;
+use crate::links::{ListCodec, NARROW_NODES};
 use std::alloc::{alloc_zeroed, dealloc, Layout};
 use std::sync::atomic::{AtomicPtr, AtomicU16, AtomicU32, AtomicU64, AtomicU8, Ordering};
 
@@ -72,12 +72,18 @@ pub(crate) struct NodeStore {
     exact_bytes: usize,
     m: usize,
     m0: usize,
-    /// Level-0 rows: `[count, slot_1, …, slot_m0]` then the vector (codes) the walk reads, as
+    /// Slot width of every list.
+    codec: ListCodec,
+    /// Words of each list in an upper-level block.
+    up_words: usize,
+    /// One past the highest node number the slots can hold.
+    node_limit: u64,
+    /// Level-0 rows: the level-0 list (`codec.words(m0)`) then the vector (codes) the walk reads, as
     /// hnswlib lays them out: expanding a candidate reads the list next to the vector whose
     /// distance was computed when the candidate was found, so it is usually still cached, and
     /// one visit touches one region of memory instead of two.
     level0: Arena<AtomicU32>,
-    /// Words of the list at the start of each `level0` row (`m0 + 1`).
+    /// Words of the list at the start of each `level0` row.
     list_words: usize,
     /// Exact `f32` originals (`Storage::Sq8` only; width 0 and never grown otherwise), apart from
     /// `level0` so the graph walk's rows stay small.
@@ -90,7 +96,7 @@ pub(crate) struct NodeStore {
     /// Sharing the word saves a byte per node; sharing the flags byte instead would put lock
     /// traffic on the cache lines every search reads.
     lock_indeg: Arena<AtomicU16>,
-    /// Upper-level block of each node, or null: `[levels, indeg_up, levels × (m + 1)]`.
+    /// Upper-level block of each node, or null: `[levels, indeg_up, levels × up_words]`.
     upper: Arena<AtomicPtr<AtomicU32>>,
     pool: BlockPool,
     /// Node numbers handed out so far.
@@ -108,15 +114,20 @@ pub(crate) enum Release {
 
 impl NodeStore {
     /// `vec_bytes`: the row the walk reads; `exact_bytes`: the `f32` original kept beside it
-    /// (0: none).
-    pub(crate) fn new(vec_bytes: usize, exact_bytes: usize, m: usize, m0: usize) -> Self {
+    /// (0: none); `codec`: the slot width.
+    pub(crate) fn new(vec_bytes: usize, exact_bytes: usize, m: usize, m0: usize, codec: ListCodec) -> Self {
+        let list_words = codec.words(m0);
         Self {
             vec_bytes,
             exact_bytes,
             m,
             m0,
-            level0: Arena::new(row_words(m0 + 1, vec_bytes)),
-            list_words: m0 + 1,
+            codec,
+            up_words: codec.words(m),
+            // u32::MAX is never a node: the id map marks its empty slots with it.
+            node_limit: if codec == ListCodec::NARROW { NARROW_NODES } else { u32::MAX as u64 },
+            level0: Arena::new(row_words(list_words, vec_bytes)),
+            list_words,
             exact: Arena::new(exact_bytes.max(1)),
             ids: Arena::new(1),
             meta: Arena::new(1),
@@ -134,12 +145,12 @@ impl NodeStore {
     }
 
     /// Hands out `count` consecutive fresh node numbers with backing memory, or `None` when the
-    /// `u32` node space or memory is exhausted (then nothing is handed out).
+    /// node space ([`node_limit`](Self::node_limit)) or memory is exhausted (then nothing is
+    /// handed out).
     pub(crate) fn alloc(&self, count: u32) -> Option<u32> {
         let mut cur = self.allocated.load(Ordering::Relaxed);
         loop {
-            // u32::MAX is never a node: the id map marks its empty slots with it.
-            let end = cur.checked_add(count).filter(|&e| e < u32::MAX)?;
+            let end = cur.checked_add(count).filter(|&e| (e as u64) < self.node_limit)?;
             if end > cur && !self.ensure_rows(end as usize - 1) {
                 return None;
             }
@@ -148,6 +159,16 @@ impl NodeStore {
                 Err(actual) => cur = actual,
             }
         }
+    }
+
+    /// Node numbers are below this (exclusive bound on [`allocated`](Self::allocated)).
+    pub(crate) fn node_limit(&self) -> u64 {
+        self.node_limit
+    }
+
+    /// Bytes per neighbour slot: 3 or 4.
+    pub(crate) fn slot_bytes(&self) -> usize {
+        self.codec.slot_bytes()
     }
 
     fn ensure_rows(&self, last: usize) -> bool {
@@ -205,10 +226,11 @@ impl NodeStore {
         };
         if !block.is_null() {
             // SAFETY: `block` is a live pool block of `level` levels (header included).
-            let words = unsafe { std::slice::from_raw_parts(block, block_len(level, self.m)) };
+            let words = unsafe { std::slice::from_raw_parts(block, block_len(level, self.up_words)) };
             words[1].store(0, Ordering::Relaxed);
             for l in 0..level {
-                words[BLOCK_HEADER + l * (self.m + 1)].store(0, Ordering::Relaxed);
+                let at = BLOCK_HEADER + l * self.up_words;
+                self.codec.write(&words[at..at + self.up_words], &[]);
             }
         }
         // SAFETY: row `n` is allocated and its vector part `vec_bytes` long (only the list part
@@ -224,7 +246,7 @@ impl NodeStore {
             r[0].store(id, Ordering::Relaxed);
         }
         if let Some(r) = self.list0(n) {
-            r[0].store(0, Ordering::Relaxed);
+            self.codec.write(r, &[]);
         }
         if let Some(r) = self.lock_indeg.row(n as usize) {
             // Only the count: nobody can hold the lock of a number being handed out, but the
@@ -246,7 +268,7 @@ impl NodeStore {
         if let Some(b) = self.pool.free.lock()[levels].pop() {
             return Some(b as *mut AtomicU32);
         }
-        let layout = Layout::array::<AtomicU32>(block_len(levels, self.m)).ok()?;
+        let layout = Layout::array::<AtomicU32>(block_len(levels, self.up_words)).ok()?;
         // SAFETY: the layout has non-zero size (the header alone is two words).
         let p = unsafe { alloc_zeroed(layout) }.cast::<AtomicU32>();
         if p.is_null() {
@@ -466,9 +488,10 @@ impl NodeStore {
         }
     }
 
-    /// `[count, slots…]` of node `n` on `level`; an empty list when `n` has no such level.
+    /// The words of node `n`'s list on `level` ([`ListCodec`] layout); an empty list when `n`
+    /// has no such level.
     #[inline(always)]
-    pub(crate) fn links(&self, n: u32, level: usize) -> &[AtomicU32] {
+    fn links(&self, n: u32, level: usize) -> &[AtomicU32] {
         if level == 0 {
             return self.list0(n).unwrap_or(&EMPTY_LIST);
         }
@@ -476,7 +499,7 @@ impl NodeStore {
         if level > block_levels(block) {
             return &EMPTY_LIST;
         }
-        let w = self.m + 1;
+        let w = self.up_words;
         // SAFETY: a non-null block holds `block_levels(block)` levels after its header (its
         // header never changes), `level` is at most that, and blocks are freed only when the
         // store drops, so the row `[header + (level - 1) * w, header + level * w)` is valid
@@ -484,7 +507,7 @@ impl NodeStore {
         unsafe { std::slice::from_raw_parts(block.add(BLOCK_HEADER + (level - 1) * w), w) }
     }
 
-    /// Node `n`'s level-0 list `[count, slots…]`: the first `list_words` of its row.
+    /// Node `n`'s level-0 list: the first `list_words` of its row.
     #[inline(always)]
     fn list0(&self, n: u32) -> Option<&[AtomicU32]> {
         let p = self.level0.row_ptr(n as usize)?;
@@ -509,24 +532,36 @@ impl NodeStore {
         self.upper.row(n as usize).map_or(std::ptr::null_mut(), |r| r[0].load(Ordering::Acquire))
     }
 
-    /// Reads a neighbour list into `out` (cleared first).
+    /// Reads a neighbour list into `out` (cleared first): a list it held at one instant.
     #[inline(always)]
     pub(crate) fn read_links(&self, n: u32, level: usize, out: &mut Vec<u32>) {
-        out.clear();
-        let l = self.links(n, level);
-        let cnt = (l[0].load(Ordering::Acquire) as usize).min(l.len() - 1);
-        out.extend(l[1..=cnt].iter().map(|s| s.load(Ordering::Acquire)));
+        self.codec.read(self.links(n, level), out);
+    }
+
+    /// The graph walk's read: the neighbours for which `keep` returns `true` (see
+    /// [`ListCodec::read_filtered`] for what a list being rewritten may yield).
+    #[inline(always)]
+    pub(crate) fn read_links_filtered(
+        &self,
+        n: u32,
+        level: usize,
+        out: &mut Vec<u32>,
+        keep: impl FnMut(u32) -> bool,
+    ) {
+        self.codec.read_filtered(self.links(n, level), out, keep);
+    }
+
+    /// The length of a neighbour list: exact under `n`'s lock, a hint otherwise.
+    #[inline]
+    pub(crate) fn link_count(&self, n: u32, level: usize) -> usize {
+        self.codec.count(self.links(n, level))
     }
 
     /// Overwrites a neighbour list without touching in-degrees; the caller holds `n`'s lock and
     /// has already counted the difference.
     fn write_slots(&self, n: u32, level: usize, nbrs: &[u32]) {
-        let l = self.links(n, level);
-        debug_assert!(nbrs.len() < l.len());
-        for (slot, &v) in l[1..].iter().zip(nbrs) {
-            slot.store(v, Ordering::Release);
-        }
-        l[0].store(nbrs.len().min(l.len() - 1) as u32, Ordering::Release);
+        debug_assert!(nbrs.len() <= self.cap(level));
+        self.codec.write(self.links(n, level), &nbrs[..nbrs.len().min(self.cap(level))]);
     }
 
     /// Overwrites a neighbour list, counting every added and removed link in the targets'
@@ -558,14 +593,12 @@ impl NodeStore {
     /// lock.
     pub(crate) fn try_push_link(&self, n: u32, level: usize, v: u32) -> bool {
         let l = self.links(n, level);
-        let cnt = l[0].load(Ordering::Relaxed) as usize;
-        if cnt + 1 >= l.len() {
+        let cap = if l.len() > 1 { self.cap(level) } else { 0 };
+        if self.codec.count(l) >= cap {
             return false;
         }
         self.inc_indeg(v, level);
-        l[cnt + 1].store(v, Ordering::Release);
-        l[0].store(cnt as u32 + 1, Ordering::Release);
-        true
+        self.codec.push(l, cap, v)
     }
 
     /// Node `n`'s lock-and-in-degree word.
@@ -701,7 +734,7 @@ impl NodeStore {
             let levels = block_levels(self.block(node));
             if levels > 0 {
                 // The allocator's header on top of the block.
-                upper += block_len(levels, self.m) * 4 + 16;
+                upper += block_len(levels, self.up_words) * 4 + 16;
             }
         }
         let pooled: usize = self
@@ -710,7 +743,7 @@ impl NodeStore {
             .lock()
             .iter()
             .enumerate()
-            .map(|(levels, v)| v.len() * (block_len(levels, self.m) * 4 + 16))
+            .map(|(levels, v)| v.len() * (block_len(levels, self.up_words) * 4 + 16))
             .sum();
         // Per node: the row, the original, the id (8), flags (1), lock and in-degree (2) and
         // the upper-block pointer (8).
@@ -755,8 +788,8 @@ fn block_levels(block: *mut AtomicU32) -> usize {
     }
 }
 
-fn block_len(levels: usize, m: usize) -> usize {
-    BLOCK_HEADER + levels * (m + 1)
+fn block_len(levels: usize, list_words: usize) -> usize {
+    BLOCK_HEADER + levels * list_words
 }
 
 impl Drop for NodeStore {
@@ -770,7 +803,7 @@ impl Drop for NodeStore {
         for b in blocks {
             let p = b as *mut AtomicU32;
             let levels = block_levels(p);
-            if let Ok(layout) = Layout::array::<AtomicU32>(block_len(levels, self.m)) {
+            if let Ok(layout) = Layout::array::<AtomicU32>(block_len(levels, self.up_words)) {
                 // SAFETY: every block was allocated in `take_block` with exactly this layout
                 // (its level count never changes), is owned by one node or the pool (never
                 // both), and is freed only here.

@@ -7,7 +7,11 @@ use std::sync::Arc;
 
 /// A store of `n` initialised level-0 nodes with 4-byte vectors.
 fn store(n: u32) -> NodeStore {
-    let s = NodeStore::new(4, 0, 4, 8);
+    store_with(n, ListCodec::WIDE)
+}
+
+fn store_with(n: u32, codec: ListCodec) -> NodeStore {
+    let s = NodeStore::new(4, 0, 4, 8, codec);
     let first = s.alloc(n).expect("memory for a few nodes");
     for i in first..first + n {
         // SAFETY: `i` was just handed out to this thread and is never published.
@@ -100,4 +104,36 @@ fn threads_locking_and_counting_the_same_node_lose_nothing() {
     assert_eq!(u64::from(s.indeg(0)), want);
     assert_eq!(u64::from(s.indeg(1)), THREADS * ROUNDS);
     assert_eq!(raw(&s, 0) & LOCKED, 0, "the lock was left taken");
+}
+
+#[test]
+fn narrow_stores_hand_out_only_24_bit_node_numbers() {
+    let s = store_with(3, ListCodec::NARROW);
+    assert_eq!(s.node_limit(), 1 << 24);
+    assert_eq!(s.alloc(1 << 24), None, "a node number that 3 bytes cannot name");
+    assert_eq!(s.allocated(), 3, "a refused allocation hands out nothing");
+    assert_eq!(store(1).node_limit(), u32::MAX as u64);
+}
+
+#[test]
+fn lists_of_both_widths_keep_links_and_in_degrees_exact() {
+    for codec in [ListCodec::NARROW, ListCodec::WIDE] {
+        let s = store_with(12, codec);
+        let _g = s.lock(0);
+        s.set_links(0, 0, &[1, 2, 3, 11]);
+        assert!(s.try_push_link(0, 0, 5));
+        let mut got = Vec::new();
+        s.read_links(0, 0, &mut got);
+        assert_eq!(got, [1, 2, 3, 11, 5], "{codec:?}");
+        s.set_links(0, 0, &[3, 4]);
+        s.read_links(0, 0, &mut got);
+        assert_eq!(got, [3, 4], "{codec:?}");
+        let indeg: Vec<u32> = (0..12).map(|n| s.indeg(n)).collect();
+        assert_eq!(indeg, [0, 0, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0], "{codec:?}");
+        for v in 5..11 {
+            assert!(s.try_push_link(0, 0, v), "{codec:?}: room for 8");
+        }
+        assert!(!s.try_push_link(0, 0, 11), "{codec:?}: a ninth link past M0 = 8");
+        assert_eq!(s.link_count(0, 0), 8);
+    }
 }

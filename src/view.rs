@@ -247,6 +247,11 @@ impl IndexView {
         self.index.hot_memory_bytes()
     }
 
+    /// See [`Index::link_bytes`].
+    pub fn link_bytes(&self) -> usize {
+        self.index.link_bytes()
+    }
+
     /// See [`Index::slot_stats`].
     pub fn slot_stats(&self) -> SlotStats {
         self.index.slot_stats()

@@ -9,8 +9,20 @@ use std::sync::Arc;
 
 #[test]
 fn concurrent_inserts_and_searches() {
+    concurrent_inserts_and_searches_with(IndexConfig::new(128, Metric::L2), 4);
+}
+
+/// The same with links packed in 3 bytes: searches copy lists whose slots straddle words while
+/// inserts rewrite them, so a torn copy would show as a wrong or unfetchable result.
+#[test]
+fn concurrent_inserts_and_searches_with_3_byte_links() {
+    concurrent_inserts_and_searches_with(IndexConfig::new(128, Metric::L2).max_elements(1 << 20), 3);
+}
+
+fn concurrent_inserts_and_searches_with(cfg: IndexConfig, link_bytes: usize) {
     let d = sift();
-    let index = Arc::new(Index::new(IndexConfig::new(128, Metric::L2)).unwrap());
+    let index = Arc::new(Index::new(cfg).unwrap());
+    assert_eq!(index.link_bytes(), link_bytes);
     let base = Arc::new(d.base);
     let stop = Arc::new(AtomicBool::new(false));
     let mut searchers = Vec::new();

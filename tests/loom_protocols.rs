@@ -11,16 +11,17 @@
 //!   `NodeStore` cannot run under loom (rayon, the epoch registry, arenas), so they are mirrored
 //!   below with the same orderings; each mirror names the function it copies. **Changing one of
 //!   those functions means changing its mirror here.**
-//! * **Neighbour lists and in-degrees** (`NodeStore::write_slots`, `try_push_link`, `read_links`,
-//!   `lock`, `NodeGuard::drop`, `try_release0`, `inc_indeg`): mirrored in miniature, same
-//!   orderings, with a node's lock and level-0 in-degree sharing one word as in the store.
+//! * **Neighbour lists and in-degrees**: the real list code (`src/links.rs`: the 3-byte layout
+//!   and its version-checked copy) is compiled into this test; `lock`, `NodeGuard::drop`,
+//!   `try_release0` and `inc_indeg` are mirrored in miniature, same orderings, with a node's lock
+//!   and level-0 in-degree sharing one word as in the store.
 //! * **Walk codes** (`WalkCodes::record_existing`, `record_new`, `write`, `prefetch`, `dist` in
 //!   `src/walk_codes.rs`): one node's state and code row mirrored in miniature, same orderings,
 //!   the row in loom's `UnsafeCell` so loom reports any unordered access to the bytes. **Changing
 //!   one of those functions means changing its mirror here.**
 //!
 //! Each protocol also has a `#[should_panic]` model of a broken variant (the old id-map remove, a
-//! node id written after its publication, a relaxed count store, a split check-then-decrement,
+//! node id written after its publication, a list copy without its version check, a split check-then-decrement,
 //! an unlock that stores over the in-degree, a relaxed code publication, a reuse that leaves a code being written alone), so we know the
 //! checks can fail.
 #![cfg(loom)]
@@ -40,7 +41,14 @@ use idmap::{IdMap, NodeIds};
 /// Runs `f` under loom with a preemption bound (`LOOM_MAX_PREEMPTIONS`, default 3): enough for
 /// the three-thread races below and keeps the whole file well under a minute.
 fn model(f: impl Fn() + Sync + Send + 'static) {
+    model_branches(f, loom::model::Builder::new().max_branches);
+}
+
+/// [`model`] with room for more branches per execution: a reader that retries while a writer is
+/// mid-list takes a few dozen per retry.
+fn model_branches(f: impl Fn() + Sync + Send + 'static, max_branches: usize) {
     let mut b = loom::model::Builder::new();
+    b.max_branches = max_branches;
     if b.preemption_bound.is_none() {
         b.preemption_bound = Some(3);
     }
@@ -483,13 +491,22 @@ fn stored_id_written_after_publication_is_caught() {
 const GARBAGE: u32 = 0xDEAD;
 const CAP: usize = 3;
 
+// The real list layout and protocol. Items the model does not call are dead here.
+#[allow(dead_code)]
+#[path = "../src/links.rs"]
+mod links;
+
+/// 3-byte slots: they straddle words, so this is the layout a torn read could corrupt.
+const CODEC: links::ListCodec = links::ListCodec::NARROW;
+
 /// The lock bit and the in-degree mask of a node's lock-and-in-degree word, as in `store.rs`.
 const LOCKED: u16 = 0x8000;
 const INDEG_MASK: u16 = 0x7FFF;
 
-/// `[count, slot_1, …, slot_CAP]` plus the node's lock-and-in-degree word, as in `NodeStore`.
+/// A neighbour list in the real layout and code (`src/links.rs`, compiled into this test), plus
+/// the node's lock-and-in-degree word, as in `NodeStore`.
 struct List {
-    words: [AtomicU32; CAP + 1],
+    words: Vec<AtomicU32>,
     word: AtomicU16,
 }
 
@@ -520,12 +537,12 @@ impl List {
     }
 
     fn with_indeg(init: &[u32], indeg: u16) -> Self {
-        let words = std::array::from_fn(|i| match i {
-            0 => AtomicU32::new(init.len() as u32),
-            i if i <= init.len() => AtomicU32::new(init[i - 1]),
-            _ => AtomicU32::new(GARBAGE),
-        });
-        Self { words, word: AtomicU16::new(indeg) }
+        let words = (0..CODEC.words(CAP)).map(|_| AtomicU32::new(0)).collect();
+        let l = Self { words, word: AtomicU16::new(indeg) };
+        // Slots past the count hold garbage, as a reused row does.
+        CODEC.write(&l.words, &[GARBAGE; CAP]);
+        CODEC.write(&l.words, init);
+        l
     }
 
     /// Mirrors `NodeStore::lock` (loom needs the yield to schedule the holder).
@@ -547,81 +564,78 @@ impl List {
         self.word.load(Ordering::Acquire) & INDEG_MASK
     }
 
-    /// Mirrors `NodeStore::write_slots` (`count_order` is `Release` there; the broken variant
-    /// passes `Relaxed`). The caller holds the lock.
-    fn write_slots(&self, nbrs: &[u32], count_order: Ordering) {
-        let l = &self.words;
-        for (slot, &v) in l[1..].iter().zip(nbrs) {
-            slot.store(v, Ordering::Release);
-        }
-        l[0].store(nbrs.len().min(l.len() - 1) as u32, count_order);
+    /// `NodeStore::write_slots`: the real codec. The caller holds the lock.
+    fn write_slots(&self, nbrs: &[u32]) {
+        CODEC.write(&self.words, nbrs);
     }
 
-    /// Mirrors `NodeStore::try_push_link` (without the in-degree, counted by the caller). The
-    /// caller holds the lock.
+    /// `NodeStore::try_push_link` (without the in-degree, counted by the caller): the real
+    /// codec. The caller holds the lock.
     fn try_push_link(&self, v: u32) -> bool {
-        let l = &self.words;
-        let cnt = l[0].load(Ordering::Relaxed) as usize;
-        if cnt + 1 >= l.len() {
-            return false;
-        }
-        l[cnt + 1].store(v, Ordering::Release);
-        l[0].store(cnt as u32 + 1, Ordering::Release);
-        true
+        CODEC.push(&self.words, CAP, v)
     }
 
-    /// Mirrors `NodeStore::read_links`.
+    /// `NodeStore::read_links`: the real codec.
     fn read_links(&self) -> Vec<u32> {
-        let l = &self.words;
-        let cnt = (l[0].load(Ordering::Acquire) as usize).min(l.len() - 1);
-        l[1..=cnt].iter().map(|s| s.load(Ordering::Acquire)).collect()
+        let mut out = Vec::new();
+        CODEC.read(&self.words, &mut out);
+        out
+    }
+
+    /// The broken variant: the count and the slots as they are, without the version check (an
+    /// independent decoder of the 3-byte layout: little-endian bytes, three per slot).
+    fn read_unchecked(&self) -> Vec<u32> {
+        let cnt = (self.words[0].load(Ordering::Acquire) & 0xFFF) as usize;
+        let bytes: Vec<u8> =
+            self.words[1..].iter().flat_map(|w| w.load(Ordering::Relaxed).to_le_bytes()).collect();
+        (0..cnt.min(CAP))
+            .map(|i| u32::from_le_bytes([bytes[3 * i], bytes[3 * i + 1], bytes[3 * i + 2], 0]))
+            .collect()
     }
 }
 
-/// Two writers (a full rewrite and an append) race a lock-free reader, which must only see
-/// values some writer stored at that position.
-fn list_race(count_order: Ordering) {
-    model(move || {
-        let list = Arc::new(List::new(&[]));
-        let a = {
-            let list = list.clone();
-            thread::spawn(move || {
-                let _g = list.lock();
-                list.write_slots(&[1, 2], count_order);
-            })
-        };
-        let b = {
-            let list = list.clone();
-            thread::spawn(move || {
-                let _g = list.lock();
-                assert!(list.try_push_link(3), "room for one more in every order");
-            })
-        };
-        // Position p (1-based) may hold: 1 or 3 (the rewrite, or the append to an empty list),
-        // 2 (the rewrite), 3 (the append after the rewrite).
-        let allowed: [&[u32]; CAP] = [&[1, 3], &[2], &[3]];
-        for _ in 0..2 {
-            for (p, v) in list.read_links().into_iter().enumerate() {
-                assert!(allowed[p].contains(&v), "slot {} read {v:#x}", p + 1);
-            }
-        }
-        a.join().unwrap();
-        b.join().unwrap();
-        let fin = list.read_links();
-        assert!(fin == [1, 2, 3] || fin == [1, 2], "final list {fin:?}");
-    });
+/// A writer rewrites the list and then appends to it, under the node's lock, while a lock-free
+/// reader copies it. Slot values use all 24 bits, so a copy mixing words of two versions shows.
+/// Every copy must be a list the node really held. (Writers of one list are serialised by its
+/// lock, which `prune_race` covers; one writer keeps the reader's retries explorable.)
+fn list_race(read: fn(&List) -> Vec<u32>) {
+    const P: [u32; 2] = [0xA1A2A3, 0xB1B2B3];
+    const R: [u32; 2] = [0x5C5D5E, 0x6E6F60];
+    const T: u32 = 0xF7F8F9;
+    model_branches(
+        move || {
+            let list = Arc::new(List::new(&P));
+            let w = {
+                let list = list.clone();
+                thread::spawn(move || {
+                    {
+                        let _g = list.lock();
+                        list.write_slots(&R);
+                    }
+                    let _g = list.lock();
+                    assert!(list.try_push_link(T), "room for a third slot");
+                })
+            };
+            let whole: [&[u32]; 3] = [&P, &R, &[R[0], R[1], T]];
+            let got = read(&list);
+            assert!(whole.contains(&got.as_slice()), "copied {got:x?}, a list the node never held");
+            w.join().unwrap();
+            assert_eq!(list.read_links(), whole[2]);
+        },
+        10_000,
+    );
 }
 
 #[test]
-fn readers_never_see_unwritten_slots() {
-    list_race(Ordering::Release);
+fn readers_only_copy_lists_that_were_whole() {
+    list_race(List::read_links);
 }
 
-/// The checker bites: a relaxed count store lets a reader see the count before the slots.
+/// The checker bites: without the version check a reader combines bytes of two versions.
 #[test]
 #[should_panic]
-fn relaxed_count_store_is_caught() {
-    list_race(Ordering::Relaxed);
+fn reading_without_the_version_check_is_caught() {
+    list_race(List::read_unchecked);
 }
 
 /// Mirrors `NodeStore::try_release0`: the check and the decrement are one atomic step, on the
@@ -670,7 +684,7 @@ fn prune_race(release: fn(&AtomicU16) -> bool, inserter: bool, unlock: Unlock) {
                 // release, then write the list with `set_links_counted`.
                 if release(&x.word) {
                     let kept: Vec<u32> = l.read_links().into_iter().filter(|&v| v != X).collect();
-                    l.write_slots(&kept, Ordering::Release);
+                    l.write_slots(&kept);
                 }
             })
         };
@@ -680,7 +694,7 @@ fn prune_race(release: fn(&AtomicU16) -> bool, inserter: bool, unlock: Unlock) {
             hs.push(thread::spawn(move || {
                 {
                     let _g = x.lock_with(unlock);
-                    x.write_slots(&[4, 5], Ordering::Release);
+                    x.write_slots(&[4, 5]);
                 }
                 let l = &lists[2];
                 let _g = l.lock();

@@ -84,6 +84,10 @@ pub struct IndexArgs {
     /// Seed of the level generator.
     #[arg(long, default_value_t = 0, help_heading = "Index parameters")]
     pub seed: u64,
+    /// Most live vectors the index may ever hold (inserts beyond it fail). At most 8388608
+    /// also stores each link in 3 bytes instead of 4: 32 bytes less per vector at M 16.
+    #[arg(long, value_name = "N", help_heading = "Index parameters")]
+    pub max_elements: Option<usize>,
 }
 
 impl IndexArgs {
@@ -97,12 +101,15 @@ impl IndexArgs {
         } else {
             storage
         };
-        let cfg = IndexConfig::new(dim, self.metric.into())
+        let mut cfg = IndexConfig::new(dim, self.metric.into())
             .m(self.m)
             .ef_construction(self.ef_construction)
             .seed(self.seed)
             .storage(storage)
             .rerank(self.rerank);
+        if let Some(n) = self.max_elements {
+            cfg = cfg.max_elements(n);
+        }
         cfg.validate().map_err(|e| match e {
             hnsw_batch::IndexError::InvalidParameter { name: "dim", reason } => {
                 CliError::input(format!("vector dimension {reason}"))

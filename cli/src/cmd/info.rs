@@ -81,6 +81,8 @@ pub fn run(args: &InfoArgs) -> Result<()> {
         "seed": c.seed,
         "max_elements": c.max_elements,
         "memory_bytes": index.memory_bytes(),
+        "hot_memory_bytes": index.hot_memory_bytes(),
+        "link_bytes": index.link_bytes(),
         "metadata": {
             "vectors": meta.vectors,
             "fields": meta.fields,
@@ -111,7 +113,7 @@ pub fn run(args: &InfoArgs) -> Result<()> {
     println!("dimension       {}", c.dim);
     println!("metric          {}", c.metric.name());
     println!("storage         {}", c.storage.name());
-    println!("M / M0          {} / {}", c.m, c.m0);
+    println!("M / M0          {} / {} ({} bytes per link)", c.m, c.m0, index.link_bytes());
     println!("ef_construction {}", c.ef_construction);
     println!("ef_search       {} (default)", c.ef_search);
     println!("seed            {}", c.seed);
@@ -124,6 +126,13 @@ pub fn run(args: &InfoArgs) -> Result<()> {
         human_bytes(index.memory_bytes() as f64),
         index.memory_bytes()
     );
+    if c.storage == hnsw_batch::Storage::Sq8 {
+        println!(
+            "hot memory      {} ({} bytes: all but the exact f32 vectors)",
+            human_bytes(index.hot_memory_bytes() as f64),
+            index.hot_memory_bytes()
+        );
+    }
     if let (Handle::Durable(db), Some(r)) = (index, &loaded.recovery) {
         let s = db.stats();
         println!("generation      {} (log {} bytes)", s.generation, s.log_bytes);

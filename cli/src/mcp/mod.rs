@@ -73,6 +73,7 @@ impl McpArgs {
             storage: self.storage.unwrap_or(StorageArg::Auto),
             rerank: 0,
             seed: 0,
+            max_elements: None,
         }
     }
 
