@@ -59,7 +59,9 @@ pub enum IndexError {
         /// The missing id.
         id: u64,
     },
-    /// The index is full: its configured `max_elements`, or the `u32` node space, is used up.
+    /// The index is full: its configured `max_elements`, or its node space (`u32` node
+    /// numbers, or 24-bit ones when a `max_elements` of at most 8 388 608 selected 3-byte links;
+    /// node slots include deleted vectors not yet reused), is used up.
     #[error("{}", phrase::capacity(*limit))]
     CapacityExceeded {
         /// The limit that was hit.
