@@ -303,9 +303,9 @@ impl Index {
         self.store.slot_bytes()
     }
 
-    /// [`memory_bytes`](Self::memory_bytes) without the [`Storage::Sq8`] `f32` originals: what
-    /// the graph walk reads (codes, norms, links, per-node fields, id map). Equal to
-    /// `memory_bytes` for other storages.
+    /// [`memory_bytes`](Self::memory_bytes) without the [`Storage::Sq8`] `f32` originals: the
+    /// codes, norms and links the graph walk reads, and the per-node fields and id map besides.
+    /// Equal to `memory_bytes` for other storages.
     pub fn hot_memory_bytes(&self) -> usize {
         self.memory_bytes() - self.store.exact_memory_bytes()
     }
