@@ -289,8 +289,9 @@ impl Index {
 
     /// Bytes per neighbour link: 3 when [`IndexConfig::max_elements`] is set to at most
     /// 8 388 608 (node numbers then fit in 24 bits), 4 otherwise. The narrower links save a
-    /// quarter of the links' memory (32 bytes per vector at the default `M0 = 32`); searches
-    /// and builds run alike.
+    /// quarter of the links' memory (32 bytes per vector at the default `M0 = 32`), for about
+    /// 2–4 % of search speed (each list is decoded and its copy checked; `docs/benchmarks.md`,
+    /// session 10); builds take the same time.
     ///
     /// ```
     /// use hnsw_batch::{Index, IndexConfig, Metric};
