@@ -130,8 +130,8 @@ impl ListCodec {
         let Some(head) = list.first() else { return };
         let cnt = ((head.load(Ordering::Acquire) & COUNT_MASK) as usize).min(self.room(list.len()));
         for slot in &list[1..=cnt] {
-            // Acquire: a slot naming a node published since pairs with the writer's release of
-            // the header after it stored the slot, ordering the node's data before our reads.
+            // Acquire: a slot naming a node linked since pairs with the release fence its writer
+            // issued before storing slots, ordering the node's data before our reads of it.
             let v = slot.load(Ordering::Acquire);
             if keep(v) {
                 out.push(v);
@@ -222,7 +222,11 @@ impl ListCodec {
         let nbrs = &nbrs[..nbrs.len().min(self.room(list.len()))];
         let h = head.load(Ordering::Relaxed);
         let version = h & !COUNT_MASK;
-        head.store(version.wrapping_add(VERSION_ONE) | (h & COUNT_MASK), Ordering::Relaxed);
+        // Release, though the version is odd: the walk's unchecked read of 4-byte lists may take
+        // its count from this header, and must then see the slots of the write before (a plain
+        // store would not carry them; loom's `the_walks_one_pass_read_sees_a_new_neighbours_data`
+        // fails with `Relaxed` here).
+        head.store(version.wrapping_add(VERSION_ONE) | (h & COUNT_MASK), Ordering::Release);
         // Orders the odd version before the slot stores: a reader that sees any of them sees
         // the odd version (or later) when it re-reads the header.
         fence(Ordering::Release);
@@ -255,7 +259,8 @@ impl ListCodec {
             return false;
         }
         let version = h & !COUNT_MASK;
-        head.store(version.wrapping_add(VERSION_ONE) | cnt as u32, Ordering::Relaxed);
+        // As in `write`: release, and the fence before the slot.
+        head.store(version.wrapping_add(VERSION_ONE) | cnt as u32, Ordering::Release);
         fence(Ordering::Release);
         let data = &list[1..];
         if self.narrow {

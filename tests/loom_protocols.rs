@@ -11,8 +11,9 @@
 //!   `NodeStore` cannot run under loom (rayon, the epoch registry, arenas), so they are mirrored
 //!   below with the same orderings; each mirror names the function it copies. **Changing one of
 //!   those functions means changing its mirror here.**
-//! * **Neighbour lists and in-degrees**: the real list code (`src/links.rs`: the 3-byte layout
-//!   and its version-checked copy) is compiled into this test; `lock`, `NodeGuard::drop`,
+//! * **Neighbour lists and in-degrees**: the real list code (`src/links.rs`: the 3-byte layout,
+//!   its version-checked copy, and the walk's unchecked one-pass read of 4-byte lists) is
+//!   compiled into this test; `lock`, `NodeGuard::drop`,
 //!   `try_release0` and `inc_indeg` are mirrored in miniature, same orderings, with a node's lock
 //!   and level-0 in-degree sharing one word as in the store.
 //! * **Walk codes** (`WalkCodes::record_existing`, `record_new`, `write`, `prefetch`, `dist` in
@@ -636,6 +637,50 @@ fn readers_only_copy_lists_that_were_whole() {
 #[should_panic]
 fn reading_without_the_version_check_is_caught() {
     list_race(List::read_unchecked);
+}
+
+/// A node's vector, written plainly before the node is linked (as `init_node` does): loom's
+/// `UnsafeCell` reports a read that the list protocol leaves unordered after that write.
+struct NodeData(loom::cell::UnsafeCell<u32>);
+
+// SAFETY: the model only reads the cell after the protocol under test orders the write before
+// that read; loom checks exactly that and fails the model otherwise.
+unsafe impl Sync for NodeData {}
+
+/// The walk's one-pass read of a 4-byte list (`ListCodec::read_filtered`) skips the version
+/// check. A writer initialises node 2, then links it by an append and by a rewrite; a reader
+/// that finds 2 in the list must see only real slots and 2's data. This caught a `Relaxed`
+/// store of the odd header, from which such a reader took a count whose slots it could not yet
+/// see (it read `[1, 0]`). Removing a writer's release fence does not fail it (loom lets a load
+/// read an older store only in some interleavings); `readers_only_copy_lists_that_were_whole`
+/// catches that one.
+#[test]
+fn the_walks_one_pass_read_sees_a_new_neighbours_data() {
+    model(|| {
+        let codec = links::ListCodec::WIDE;
+        let list: Arc<Vec<AtomicU32>> = Arc::new((0..codec.words(CAP)).map(|_| AtomicU32::new(0)).collect());
+        codec.write(&list, &[1]);
+        let data = Arc::new(NodeData(loom::cell::UnsafeCell::new(0)));
+        let w = {
+            let (list, data) = (list.clone(), data.clone());
+            thread::spawn(move || {
+                // SAFETY: no reader touches the cell before node 2 is linked below.
+                data.0.with_mut(|p| unsafe { *p = 42 });
+                assert!(codec.push(&list, CAP, 2));
+                codec.write(&list, &[2, 1]);
+            })
+        };
+        for _ in 0..2 {
+            let mut out = Vec::new();
+            codec.read_filtered(&list, &mut out, |_| true);
+            assert!(out.iter().all(|&v| v == 1 || v == 2), "read {out:?}");
+            if out.contains(&2) {
+                // SAFETY: ordered after the write by the protocol (loom checks it).
+                assert_eq!(data.0.with(|p| unsafe { *p }), 42, "a neighbour seen before its data");
+            }
+        }
+        w.join().unwrap();
+    });
 }
 
 /// Mirrors `NodeStore::try_release0`: the check and the decrement are one atomic step, on the
