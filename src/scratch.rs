@@ -77,6 +77,8 @@ pub(crate) struct Scratch {
     pub(crate) decoded2: Vec<f32>,
     pub(crate) seeds: Vec<Cand>,
     pub(crate) bytes: Vec<u8>,
+    /// The distances to `ids`, in order (`Index::dists_of`).
+    pub(crate) id_dists: Vec<f32>,
     /// Distance evaluations since the counter was last reset.
     pub(crate) dists: u64,
 }
@@ -93,6 +95,7 @@ impl Scratch {
             decoded2: Vec::new(),
             seeds: Vec::new(),
             bytes: Vec::new(),
+            id_dists: Vec::new(),
             dists: 0,
         }
     }
