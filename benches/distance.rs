@@ -12,6 +12,12 @@
 //! include the chosen `f32` kernel (id `f32-<isa>`, `l2-f32-<isa>`) on the same dimension as the
 //! baseline, so one group shows what `f16` or SQ8 storage costs or saves per distance;
 //! `dot_u8i8` also times a whole SQ8 squared L2 from a prepared query (`sq8-l2-<isa>`).
+//!
+//! The `dot_f32_x4` group times four distances per iteration: four calls of each single-vector
+//! kernel (`4x-<isa>`) against one call of each [`QuadKernels`](hnsw_batch::distance::QuadKernels)
+//! set (`quad-<isa>`). With everything in L1 it shows only the arithmetic and call overhead;
+//! what the fused kernel buys in a search (overlapping four rows' cache misses) shows in
+//! `examples/qps.rs`, not here.
 #![allow(missing_docs)] // criterion_group! generates undocumented public items.
 
 use std::hint::black_box;
@@ -20,8 +26,8 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use hnsw_batch::distance::sq8::Sq8Params;
 use hnsw_batch::distance::{
-    available_compact_kernels, available_kernels, encode_f16, kernels, CompactKernels, F16Kernel, F32Kernel,
-    Kernels, U8Kernel,
+    available_compact_kernels, available_kernels, available_quad_kernels, encode_f16, kernels,
+    CompactKernels, F16Kernel, F32Kernel, Kernels, U8Kernel,
 };
 
 const DIMS: [usize; 4] = [128, 384, 784, 1536];
@@ -155,6 +161,31 @@ fn bench_u8i8(c: &mut Criterion) {
     group.finish();
 }
 
+fn bench_quad(c: &mut Criterion) {
+    let mut group = c.benchmark_group("dot_f32_x4");
+    for dim in DIMS {
+        let (qa, ra) = placed(&values(dim, 1), QUERY_OFFSET);
+        let rows: Vec<(Vec<f32>, std::ops::Range<usize>)> =
+            (0..4).map(|i| placed(&values(dim, 2 + i), 0)).collect();
+        let q = &qa[ra];
+        let x: [&[f32]; 4] = std::array::from_fn(|i| &rows[i].0[rows[i].1.clone()]);
+        group.throughput(Throughput::Elements(4 * dim as u64));
+        for k in available_kernels() {
+            let f = k.dot_f32;
+            group.bench_with_input(BenchmarkId::new(format!("4x-{}", k.isa), dim), &dim, |bench, _| {
+                bench.iter(|| black_box(x).map(|v| f(black_box(q), v)))
+            });
+        }
+        for k in available_quad_kernels() {
+            let f = k.dot_f32_x4;
+            group.bench_with_input(BenchmarkId::new(format!("quad-{}", k.isa), dim), &dim, |bench, _| {
+                bench.iter(|| f(black_box(q), black_box(x)))
+            });
+        }
+    }
+    group.finish();
+}
+
 fn distance(c: &mut Criterion) {
     bench_f32(c, "l2_f32", |k| k.l2_f32);
     bench_f32(c, "dot_f32", |k| k.dot_f32);
@@ -163,6 +194,7 @@ fn distance(c: &mut Criterion) {
     bench_f16(c, "l2_f16", |k| k.l2_f16, kernels().l2_f32);
     bench_f16(c, "dot_f16", |k| k.dot_f16, kernels().dot_f32);
     bench_u8i8(c);
+    bench_quad(c);
 }
 
 criterion_group! {

@@ -2,7 +2,9 @@
 
 use crate::config::{IndexConfig, Storage};
 use crate::distance::sq8::{Sq8Params, Sq8Query};
-use crate::distance::{compact_kernels, kernels, CompactKernels, Kernels, Metric};
+use crate::distance::{
+    compact_kernels, kernels, quad_kernels_for, CompactKernels, F32x4Kernel, Kernels, Metric,
+};
 use crate::epoch;
 use crate::error::{IndexError, Result};
 use crate::idmap::IdMap;
@@ -133,6 +135,9 @@ pub struct Index {
     k: Kernels,
     /// Kernels of `f16` and `sq8` storage (the query stays `f32`).
     ck: CompactKernels,
+    /// Under `f32` storage, the fused four-vector form of `k`'s distance kernel, where `k`'s
+    /// instruction set has one ([`dists_of`](Self::dists_of)).
+    quad: Option<F32x4Kernel>,
     /// [`Storage::Sq8`] quantisation parameters, set once (training or load), never changed.
     sq8: OnceLock<Sq8Params>,
     pub(crate) store: NodeStore,
@@ -209,6 +214,11 @@ impl Index {
             kind,
             k,
             ck: compact_kernels(),
+            quad: quad_kernels_for(k.isa).and_then(|q| match kind {
+                DistKind::L2F32 => Some(q.l2_f32_x4),
+                DistKind::DotF32 => Some(q.dot_f32_x4),
+                _ => None,
+            }),
             sq8: OnceLock::new(),
             store: NodeStore::new(row, exact, config.m, config.m0, codec),
             ids: IdMap::new(),
@@ -1083,10 +1093,32 @@ impl Index {
     /// siftsmall and Fashion-MNIST did not change (`docs/benchmarks.md`, session 11).
     ///
     /// The caller has called [`prefetch_first`](Self::prefetch_first) on `ids`.
+    ///
+    /// Under `f32` storage with a fused [`QuadKernels`](crate::distance::QuadKernels) set, the
+    /// distances come four at a time, and the rows of the next four are prefetched as each four
+    /// start.
     #[inline(always)]
     fn dists_of(&self, q: &Probe<'_>, ids: &[u32], out: &mut Vec<f32>) {
         out.clear();
-        for (j, &nb) in ids.iter().enumerate() {
+        let mut done = 0;
+        if let (Some(quad), None) = (self.quad, &q.walk) {
+            let (fours, rest) = ids.as_chunks::<4>();
+            for (i, four) in fours.iter().enumerate() {
+                for &next in ids.iter().skip(i * 4 + PREFETCH_AHEAD).take(4) {
+                    self.prefetch_walk(q, next);
+                }
+                // SAFETY: the reader invariant of `dist`, which holds for every node the walk
+                // holds; `quad` is set only under `f32` storage, whose rows are `f32` vectors.
+                let r = quad(q.v, four.map(|n| unsafe { self.store.vector_f32(n) }));
+                if self.kind == DistKind::DotF32 {
+                    out.extend(r.map(|x| 1.0 - x));
+                } else {
+                    out.extend(r);
+                }
+            }
+            done = ids.len() - rest.len();
+        }
+        for (j, &nb) in ids.iter().enumerate().skip(done) {
             if let Some(&next) = ids.get(j + PREFETCH_AHEAD) {
                 self.prefetch_walk(q, next);
             }

@@ -8,6 +8,10 @@
 //! Compact storage (issue 13) has its own kernel set, [`CompactKernels`] (chosen by
 //! [`compact_kernels`]): an `f32` query against `f16` stored vectors ([`encode_f16`] makes them),
 //! and the exact `u8` × `i8` integer dot product behind 8-bit scalar quantisation ([`sq8`]).
+//!
+//! [`QuadKernels`] compare a query with four stored `f32` vectors in one pass, each result equal
+//! bit for bit to the single-vector kernel of the same instruction set; the graph walk uses them
+//! where a fused set exists ([`quad_kernels_for`]).
 
 #[cfg(target_arch = "aarch64")]
 mod aarch64;
@@ -61,6 +65,10 @@ pub type U8Kernel = fn(&[f32], &[u8]) -> f32;
 pub type F16Kernel = fn(&[f32], &[u16]) -> f32;
 /// Exact integer dot product `Σ codes[i] · w[i]` of unsigned and signed bytes, of equal length.
 pub type U8I8Kernel = fn(&[u8], &[i8]) -> i32;
+
+/// Squared L2 or dot product between an `f32` query and each of four stored `f32` vectors, each
+/// over its common prefix with the query.
+pub type F32x4Kernel = fn(&[f32], [&[f32]; 4]) -> [f32; 4];
 
 /// The kernel set chosen for this CPU.
 #[derive(Clone, Copy)]
@@ -206,6 +214,64 @@ pub fn available_compact_kernels() -> Vec<CompactKernels> {
     v.extend(x86_64::available_compact());
     #[cfg(target_arch = "aarch64")]
     v.extend(aarch64::detect_compact());
+    v
+}
+
+/// Kernels that compare a query with four stored `f32` vectors in one pass.
+///
+/// The graph walk computes all the distances of one neighbour list before it compares any
+/// (`Index::dists_of`); a fused kernel then loads four rows side by side, so their cache misses
+/// overlap, and pays the call and the final reduction once per four. On debian-minilm (`f32`,
+/// 384 dimensions) that measured 6–10 % more single-thread QPS than one call per row (see
+/// `docs/benchmarks.md`, session 11).
+///
+/// Each result is, bit for bit, what the single-vector kernel of the same set ([`Kernels`] with
+/// the same `isa`) returns for that vector: each vector gets the same accumulators, chunking and
+/// reduction. So a search returns the same distances whichever path computed them.
+///
+/// `#[non_exhaustive]` for the reason given on [`CompactKernels`]; obtained from
+/// [`quad_kernels_for`], [`available_quad_kernels`] and [`scalar_quad_kernels`].
+#[derive(Clone, Copy)]
+#[non_exhaustive]
+pub struct QuadKernels {
+    /// Name of the instruction set, the `isa` of the [`Kernels`] set it matches.
+    pub isa: &'static str,
+    /// Squared L2, `f32` query × four `f32` vectors.
+    pub l2_f32_x4: F32x4Kernel,
+    /// Dot product, `f32` query × four `f32` vectors.
+    pub dot_f32_x4: F32x4Kernel,
+}
+
+impl std::fmt::Debug for QuadKernels {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QuadKernels").field("isa", &self.isa).finish()
+    }
+}
+
+/// The scalar reference quad kernels: four calls of the scalar kernels.
+pub fn scalar_quad_kernels() -> QuadKernels {
+    QuadKernels { isa: "scalar", l2_f32_x4: scalar::l2_f32_x4, dot_f32_x4: scalar::dot_f32_x4 }
+}
+
+/// The fused quad kernels matching the [`Kernels`] set named `isa` (`avx512`), if this CPU runs
+/// them; `None` for every other set, whose searches compute one distance per call. The scalar
+/// reference is not returned here: it fuses nothing.
+pub fn quad_kernels_for(isa: &str) -> Option<QuadKernels> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        x86_64::quad(isa)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = isa;
+        None
+    }
+}
+
+/// All quad kernel sets this CPU can run, scalar first (for tests and benchmarks).
+pub fn available_quad_kernels() -> Vec<QuadKernels> {
+    let mut v = vec![scalar_quad_kernels()];
+    v.extend(quad_kernels_for("avx512"));
     v
 }
 

@@ -43,6 +43,16 @@ pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
     s
 }
 
+/// [`l2_f32`] of `q` and each of four vectors: the reference for the [`QuadKernels`](super::QuadKernels).
+pub fn l2_f32_x4(q: &[f32], x: [&[f32]; 4]) -> [f32; 4] {
+    x.map(|v| l2_f32(q, v))
+}
+
+/// [`dot_f32`] of `q` and each of four vectors: the reference for the [`QuadKernels`](super::QuadKernels).
+pub fn dot_f32_x4(q: &[f32], x: [&[f32]; 4]) -> [f32; 4] {
+    x.map(|v| dot_f32(q, v))
+}
+
 /// Squared L2 distance between an `f32` query and a `u8` vector, over their common prefix.
 pub fn l2_u8(a: &[f32], b: &[u8]) -> f32 {
     let n = a.len().min(b.len());

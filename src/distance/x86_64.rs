@@ -1,17 +1,17 @@
-//! x86-64 SIMD kernels: an AVX2+FMA set and an AVX-512 (F+BW+VL) set of [`Kernels`], and three
+//! x86-64 SIMD kernels: an AVX2+FMA set and an AVX-512 (F+BW+VL) set of [`Kernels`], three
 //! sets of [`CompactKernels`] for compact storage: AVX2+FMA+F16C, AVX-512 (F+BW+VL) and AVX-512
-//! with VNNI.
+//! with VNNI, and an AVX-512 set of [`QuadKernels`] (four stored vectors per call).
 //!
 //! # Safety structure
 //!
 //! Every kernel body is a `#[target_feature]` function, which may only run on a CPU that has
 //! those features. The safe `fn` pointers stored in [`Kernels`] are private wrappers in this
 //! module; the only code that names them is [`avx2_set`], [`avx512_set`], [`avx2_compact_set`],
-//! [`avx512_compact_set`] and [`avx512vnni_compact_set`], and each returns `None` unless
-//! `is_x86_feature_detected!` has confirmed every feature its kernels are compiled for.
-//! Everything outside this module reaches the wrappers only through [`detect`], [`available`],
-//! [`detect_compact`] and [`available_compact`], which hand out nothing but the results of those
-//! functions. So a wrapper can
+//! [`avx512_compact_set`], [`avx512vnni_compact_set`] and [`avx512_quad_set`], and each returns
+//! `None` unless `is_x86_feature_detected!` has confirmed every feature its kernels are compiled
+//! for. Everything outside this module reaches the wrappers only through [`detect`],
+//! [`available`], [`detect_compact`], [`available_compact`] and [`quad`], which hand out nothing
+//! but the results of those functions. So a wrapper can
 //! only ever be called on a CPU that supports its instructions, which is what makes the `unsafe`
 //! calls inside the wrappers sound.
 //!
@@ -19,7 +19,7 @@
 //! bytes read are in bounds; only the AVX-512 tail loads take a short slice, and they mask off
 //! every lane past its end (masked-off lanes are never accessed, so they cannot fault).
 
-use super::{CompactKernels, Kernels};
+use super::{CompactKernels, Kernels, QuadKernels};
 
 /// Picks the kernel set to use. `forced` is the `HNSW_BATCH_ISA` override: `avx2` and `avx512`
 /// select that set (or `None` if this CPU lacks it); anything else means "fastest available".
@@ -68,6 +68,25 @@ fn avx512_set() -> Option<Kernels> {
         l2_u8: avx512::l2_u8,
         dot_u8: avx512::dot_u8,
     })
+}
+
+/// The AVX-512 [`QuadKernels`], if this CPU supports them.
+fn avx512_quad_set() -> Option<QuadKernels> {
+    has_avx512().then_some(QuadKernels {
+        isa: "avx512",
+        l2_f32_x4: avx512::l2_f32_x4,
+        dot_f32_x4: avx512::dot_f32_x4,
+    })
+}
+
+/// The fused [`QuadKernels`] matching the [`Kernels`] set named `isa`, if there is one and this
+/// CPU supports it: only AVX-512 has them. AVX2 has 16 vector registers, too few for four
+/// vectors' four accumulators each plus the query.
+pub(super) fn quad(isa: &str) -> Option<QuadKernels> {
+    match isa {
+        "avx512" => avx512_quad_set(),
+        _ => None,
+    }
 }
 
 /// The fastest set: AVX-512 where available, else AVX2, else `None`.
@@ -784,6 +803,60 @@ mod avx512 {
         ))
     }
 
+    /// Four kernels of one pass over the query: each stored vector gets the accumulators, the
+    /// chunking and the reduction of the single-vector kernel (`$one`), so each result equals
+    /// `$one(q, x)` bit for bit, while the four vectors' loads are in flight together. A vector
+    /// shorter than the query (never the case inside an index) goes through `$one` on its own,
+    /// which keeps the common-prefix rule.
+    macro_rules! quad_kernel {
+        ($name:ident, $one:ident, |$qv:ident, $xv:ident, $acc:ident| $term:expr) => {
+            #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+            fn $name(q: &[f32], x: [&[f32]; 4]) -> [f32; 4] {
+                let n = q.len();
+                if x.iter().any(|v| v.len() < n) {
+                    return [$one(q, x[0]), $one(q, x[1]), $one(q, x[2]), $one(q, x[3])];
+                }
+                let (qc, qt) = q.as_chunks::<16>();
+                let xs = x.map(|v| v[..n].as_chunks::<16>());
+                let mut acc = [[_mm512_setzero_ps(); 4]; 4];
+                let full = qc.len() / 4 * 4;
+                for i in (0..full).step_by(4) {
+                    for k in 0..4 {
+                        let $qv = load_f32(&qc[i + k]);
+                        for (a, (c, _)) in acc.iter_mut().zip(&xs) {
+                            let $xv = load_f32(&c[i + k]);
+                            let $acc = a[k];
+                            a[k] = $term;
+                        }
+                    }
+                }
+                for i in full..qc.len() {
+                    let $qv = load_f32(&qc[i]);
+                    for (a, (c, _)) in acc.iter_mut().zip(&xs) {
+                        let $xv = load_f32(&c[i]);
+                        let $acc = a[0];
+                        a[0] = $term;
+                    }
+                }
+                if !qt.is_empty() {
+                    let $qv = load_f32_tail(qt);
+                    for (a, (_, t)) in acc.iter_mut().zip(&xs) {
+                        let $xv = load_f32_tail(t);
+                        let $acc = a[1];
+                        a[1] = $term;
+                    }
+                }
+                [reduce(acc[0]), reduce(acc[1]), reduce(acc[2]), reduce(acc[3])]
+            }
+        };
+    }
+
+    quad_kernel!(l2_f32_x4_impl, l2_f32_impl, |qv, xv, acc| {
+        let d = _mm512_sub_ps(qv, xv);
+        _mm512_fmadd_ps(d, d, acc)
+    });
+    quad_kernel!(dot_f32_x4_impl, dot_f32_impl, |qv, xv, acc| _mm512_fmadd_ps(qv, xv, acc));
+
     // The safe wrappers below are the only things stored in `Kernels`. They are private to
     // `x86_64` and named only by `avx512_set`, which returns them only after detecting
     // `avx512f`, `avx512bw` and `avx512vl`.
@@ -835,5 +908,20 @@ mod avx512 {
         // SAFETY: only reachable through `avx512vnni_compact_set`, which checked avx512f/bw/vl
         // and avx512vnni at run time.
         unsafe { dot_u8i8_vnni_impl(codes, w) }
+    }
+
+    // The quad wrappers are named only by `avx512_quad_set`, which returns them only after
+    // detecting `avx512f`, `avx512bw` and `avx512vl`.
+
+    pub(super) fn l2_f32_x4(q: &[f32], x: [&[f32]; 4]) -> [f32; 4] {
+        // SAFETY: only reachable through `avx512_quad_set`, which checked avx512f/bw/vl at run
+        // time.
+        unsafe { l2_f32_x4_impl(q, x) }
+    }
+
+    pub(super) fn dot_f32_x4(q: &[f32], x: [&[f32]; 4]) -> [f32; 4] {
+        // SAFETY: only reachable through `avx512_quad_set`, which checked avx512f/bw/vl at run
+        // time.
+        unsafe { dot_f32_x4_impl(q, x) }
     }
 }
