@@ -14,6 +14,9 @@
 //! `is_x86_feature_detected!`), and each kernel test fails if one of those sets did not run.
 //! Randomised tests print their seeds (or derive them from the dimension, printed on failure).
 
+mod common;
+
+use common::splitmix::SplitMix as Rng;
 use std::collections::BTreeSet;
 
 use hnsw_batch::distance::sq8::{dot_sq8_exact, l2_sq8_exact, Sq8Error, Sq8Params};
@@ -28,36 +31,6 @@ const MAX_DIM: usize = 1536;
 
 /// Unit roundoff of `f32`, 2^-24.
 const U: f64 = f32::EPSILON as f64 / 2.0;
-
-/// SplitMix64: a tiny deterministic generator, so failures print a seed that reproduces them.
-struct Rng(u64);
-
-impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `[-1, 1)`.
-    fn unit(&mut self) -> f32 {
-        ((self.next_u64() >> 40) as f32 / (1u64 << 23) as f32) - 1.0
-    }
-
-    /// Integer in `lo..=hi`.
-    fn int(&mut self, lo: i64, hi: i64) -> i64 {
-        lo + (self.next_u64() % (hi - lo + 1) as u64) as i64
-    }
-
-    /// A value whose magnitude spans six orders (so dot products cancel heavily), within `f16`
-    /// range.
-    fn wide(&mut self) -> f32 {
-        let scale = [1e-3f32, 1e-2, 1e-1, 1.0, 1e1, 1e2, 1e3][self.int(0, 6) as usize];
-        self.unit() * scale
-    }
-}
 
 /// Flags of the first processor in `/proc/cpuinfo`, if readable (Linux).
 fn cpuinfo_flags() -> Option<BTreeSet<String>> {

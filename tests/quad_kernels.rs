@@ -7,34 +7,15 @@
 //! neighbours and the same distances whichever path computed them, which the last tests here
 //! check on whole indexes.
 
+mod common;
+
+use common::splitmix::SplitMix as Rng;
 use hnsw_batch::distance::{
     available_kernels, available_quad_kernels, quad_kernels_for, scalar, Kernels, QuadKernels,
 };
 use hnsw_batch::{Index, IndexConfig, Metric};
 
 const MAX_DIM: usize = 1536;
-
-/// SplitMix64, so a failure names a seed that reproduces it.
-struct Rng(u64);
-
-impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `[-1, 1)`.
-    fn unit(&mut self) -> f32 {
-        ((self.next_u64() >> 40) as f32 / (1u64 << 23) as f32) - 1.0
-    }
-
-    fn vector(&mut self, dim: usize) -> Vec<f32> {
-        (0..dim).map(|_| self.unit()).collect()
-    }
-}
 
 /// The single-vector set a quad set must agree with.
 fn single_set(isa: &str) -> Kernels {

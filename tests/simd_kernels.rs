@@ -16,6 +16,9 @@
 //! A kernel set the CPU supports but the library does not offer is a failure, not a silent skip
 //! (see [`every_set_the_cpu_supports_is_available`]); `HNSW_BATCH_ALLOW_MISSING_ISA=1` waives it.
 
+mod common;
+
+use common::splitmix::{normalised, SplitMix as Rng};
 use hnsw_batch::distance::{available_kernels, scalar, Kernels};
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
@@ -24,51 +27,6 @@ const MAX_DIM: usize = 1536;
 
 /// Unit roundoff of `f32`, 2^-24.
 const U: f64 = f32::EPSILON as f64 / 2.0;
-
-/// SplitMix64: a tiny deterministic generator, so failures print a seed that reproduces them.
-struct Rng(u64);
-
-impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `[-1, 1)`.
-    fn unit(&mut self) -> f32 {
-        ((self.next_u64() >> 40) as f32 / (1u64 << 23) as f32) - 1.0
-    }
-
-    /// Integer in `lo..=hi`.
-    fn int(&mut self, lo: i64, hi: i64) -> i64 {
-        lo + (self.next_u64() % (hi - lo + 1) as u64) as i64
-    }
-
-    /// A value whose magnitude spans six orders (so dot products cancel heavily).
-    fn wide(&mut self) -> f32 {
-        let scale = [1e-3f32, 1e-2, 1e-1, 1.0, 1e1, 1e2, 1e3][self.int(0, 6) as usize];
-        self.unit() * scale
-    }
-
-    /// Roughly Gaussian (sum of four uniforms), for embedding-like vectors.
-    fn gaussian(&mut self) -> f32 {
-        (0..4).map(|_| self.unit()).sum::<f32>() * 0.866
-    }
-
-    /// A random unit-norm vector (an embedding as cosine and dot-product models produce them).
-    fn unit_vector(&mut self, dim: usize) -> Vec<f32> {
-        let v: Vec<f32> = (0..dim).map(|_| self.gaussian()).collect();
-        normalised(&v)
-    }
-}
-
-fn normalised(v: &[f32]) -> Vec<f32> {
-    let norm = v.iter().map(|&x| x as f64 * x as f64).sum::<f64>().sqrt();
-    v.iter().map(|&x| (x as f64 / norm) as f32).collect()
-}
 
 /// Whether `HNSW_BATCH_ALLOW_MISSING_ISA=1` waives kernel sets the CPU supports but the library
 /// does not offer.

@@ -1,6 +1,8 @@
 //! Shared test helpers: dataset loading, brute force, recall, seeded data.
 #![allow(dead_code, missing_docs)]
 
+pub mod splitmix;
+
 use hnsw_batch::{Index, Metric, Neighbour};
 use std::path::PathBuf;
 
