@@ -222,7 +222,7 @@ pub fn available_compact_kernels() -> Vec<CompactKernels> {
 /// The graph walk computes all the distances of one neighbour list before it compares any
 /// (`Index::dists_of`); a fused kernel then loads four rows side by side, so their cache misses
 /// overlap, and pays the call and the final reduction once per four. On debian-minilm (`f32`,
-/// 384 dimensions) that measured 6–10 % more single-thread QPS than one call per row (see
+/// 384 dimensions) that measured 5–15 % more single-thread QPS than one call per row (see
 /// `docs/benchmarks.md`, session 11).
 ///
 /// Each result is, bit for bit, what the single-vector kernel of the same set ([`Kernels`] with
