@@ -1102,6 +1102,7 @@ impl Index {
         out.clear();
         let mut done = 0;
         if let (Some(quad), None) = (self.quad, &q.walk) {
+            debug_assert!(epoch::is_pinned(), "vector read outside an epoch pin");
             let (fours, rest) = ids.as_chunks::<4>();
             for (i, four) in fours.iter().enumerate() {
                 for &next in ids.iter().skip(i * 4 + PREFETCH_AHEAD).take(4) {
