@@ -185,6 +185,10 @@ impl Index {
 
     /// Like [`Index::new`] with an explicit kernel set (for benchmarks comparing kernels).
     /// [`Storage::F16`] always runs the fastest [`compact_kernels`](crate::distance::compact_kernels).
+    /// Under [`Storage::F32`] the graph walk also uses the four-vector kernels that
+    /// [`quad_kernels_for`](crate::distance::quad_kernels_for) gives for `k.isa` (only
+    /// `"avx512"` has them): a hand-made set that should be used for every distance needs an
+    /// `isa` name of its own.
     pub fn with_kernels(config: IndexConfig, k: Kernels) -> Result<Self> {
         let codec = ListCodec::for_max_elements(config.max_elements);
         Self::with_codec(config, k, codec)
