@@ -129,14 +129,21 @@ impl ListCodec {
         out.clear();
         let Some(head) = list.first() else { return };
         let cnt = ((head.load(Ordering::Acquire) & COUNT_MASK) as usize).min(self.room(list.len()));
-        for slot in &list[1..=cnt] {
+        out.reserve(cnt);
+        let spare = &mut out.spare_capacity_mut()[..cnt];
+        let mut len = 0;
+        for (slot, i) in list[1..=cnt].iter().zip(0..cnt) {
             // Acquire: a slot naming a node linked since pairs with the release fence its writer
             // issued before storing slots, ordering the node's data before our reads of it.
             let v = slot.load(Ordering::Acquire);
-            if keep(v) {
-                out.push(v);
-            }
+            // Written whether kept or not, and kept by counting: `keep` (a visited test) goes
+            // either way about as often, and a branch on it mispredicts that often.
+            spare[len.min(i)].write(v);
+            len += usize::from(keep(v));
         }
+        // SAFETY: `len <= cnt` and every one of `spare[..len]` was written above: position `p`
+        // is written while `len == p`, as each step writes `spare[len]` before `len` grows.
+        unsafe { out.set_len(len) };
     }
 
     /// One copy attempt: `false` if a writer was busy before or during it.
@@ -395,5 +402,45 @@ mod tests {
             }
             stop.store(true, Ordering::Relaxed);
         });
+    }
+
+    /// The walk's read keeps exactly the slots `keep` accepts, in list order, with `keep` seeing
+    /// every slot once in order (it marks nodes visited, so a node listed twice is kept once),
+    /// for both slot widths and every count up to the capacity.
+    #[test]
+    fn filtered_read_keeps_what_keep_accepts_in_order() {
+        const CAP: usize = 40;
+        for codec in [ListCodec::WIDE, ListCodec::NARROW] {
+            for len in 0..=CAP {
+                // Repeats (i * 7 % 13) and large numbers (a 3-byte slot's top byte in use).
+                let nbrs: Vec<u32> = (0..len as u32).map(|i| (i * 7 % 13) * 0x0004_1001 + (i % 3)).collect();
+                let list: Vec<AtomicU32> = (0..codec.words(CAP)).map(|_| AtomicU32::new(0)).collect();
+                codec.write(&list, &nbrs);
+                for pre_visited in [0u32, 3] {
+                    let mut seen: Vec<u32> = nbrs.iter().copied().filter(|v| v % 5 < pre_visited).collect();
+                    let mut calls = Vec::new();
+                    let mut out = vec![99; 7];
+                    codec.read_filtered(&list, &mut out, |v| {
+                        calls.push(v);
+                        let fresh = !seen.contains(&v);
+                        seen.push(v);
+                        fresh
+                    });
+                    let mut want_seen: Vec<u32> =
+                        nbrs.iter().copied().filter(|v| v % 5 < pre_visited).collect();
+                    let want: Vec<u32> = nbrs
+                        .iter()
+                        .copied()
+                        .filter(|&v| {
+                            let fresh = !want_seen.contains(&v);
+                            want_seen.push(v);
+                            fresh
+                        })
+                        .collect();
+                    assert_eq!(calls, nbrs, "{codec:?}, {len} slots: keep sees each slot once, in order");
+                    assert_eq!(out, want, "{codec:?}, {len} slots, pre-visited {pre_visited}");
+                }
+            }
+        }
     }
 }

@@ -58,12 +58,10 @@ impl Visited {
             self.stamp.resize(i + i / 4 + 1024, 0);
         }
         let s = &mut self.stamp[i];
-        if *s == self.generation {
-            false
-        } else {
-            *s = self.generation;
-            true
-        }
+        // No branch: the walk's list read counts the result instead of branching on it.
+        let fresh = *s != self.generation;
+        *s = self.generation;
+        fresh
     }
 }
 
@@ -116,4 +114,29 @@ pub(crate) fn with_scratch<R>(f: impl FnOnce(&mut Scratch) -> R) -> R {
         Ok(mut s) => f(&mut s),
         Err(_) => f(&mut Scratch::new()),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn visited_marks_once_per_query_and_grows_past_the_reset_size() {
+        let mut v = Visited::new();
+        for query in 0..3 {
+            v.reset(10);
+            for n in [3u32, 9, 0, 500] {
+                assert!(v.insert(n), "query {query}: {n} is new");
+                assert!(!v.insert(n), "query {query}: {n} was marked");
+            }
+            assert!(v.insert(4), "query {query}: an unmarked node");
+        }
+        // The generation wraps: marks of the query 65 536 queries ago must not survive.
+        v.reset(10);
+        assert!(v.insert(5));
+        for _ in 0..u16::MAX {
+            v.reset(10);
+        }
+        assert!(v.insert(5), "a mark survived the generation wrapping round");
+    }
 }
