@@ -870,7 +870,7 @@ impl Index {
             // it: on debian-minilm (f32, M 16, three seeds) reaching recall@10 0.95 took 0-4 %
             // more distances per query and 0.99 4-7 % more, and builds took 1.2x as long
             // (docs/benchmarks.md, session 8).
-            let copies = s.sorted.iter().take_while(|c| self.is_duplicate(q, c.n, c.d)).count();
+            let copies = s.sorted.iter().take_while(|c| self.is_duplicate(q, c.n(), c.d())).count();
             if copies > 0 {
                 // An exact duplicate of the new vector: `select` may never compare the two
                 // (it keeps every candidate when there are few), so note it here.
@@ -935,10 +935,10 @@ impl Index {
         let nq = self.node_query(nb, &mut buf);
         s.sorted.clear();
         for &x in &s.ids {
-            s.sorted.push(Cand { d: self.dist(&nq, x), n: x });
+            s.sorted.push(Cand::new(self.dist(&nq, x), x));
         }
         s.sorted.sort_unstable();
-        let copies = s.sorted.iter().take_while(|c| self.is_duplicate(&nq, c.n, c.d)).count();
+        let copies = s.sorted.iter().take_while(|c| self.is_duplicate(&nq, c.n(), c.d())).count();
         s.decoded2 = buf;
         let cap = self.store.cap(level);
         let mut keep = self.select(&s.sorted, copies, cap, &mut s.decoded);
@@ -1016,7 +1016,7 @@ impl Index {
     /// for a while) left recall@10 0.45 at ef 16 instead of 0.95.
     fn select(&self, sorted: &[Cand], copies: usize, m: usize, buf: &mut Vec<f32>) -> Vec<u32> {
         if sorted.len() <= m {
-            return sorted.iter().map(|c| c.n).collect();
+            return sorted.iter().map(|c| c.n()).collect();
         }
         let mut kept: Vec<u32> = Vec::with_capacity(m);
         // `kept[..kept_copies]` are copies of the base (they come first, as in `sorted`).
@@ -1025,14 +1025,14 @@ impl Index {
             if kept.len() >= m {
                 break;
             }
-            let cq = self.node_query(c.n, buf);
+            let cq = self.node_query(c.n(), buf);
             let from = if i < copies { 0 } else { kept_copies };
             // Strict, as in the paper: an exact duplicate of a kept neighbour adds no direction.
             let mut blocker = None;
-            let mut blocker_node = c.n;
+            let mut blocker_node = c.n();
             for &r in &kept[from..] {
                 let d = self.dist(&cq, r);
-                if d <= c.d {
+                if d <= c.d() {
                     blocker = Some(d);
                     blocker_node = r;
                     break;
@@ -1040,7 +1040,7 @@ impl Index {
             }
             match blocker {
                 None => {
-                    kept.push(c.n);
+                    kept.push(c.n());
                     if i < copies {
                         kept_copies += 1;
                     }
@@ -1137,7 +1137,7 @@ impl Index {
         s.visited.reset(self.store.allocated() as usize);
         s.visited.insert(ep);
         s.dists += 1;
-        let mut cur = Cand { d: self.dist(q, ep), n: ep };
+        let mut cur = Cand::new(self.dist(q, ep), ep);
         for l in (floor..=top).rev() {
             cur = self.greedy(q, cur, l, s);
         }
@@ -1152,14 +1152,14 @@ impl Index {
     fn greedy(&self, q: &Probe<'_>, mut cur: Cand, level: usize, s: &mut Scratch) -> Cand {
         loop {
             let visited = &mut s.visited;
-            self.store.read_links_filtered(cur.n, level, &mut s.ids, |nb| visited.insert(nb));
+            self.store.read_links_filtered(cur.n(), level, &mut s.ids, |nb| visited.insert(nb));
             s.dists += s.ids.len() as u64;
             self.prefetch_first(q, &s.ids);
             self.dists_of(q, &s.ids, &mut s.id_dists);
             let mut moved = false;
             for (&nb, &d) in s.ids.iter().zip(&s.id_dists) {
-                if d < cur.d {
-                    cur = Cand { d, n: nb };
+                if d < cur.d() {
+                    cur = Cand::new(d, nb);
                     moved = true;
                 }
             }
@@ -1190,9 +1190,9 @@ impl Index {
         s.cands.clear();
         s.results.clear();
         for &c in seeds {
-            if s.visited.insert(c.n) {
+            if s.visited.insert(c.n()) {
                 s.cands.push(Reverse(c));
-                if accept(c.n) {
+                if accept(c.n()) {
                     s.results.push(c);
                     if s.results.len() > ef {
                         s.results.pop();
@@ -1214,36 +1214,36 @@ impl Index {
         accept: impl Fn(u32) -> bool,
     ) {
         let mut worst = if s.results.len() >= ef {
-            s.results.peek().map_or(f32::INFINITY, |c| c.d)
+            s.results.peek().map_or(f32::INFINITY, |c| c.d())
         } else {
             f32::INFINITY
         };
         while let Some(Reverse(c)) = s.cands.pop() {
-            if c.d > worst {
+            if c.d() > worst {
                 break;
             }
             let visited = &mut s.visited;
-            self.store.read_links_filtered(c.n, level, &mut s.ids, |nb| visited.insert(nb));
+            self.store.read_links_filtered(c.n(), level, &mut s.ids, |nb| visited.insert(nb));
             s.dists += s.ids.len() as u64;
             // Start the loads this candidate's distances and the next candidate's list will
             // need while the CPU computes: the walk is bound by memory latency, not arithmetic.
             self.prefetch_first(q, &s.ids);
             if level == 0 {
                 if let Some(Reverse(next)) = s.cands.peek() {
-                    self.store.prefetch_links0(next.n);
+                    self.store.prefetch_links0(next.n());
                 }
             }
             self.dists_of(q, &s.ids, &mut s.id_dists);
             for (&nb, &d) in s.ids.iter().zip(&s.id_dists) {
                 if d < worst || s.results.len() < ef {
-                    s.cands.push(Reverse(Cand { d, n: nb }));
+                    s.cands.push(Reverse(Cand::new(d, nb)));
                     if accept(nb) {
-                        s.results.push(Cand { d, n: nb });
+                        s.results.push(Cand::new(d, nb));
                         if s.results.len() > ef {
                             s.results.pop();
                         }
                         if s.results.len() >= ef {
-                            worst = s.results.peek().map_or(f32::INFINITY, |c| c.d);
+                            worst = s.results.peek().map_or(f32::INFINITY, |c| c.d());
                         }
                     }
                 }
@@ -1278,12 +1278,12 @@ impl Index {
             s.dists = 0;
             let cur = self.descend(&p, ep, top, 1, s);
             self.layer_search(&p, &[cur], 0, ef, s, &accept);
-            if s.results.len() < k && cur.n != ep && self.len() > s.results.len() {
+            if s.results.len() < k && cur.n() != ep && self.len() > s.results.len() {
                 // The descent ended on a node from which level 0 reaches too few live ones (a
                 // tombstone whose neighbours are tombstones too, waiting to be unlinked): walk
                 // again from the entry point as well, which is live and from which every live
                 // node is reachable (`repair.rs`). Rare, so the common query pays nothing.
-                let seeds = [cur, Cand { d: self.dist(&p, ep), n: ep }];
+                let seeds = [cur, Cand::new(self.dist(&p, ep), ep)];
                 s.dists += 1;
                 self.layer_search(&p, &seeds, 0, ef, s, &accept);
             }
@@ -1311,20 +1311,20 @@ impl Index {
             rescored = picked.len() as u64;
             // Random reads of whole f32 rows: start the next ones while scoring this one.
             for c in picked.iter().take(RERANK_PREFETCH_AHEAD) {
-                self.store.prefetch_exact(c.n);
+                self.store.prefetch_exact(c.n());
             }
             picked
                 .iter()
                 .enumerate()
                 .map(|(j, c)| {
                     if let Some(next) = picked.get(j + RERANK_PREFETCH_AHEAD) {
-                        self.store.prefetch_exact(next.n);
+                        self.store.prefetch_exact(next.n());
                     }
-                    Neighbour { id: self.store.id(c.n), distance: self.dist(&exact, c.n) }
+                    Neighbour { id: self.store.id(c.n()), distance: self.dist(&exact, c.n()) }
                 })
                 .collect()
         } else {
-            s.results.drain().map(|c| Neighbour { id: self.store.id(c.n), distance: c.d }).collect()
+            s.results.drain().map(|c| Neighbour { id: self.store.id(c.n()), distance: c.d() }).collect()
         };
         out.sort_unstable_by(|a, b| a.distance.total_cmp(&b.distance).then(a.id.cmp(&b.id)));
         // An update in flight can leave two versions of one id live for an instant: keep the

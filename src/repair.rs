@@ -108,7 +108,7 @@ impl Index {
             self.layer_search(&q, &[cur], 0, ef, s, ok);
             let mut found: Vec<Cand> = s.results.drain().collect();
             found.sort_unstable();
-            found.iter().find(|c| self.store.is_live(c.n) && self.has_room(c.n)).map(|c| c.n)
+            found.iter().find(|c| self.store.is_live(c.n()) && self.has_room(c.n())).map(|c| c.n())
         });
         if from_search.is_some() {
             return from_search;
@@ -117,9 +117,9 @@ impl Index {
         let best = |live_only: bool| {
             (0..n)
                 .filter(|&x| ok(x) && self.has_room(x) && (!live_only || self.store.is_live(x)))
-                .map(|x| Cand { d: self.dist(&q, x), n: x })
+                .map(|x| Cand::new(self.dist(&q, x), x))
                 .min()
-                .map(|c| c.n)
+                .map(|c| c.n())
         };
         best(true).or_else(|| best(false))
     }
@@ -131,10 +131,10 @@ impl Index {
         let q = self.probe(&q);
         let mut all: Vec<Cand> = (0..self.store.allocated())
             .filter(|&x| x != u && seen.get(x as usize).copied().unwrap_or(false) && self.store.is_live(x))
-            .map(|x| Cand { d: self.dist(&q, x), n: x })
+            .map(|x| Cand::new(self.dist(&q, x), x))
             .collect();
         all.sort_unstable();
-        all.into_iter().map(|c| c.n).collect()
+        all.into_iter().map(|c| c.n()).collect()
     }
 
     /// Appends `u` to `r`'s level-0 list if it has room and does not hold `u` yet.

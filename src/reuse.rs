@@ -320,10 +320,10 @@ impl Index {
             let mut buf = std::mem::take(&mut s.decoded2);
             let xq = self.node_query(x, &mut buf);
             order.clear();
-            order.extend(parents.iter().filter(|&&p| p != x).map(|&p| Cand { d: self.dist(&xq, p), n: p }));
+            order.extend(parents.iter().filter(|&&p| p != x).map(|&p| Cand::new(self.dist(&xq, p), p)));
             s.decoded2 = buf;
             order.sort_unstable();
-            let nearest: Vec<u32> = order.iter().map(|c| c.n).collect();
+            let nearest: Vec<u32> = order.iter().map(|c| c.n()).collect();
             self.force_in_link(x, &nearest);
         }
     }
@@ -345,11 +345,11 @@ impl Index {
             .copied()
             .filter(|&r| r != p && r != d && self.store.is_live(r) && !s.ids.contains(&r))
             .take(REPLACE_CANDIDATES)
-            .map(|r| Cand { d: self.dist(&pq, r), n: r })
+            .map(|r| Cand::new(self.dist(&pq, r), r))
             .min();
         s.decoded2 = buf;
         match best {
-            Some(c) => s.ids[pos] = c.n,
+            Some(c) => s.ids[pos] = c.n(),
             None => {
                 s.ids.remove(pos);
             }

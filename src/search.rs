@@ -328,20 +328,20 @@ mod tests {
                 c
             });
             let want = with_scratch(|_| {
-                let mut cur = Cand { d: index.dist(&p, ep), n: ep };
+                let mut cur = Cand::new(index.dist(&p, ep), ep);
                 plain += 1;
                 for l in (1..=top).rev() {
                     loop {
-                        index.store.read_links(cur.n, l, &mut ids);
+                        index.store.read_links(cur.n(), l, &mut ids);
                         plain += ids.len() as u64;
-                        let before = cur.n;
+                        let before = cur.n();
                         for &nb in &ids {
                             let d = index.dist(&p, nb);
-                            if d < cur.d {
-                                cur = Cand { d, n: nb };
+                            if d < cur.d() {
+                                cur = Cand::new(d, nb);
                             }
                         }
-                        if cur.n == before {
+                        if cur.n() == before {
                             break;
                         }
                     }
