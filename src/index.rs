@@ -9,6 +9,7 @@ use crate::epoch;
 use crate::error::{IndexError, Result};
 use crate::idmap::IdMap;
 use crate::links::ListCodec;
+use crate::results;
 use crate::scratch::{with_scratch, Cand, Scratch};
 use crate::store::{NodeStore, Release, MAX_LEVEL};
 use parking_lot::Mutex;
@@ -1297,41 +1298,34 @@ impl Index {
     /// first, so the order and the distances returned are exact. Also returns how many were
     /// re-scored. The caller is pinned.
     fn finish(&self, q: &[f32], s: &mut Scratch, k: usize) -> (Vec<Neighbour>, u64) {
-        let mut rescored = 0;
-        let mut out: Vec<Neighbour> = if self.cfg.storage == Storage::Sq8 {
-            s.sorted.clear();
-            s.sorted.extend(s.results.drain());
-            s.sorted.sort_unstable();
-            let keep = match self.cfg.rerank {
-                0 => k.saturating_mul(AUTO_RERANK_PER_K).max(AUTO_RERANK_MIN),
-                r => r.max(k),
-            };
-            let exact = Probe::exact(q);
-            let picked = &s.sorted[..keep.min(s.sorted.len())];
-            rescored = picked.len() as u64;
-            // Random reads of whole f32 rows: start the next ones while scoring this one.
-            for c in picked.iter().take(RERANK_PREFETCH_AHEAD) {
-                self.store.prefetch_exact(c.n());
-            }
-            picked
-                .iter()
-                .enumerate()
-                .map(|(j, c)| {
-                    if let Some(next) = picked.get(j + RERANK_PREFETCH_AHEAD) {
-                        self.store.prefetch_exact(next.n());
-                    }
-                    Neighbour { id: self.store.id(c.n()), distance: self.dist(&exact, c.n()) }
-                })
-                .collect()
-        } else {
-            s.results.drain().map(|c| Neighbour { id: self.store.id(c.n()), distance: c.d() }).collect()
+        s.sorted.clear();
+        s.sorted.extend(s.results.drain());
+        s.sorted.sort_unstable();
+        if self.cfg.storage != Storage::Sq8 {
+            return (results::nearest_ids(&s.sorted, k, |n| self.store.id(n)), 0);
+        }
+        let keep = match self.cfg.rerank {
+            0 => k.saturating_mul(AUTO_RERANK_PER_K).max(AUTO_RERANK_MIN),
+            r => r.max(k),
         };
-        out.sort_unstable_by(|a, b| a.distance.total_cmp(&b.distance).then(a.id.cmp(&b.id)));
-        // An update in flight can leave two versions of one id live for an instant: keep the
-        // nearer. (A set, not a scan of the kept ones: `k` may be in the thousands.)
-        let mut seen = std::collections::HashSet::with_capacity(out.len().min(k));
-        out.retain(|n| seen.len() < k && seen.insert(n.id));
-        (out, rescored)
+        let exact = Probe::exact(q);
+        let picked = &s.sorted[..keep.min(s.sorted.len())];
+        // Random reads of whole f32 rows: start the next ones while scoring this one.
+        for c in picked.iter().take(RERANK_PREFETCH_AHEAD) {
+            self.store.prefetch_exact(c.n());
+        }
+        let mut out: Vec<Neighbour> = picked
+            .iter()
+            .enumerate()
+            .map(|(j, c)| {
+                if let Some(next) = picked.get(j + RERANK_PREFETCH_AHEAD) {
+                    self.store.prefetch_exact(next.n());
+                }
+                Neighbour { id: self.store.id(c.n()), distance: self.dist(&exact, c.n()) }
+            })
+            .collect();
+        results::sort_dedup(&mut out, k);
+        (out, picked.len() as u64)
     }
 
     /// Exact top-`k` over the nodes in `nodes` that pass `accept`, which must check liveness

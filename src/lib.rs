@@ -69,6 +69,7 @@ pub mod persist;
 mod progress;
 mod raw;
 mod repair;
+mod results;
 mod reuse;
 mod scratch;
 mod search;
