@@ -11,7 +11,7 @@ use crate::idmap::IdMap;
 use crate::links::ListCodec;
 use crate::results;
 use crate::scratch::{with_scratch, Cand, Scratch};
-use crate::store::{NodeStore, Release, MAX_LEVEL};
+use crate::store::{NodeStore, Release, MAX_LEVEL, PREFETCH_F32_BYTES};
 use parking_lot::Mutex;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -214,6 +214,10 @@ impl Index {
             Storage::Sq8 => (config.dim + 4, config.dim * 4),
             s => (config.dim * s.element_size(), 0),
         };
+        let mut store = NodeStore::new(row, exact, config.m, config.m0, codec);
+        if config.storage == Storage::F32 {
+            store.set_prefetch_len(PREFETCH_F32_BYTES);
+        }
         Ok(Self {
             ml: config.level_multiplier(),
             kind,
@@ -225,7 +229,7 @@ impl Index {
                 _ => None,
             }),
             sq8: OnceLock::new(),
-            store: NodeStore::new(row, exact, config.m, config.m0, codec),
+            store,
             ids: IdMap::new(),
             entry: AtomicU64::new(EMPTY),
             entry_lock: Mutex::new(()),

@@ -68,6 +68,8 @@ struct BlockPool {
 
 pub(crate) struct NodeStore {
     vec_bytes: usize,
+    /// Bytes of a row [`prefetch_vector`](Self::prefetch_vector) hints.
+    prefetch_len: usize,
     /// Bytes of each exact `f32` original (`Storage::Sq8`), 0 when there are none.
     exact_bytes: usize,
     m: usize,
@@ -119,6 +121,7 @@ impl NodeStore {
         let list_words = codec.words(m0);
         Self {
             vec_bytes,
+            prefetch_len: vec_bytes.min(PREFETCH_ROW_BYTES),
             exact_bytes,
             m,
             m0,
@@ -350,12 +353,18 @@ impl NodeStore {
         unsafe { std::slice::from_raw_parts(b.as_ptr().cast::<u16>(), b.len() / 2) }
     }
 
-    /// Hints the CPU to start loading node `n`'s vector (its first `PREFETCH_VECTOR_BYTES`).
+    /// Hints at most `bytes` of a row ahead of its distance instead of the default
+    /// [`PREFETCH_ROW_BYTES`] (measured per storage).
+    pub(crate) fn set_prefetch_len(&mut self, bytes: usize) {
+        self.prefetch_len = self.vec_bytes.min(bytes);
+    }
+
+    /// Hints the CPU to start loading node `n`'s vector (its first `prefetch_len` bytes).
     #[inline(always)]
     pub(crate) fn prefetch_vector(&self, n: u32) {
         #[cfg(target_arch = "x86_64")]
         if let Some(p) = self.vector_ptr(n) {
-            prefetch_lines(p.as_ptr(), self.vec_bytes.min(PREFETCH_VECTOR_BYTES));
+            prefetch_lines(p.as_ptr(), self.prefetch_len);
         }
         #[cfg(not(target_arch = "x86_64"))]
         let _ = n;
@@ -813,11 +822,20 @@ impl Drop for NodeStore {
     }
 }
 
-/// Bytes of a vector hinted ahead of its distance: the hardware prefetcher streams the rest.
-/// Measured on debian-minilm (384 × `f32`, 24 lines), in turns: 4, 8 and 12 lines ran alike
-/// within the noise; the whole row (24) was 5–10 % slower (the hints stall once the line-fill
-/// buffers are full) and 1 line slightly slower.
-const PREFETCH_VECTOR_BYTES: usize = 512;
+/// Bytes of a row hinted ahead of its distance: the hardware prefetcher streams the rest.
+/// Measured on debian-minilm (384 dims) in session 10 on the first machine: 4, 8 and 12 lines of
+/// the 24 of an `f32` row ran alike within the noise, the whole row 5–10 % slower (the hints
+/// stall once the line-fill buffers are full), 1 line slightly slower. `Storage::F32` rows get
+/// [`PREFETCH_F32_BYTES`] instead.
+const PREFETCH_ROW_BYTES: usize = 512;
+
+/// Bytes of an `f32` row hinted ahead of its distance. On an AMD EPYC with AVX-512 (session 12,
+/// six rounds in turns, same graphs), against 512: 128 gave debian-minilm +3 % / +4 % QPS at ef
+/// 16 / 64 and Fashion-MNIST +3 % / +9 % at ef 12 / 32; 64 gave +4 % / +7 % and +5 % / +9 %;
+/// siftsmall, whose rows are 512 bytes and cached, did not change. The first machine ran one
+/// line slower and, on Fashion-MNIST, 256 bytes at 0.93–0.98x of 512, so 128 and not 64. The
+/// `sq8` codes of debian-minilm (384 bytes) keep [`PREFETCH_ROW_BYTES`]: 128 of them ran 0.93x.
+pub(crate) const PREFETCH_F32_BYTES: usize = 128;
 
 /// Hints the cache lines of `[p, p + len)` (a no-op off x86-64): for buffers outside the store
 /// that the walk reads, such as a batch's walk codes.
