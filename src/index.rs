@@ -11,7 +11,7 @@ use crate::idmap::IdMap;
 use crate::links::ListCodec;
 use crate::results;
 use crate::scratch::{with_scratch, Cand, Scratch};
-use crate::store::{NodeStore, Release, MAX_LEVEL, PREFETCH_F32_BYTES};
+use crate::store::{f32_prefetch_bytes, NodeStore, Release, MAX_LEVEL};
 use parking_lot::Mutex;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -216,7 +216,7 @@ impl Index {
         };
         let mut store = NodeStore::new(row, exact, config.m, config.m0, codec);
         if config.storage == Storage::F32 {
-            store.set_prefetch_len(PREFETCH_F32_BYTES);
+            store.set_prefetch_len(f32_prefetch_bytes());
         }
         Ok(Self {
             ml: config.level_multiplier(),

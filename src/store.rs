@@ -354,7 +354,7 @@ impl NodeStore {
     }
 
     /// Hints at most `bytes` of a row ahead of its distance instead of the default
-    /// [`PREFETCH_ROW_BYTES`] (measured per storage).
+    /// [`PREFETCH_ROW_BYTES`] (measured per storage and CPU: [`f32_prefetch_bytes`]).
     pub(crate) fn set_prefetch_len(&mut self, bytes: usize) {
         self.prefetch_len = self.vec_bytes.min(bytes);
     }
@@ -823,19 +823,33 @@ impl Drop for NodeStore {
 }
 
 /// Bytes of a row hinted ahead of its distance: the hardware prefetcher streams the rest.
-/// Measured on debian-minilm (384 dims) in session 10 on the first machine: 4, 8 and 12 lines of
-/// the 24 of an `f32` row ran alike within the noise, the whole row 5–10 % slower (the hints
-/// stall once the line-fill buffers are full), 1 line slightly slower. `Storage::F32` rows get
-/// [`PREFETCH_F32_BYTES`] instead.
+/// Measured on debian-minilm (384 dims) on an Intel Xeon with AVX-512 (sessions 7–11): 4, 8
+/// and 12 lines of the 24 of an `f32` row ran alike within the noise, the whole row 5–10 % slower
+/// (the hints stall once the line-fill buffers are full), 1 line slightly slower, and 256 bytes
+/// with the four-row kernel 4–5 % slower than 512 (also on siftsmall; Fashion-MNIST 0.93–0.98x).
 const PREFETCH_ROW_BYTES: usize = 512;
 
-/// Bytes of an `f32` row hinted ahead of its distance. On an AMD EPYC with AVX-512 (session 12,
-/// six rounds in turns, same graphs), against 512: 128 gave debian-minilm +3 % / +4 % QPS at ef
-/// 16 / 64 and Fashion-MNIST +3 % / +9 % at ef 12 / 32; 64 gave +4 % / +7 % and +5 % / +9 %;
-/// siftsmall, whose rows are 512 bytes and cached, did not change. The first machine ran one
-/// line slower and, on Fashion-MNIST, 256 bytes at 0.93–0.98x of 512, so 128 and not 64. The
-/// `sq8` codes of debian-minilm (384 bytes) keep [`PREFETCH_ROW_BYTES`]: 128 of them ran 0.93x.
-pub(crate) const PREFETCH_F32_BYTES: usize = 128;
+/// Bytes of an `f32` row hinted ahead of its distance on an AMD CPU. On an AMD EPYC with AVX-512
+/// (session 12, six rounds in turns, same graphs), against 512: 128 gave debian-minilm +3 % / +4 %
+/// QPS at ef 16 / 64 and Fashion-MNIST +3 % / +9 % at ef 12 / 32; 64 gave +4 % / +7 % and
+/// +5 % / +9 %; siftsmall, whose rows are 512 bytes and cached, did not change. The Intel machine
+/// ran fewer lines slower ([`PREFETCH_ROW_BYTES`]), so the width follows the vendor. `sq8` codes
+/// keep 512 on both: debian-minilm's (384 bytes) ran 0.92–0.95x with 128 on the EPYC.
+const PREFETCH_F32_BYTES_AMD: usize = 128;
+
+/// Bytes of an `f32` row to hint ahead of its distance on this CPU: see [`PREFETCH_ROW_BYTES`]
+/// and [`PREFETCH_F32_BYTES_AMD`].
+pub(crate) fn f32_prefetch_bytes() -> usize {
+    #[cfg(target_arch = "x86_64")]
+    {
+        // Leaf 0 names the vendor in ebx, edx, ecx: "Auth", "enti", "cAMD".
+        let r = std::arch::x86_64::__cpuid(0);
+        if [r.ebx, r.edx, r.ecx] == [*b"Auth", *b"enti", *b"cAMD"].map(u32::from_le_bytes) {
+            return PREFETCH_F32_BYTES_AMD;
+        }
+    }
+    PREFETCH_ROW_BYTES
+}
 
 /// Hints the cache lines of `[p, p + len)` (a no-op off x86-64): for buffers outside the store
 /// that the walk reads, such as a batch's walk codes.
