@@ -12,7 +12,7 @@ use std::collections::BinaryHeap;
 /// unsigned order is `total_cmp` order, above the node number. The heaps then move and compare
 /// one word. As a pair of fields, a heap's pop stored the two halves separately and loaded them
 /// back as one word at once, a store-forwarding stall on every pop (siftsmall `f32`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) struct Cand(u64);
 
 impl Cand {
